@@ -1,0 +1,27 @@
+"""Loading the YAML configuration under ``config/`` (settings.config_dir)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pv.errors import ConfigError
+from pv.settings import get_settings
+
+
+def config_path(name: str, config_dir: Path | None = None) -> Path:
+    return (config_dir or get_settings().config_dir) / name
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file safely; a missing or malformed file is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc

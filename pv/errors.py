@@ -1,0 +1,57 @@
+"""The one errors module of pv. Every error the service raises on purpose derives from PvError."""
+
+from __future__ import annotations
+
+
+class PvError(Exception):
+    """Base class: a failure the user can understand and act on."""
+
+
+class ConfigError(PvError):
+    """A configuration file or setting is missing or invalid."""
+
+
+class InputError(PvError):
+    """Bad input, located as precisely as known: file, line and field."""
+
+    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+
+class UnreadableFileError(InputError):
+    """A whole file cannot be read (not a zip, no DEMO file, not XML...): the command fails."""
+
+
+class HostileInputError(InputError):
+    """Input that tries to attack the parser (XML entity expansion, external entities, DTDs)."""
+
+
+class ConvergenceError(PvError):
+    """A numerical fit (e.g. the MGPS prior) did not converge."""
+
+
+class NotFoundError(PvError):
+    """A requested object (run, signal, label...) does not exist."""
+
+
+class InvalidTransitionError(PvError):
+    """A signal lifecycle transition that the rules forbid."""
+
+
+class AuditTrailError(PvError):
+    """An attempt to change or delete an audit-trail entry."""

@@ -1,0 +1,27 @@
+"""All tables of the store. Import every models module here so that Alembic and tests see them."""
+
+from pv.models.base import Base
+from pv.models.casestore import (
+    Case,
+    CaseVersion,
+    DeletedCase,
+    Drug,
+    EventGroupTerm,
+    Indication,
+    Quarantine,
+    Reaction,
+    SourceFile,
+)
+
+__all__ = [
+    "Base",
+    "Case",
+    "CaseVersion",
+    "DeletedCase",
+    "Drug",
+    "EventGroupTerm",
+    "Indication",
+    "Quarantine",
+    "Reaction",
+    "SourceFile",
+]

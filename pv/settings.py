@@ -1,0 +1,50 @@
+"""Service settings, read from the environment (prefix ``PV_``) and an optional ``.env`` file.
+
+Every setting is documented in docs/configuration.md and config/.env.example.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PV_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{VAR_DIR / 'pv.sqlite3'}",
+        description="SQLAlchemy URL of the case store; postgresql+psycopg://... in production.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://...). Unset: tasks run in process (embedded default).",
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; defaults to the broker URL."
+    )
+    config_dir: Path = Field(default=Path("config"), description="Folder of the YAML configuration.")
+    var_dir: Path = Field(
+        default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."
+    )
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "pv@localhost"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when no broker is configured: Celery tasks run eagerly in this process."""
+        return not self.broker_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
