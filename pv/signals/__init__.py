@@ -1,0 +1,1 @@
+"""Signal registry, label registry and the feedback loop from real-world data to labels."""
