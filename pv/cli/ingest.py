@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pv.db import session_scope
@@ -54,7 +54,7 @@ def ingest_files(paths: Sequence[Path], parse: Parser, *, parse_stages: int = 1,
         for path in paths:
             task = progress.add_task(path.name, total=parse_stages + len(LOAD_STAGES), stage="parsing")
 
-            def step(stage: str, task: int = task) -> None:  # noqa: B023 - bound per file
+            def step(stage: str, task: TaskID = task) -> None:
                 progress.update(task, advance=1, stage=stage)
 
             try:
