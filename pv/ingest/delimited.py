@@ -183,7 +183,13 @@ def parse_partial_dates(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     years = parsed.dt.year
     valid = parsed.notna() & (years >= 1900) & (years <= 2099)
     impossible = present & ~valid
-    dates = pd.Series(None, index=series.index, dtype=object)
-    if valid.any():
-        dates[valid] = parsed[valid].dt.date
-    return dates, impossible
+    return date_objects(parsed.where(valid)), impossible
+
+
+def date_objects(series: pd.Series) -> pd.Series:
+    """datetime64 values as ``datetime.date`` objects, NaT as None."""
+    out = np.full(len(series), None, dtype=object)
+    ok = series.notna().to_numpy()
+    if ok.any():
+        out[ok] = series[ok].dt.date.to_numpy()
+    return pd.Series(out, index=series.index, dtype=object)

@@ -43,6 +43,7 @@ from pv.ingest.delimited import (
     RAW_LIMIT,
     Table,
     clean,
+    date_objects,
     is_digits,
     parse_partial_dates,
     raw_text,
@@ -161,7 +162,7 @@ class _Quarantine:
             "file": table.member, "line": bad["_line"].astype("int64"), "field": field,
             "raw": raw_text(bad, table.header), "reason": reasons,
         }))
-        return frame[~mask]
+        return frame[~mask].copy()
 
     def frame(self) -> pd.DataFrame:
         parts = [f for f in self.frames if not f.empty]
@@ -371,15 +372,7 @@ def _parse_therapies(q: _Quarantine, table: Table, source: Path, layout: _Layout
     out = ther.groupby(["report_id", "source_seq"], sort=False).agg(
         start_date=("start_date", "min"), end_date=("end_date", "max")).reset_index()
     for col in ("start_date", "end_date"):
-        out[col] = _date_objects(out[col])
-    return out
-
-
-def _date_objects(series: pd.Series) -> pd.Series:
-    out = pd.Series(None, index=series.index, dtype=object)
-    ok = series.notna()
-    if ok.any():
-        out[ok] = series[ok].dt.date
+        out[col] = date_objects(out[col])
     return out
 
 
