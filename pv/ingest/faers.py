@@ -387,7 +387,7 @@ def _parse_indications(q: _Quarantine, table: Table, source: Path, layout: _Layo
     lookup = drugs.set_index(["report_id", "source_seq"])["seq"]
     lookup = lookup[~lookup.index.duplicated()]
     keys = pd.MultiIndex.from_arrays([frame[layout.report], source_seq])
-    seq = pd.Series(lookup.reindex(keys).to_numpy(), index=frame.index)
+    seq = pd.to_numeric(pd.Series(lookup.reindex(keys).to_numpy(), index=frame.index), errors="coerce")
     if layout is FAERS:  # keep the given seq even when DRUG lacks it
         given = pd.to_numeric(source_seq, errors="coerce")
         seq = seq.fillna(given.where(given <= INT32_MAX))
@@ -466,7 +466,10 @@ def parse_quarter(path: str | Path, progress: Progress | None = None) -> Batch:
             name = source.members.get(kind)
             if name is None:
                 return None
-            t = read_table(source.read(name), name)
+            data = source.read(name)
+            if kind != "DEMO" and not data.strip(b" \t\r\n\x00"):
+                return None  # an empty member is treated as absent
+            t = read_table(data, name)
             q.extend(t.quarantine)
             rows_read += t.rows_read
             return t
