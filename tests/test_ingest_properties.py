@@ -58,7 +58,8 @@ def _body_lines(data: bytes) -> int:
     return sum(1 for raw in lines if raw.decode("latin-1").strip())
 
 
-@settings(max_examples=int(os.environ.get("PV_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("PV_FUZZ_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(member=st.sampled_from(MEMBERS), mode=st.sampled_from(["replace", "splice", "append", "body"]),
        junk=_chunks, where=st.floats(0, 1))
 def test_arbitrary_bytes_never_crash(session: Session, member: str, mode: str, junk: bytes,
