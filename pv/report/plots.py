@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -38,6 +39,9 @@ def forest_plot(forest: pd.DataFrame, *, measure: str, title: str, threshold: fl
         ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="#1f4e79", ecolor="#7f9fbf", capsize=3)
         ax.set_yticks(y, [f"{p} (n={int(n)})" for p, n in zip(df["product"], df["n"], strict=True)])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.axvline(1.0, color="grey", lw=0.8)
         if threshold is not None:
             ax.axvline(threshold, color="#c0392b", lw=0.8, ls="--", label=f"threshold {threshold:g}")
@@ -54,14 +58,18 @@ def trend_plot(trend: pd.DataFrame, *, measure: str, title: str, threshold: floa
         ax.text(0.5, 0.5, "no trend data", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     else:
-        for product, grp in trend.sort_values("quarter").groupby("product", sort=True):
-            ax.plot(pd.to_datetime(grp["quarter"]), grp["value"], marker="o", ms=3, label=str(product))
+        ends = pd.to_datetime(trend["quarter"])
+        labels = sorted(set(zip(ends, ends.dt.year.astype(str) + "Q" + ends.dt.quarter.astype(str), strict=True)))
+        position = {end: i for i, (end, _) in enumerate(labels)}
+        frame = trend.assign(_x=ends.map(position))
+        for product, grp in frame.sort_values("_x").groupby("product", sort=True):
+            ax.plot(grp["_x"], grp["value"], marker="o", ms=3, label=str(product))
+        ax.set_xticks(range(len(labels)), [label for _, label in labels])
         if threshold is not None:
             ax.axhline(threshold, color="#c0392b", lw=0.8, ls="--")
         ax.set_ylabel(measure)
         ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.set_title(title, fontsize=10)
-    fig.autofmt_xdate()
     return to_png(fig)
 
 
