@@ -333,6 +333,11 @@ class Universe:
         # --- tracked-event multipliers per product (exactly 1 for products of the scenario's pairs)
         self.tracked_rate = np.array([t.background_rate for t in tracked])
         self.tracked_mult = rng.lognormal(0.0, 0.25, (n_prod, len(tracked)))
+        # report-weighted mean 1, so that the background rate of a tracked event is its nominal rate
+        mix = np.concatenate(
+            [config.cart_share * _normalised(self.cart_volume), (1 - config.cart_share) * self.ps_weights]
+        )
+        self.tracked_mult /= mix @ self.tracked_mult
         event_pos = {t.event: k for k, t in enumerate(tracked)}
         self.pairs = []
         for p in scenario.pairs:
@@ -1050,14 +1055,25 @@ def _table_bytes(df: pd.DataFrame, columns: list[str]) -> bytes:
 def write_zip(
     path: Path, quarter: Quarter, tables: Tables, deleted: Iterable[int], compresslevel: int = 1
 ) -> Path:
-    """One FAERS quarterly extract: ASCII/<FILE>yyQn.txt for the seven tables, Deleted/DELETEyyQn.txt."""
+    """One FAERS quarterly extract: ASCII/<FILE>yyQn.txt for the seven tables, Deleted/DELETEyyQn.txt.
+
+    Member timestamps are the quarter's last day, so the same tables give byte-identical zips.
+    """
     tmp = path.with_suffix(".zip.part")
+    stamp = (quarter.end.year, quarter.end.month, quarter.end.day, 0, 0, 0)
+
+    def member(name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=stamp)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        return info
+
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, columns in FILE_COLUMNS.items():
             df = getattr(tables, name.lower())
-            zf.writestr(f"ASCII/{name}{quarter.short}.txt", _table_bytes(df, columns))
+            zf.writestr(member(f"ASCII/{name}{quarter.short}.txt"), _table_bytes(df, columns))
         ids = sorted(set(int(c) for c in deleted))
-        zf.writestr(f"Deleted/DELETE{quarter.short}.txt", "".join(f"{c}\n" for c in ids))
+        zf.writestr(member(f"Deleted/DELETE{quarter.short}.txt"), "".join(f"{c}\n" for c in ids))
     tmp.replace(path)
     return path
 

@@ -115,7 +115,7 @@ def default_scenario() -> Scenario:
         InjectedPair(
             "VORELATINIB",
             "Acute kidney injury",
-            3.0,
+            4.0,
             "signal",
             Quarter(2023, 3),
             "background kinase inhibitor, moderate signal",
