@@ -9,6 +9,7 @@ import typer
 from pv.cli import db as db_cli
 from pv.cli import ingest as ingest_cli
 from pv.cli import store as store_cli
+from pv.cli import simulate as simulate_cli
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(store_cli.app, name="store")
+app.add_typer(simulate_cli.app, name="simulate")
 
 
 def main(argv: list[str] | None = None) -> None:
