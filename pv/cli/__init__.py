@@ -8,8 +8,8 @@ import typer
 
 from pv.cli import db as db_cli
 from pv.cli import ingest as ingest_cli
-from pv.cli import store as store_cli
 from pv.cli import simulate as simulate_cli
+from pv.cli import store as store_cli
 from pv.errors import PvError
 
 app = typer.Typer(
