@@ -21,7 +21,7 @@ What is read (ICH E2B(R3) element numbers; OIDs of the ICH code lists):
   G.k.2.3.r.1 substance names (joined with a backslash, as FAERS prod_ai), G.k.4.r dosages (text, route,
   earliest start, latest end), G.k.7.r indications.
 
-Versions: a case's versions share C.1.8.1 and usually C.1.1, so a version's ``report_id`` is C.1.1 plus
+Versions: a version is initial (I) when C.1.5 equals C.1.4, follow-up (F) when later. A case's versions share C.1.8.1 and usually C.1.1, so a version's ``report_id`` is C.1.1 plus
 ``#`` and C.1.2 as 14 digits, and ``version`` is C.1.5 as the integer YYYYMMDD. The store keeps the highest
 ``version`` (then later ``received_date`` = C.1.5, then higher report_id), so versions are ordered by C.1.5,
 then by C.1.2.
@@ -121,11 +121,13 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element, dict[ET.Element, int]
         parser.feed(data)
         root = parser.close()
     except DefusedXmlException as exc:
-        line = parser.parser.CurrentLineNumber
+        what = {"DTDForbidden": "a document type declaration (DTD)",
+                "EntitiesForbidden": "an entity declaration",
+                "ExternalReferenceForbidden": "an external reference"}.get(type(exc).__name__, "a DTD feature")
         raise HostileInputError(
-            f"refused: the XML declares a DTD, entities or external references ({type(exc).__name__}: {exc}); "
-            "E2B(R3) files need none, and they can expand without bound or read local files",
-            file=name, line=line) from exc
+            f"refused: the file contains {what}. E2B(R3) files need none, and DTD entities can expand "
+            "without bound (billion laughs) or read local files and URLs (external entities)",
+            file=name, line=parser.parser.CurrentLineNumber) from exc
     except ET.ParseError as exc:
         line, column = exc.position
         reason = expat.errors.messages.get(exc.code, str(exc)) if isinstance(exc.code, int) else str(exc)
@@ -172,7 +174,9 @@ def _attr(element: ET.Element | None, name: str) -> str | None:
 
 def _code_is(element: ET.Element | None, code: str, system: str) -> bool:
     c = _kid(element, "code")
-    return c is not None and (c.get("code") or "").strip() == code and (c.get("codeSystem") or "").strip() == system
+    if c is None:
+        return False
+    return (c.get("code") or "").strip() == code and (c.get("codeSystem") or "").strip() == system
 
 
 def _descendant(element: ET.Element | None, name: str) -> ET.Element | None:
@@ -202,7 +206,8 @@ class _Reader:
     def line(self, element: ET.Element | None) -> int | None:
         return self.lines.get(element) if element is not None else None
 
-    def ts(self, element: ET.Element | None, field_name: str, attr: str = "value") -> tuple[dt.date, str] | None:
+    def ts(self, element: ET.Element | None, field_name: str,
+           attr: str = "value") -> tuple[dt.date, str] | None:
         """An HL7 TS attribute -> (date, 14 digits); None when absent; impossible dates raise _Bad."""
         raw = _attr(element, attr)
         if raw is None:
@@ -226,19 +231,20 @@ class _Reader:
         got = self.ts(element, field_name)
         return got[0] if got else None
 
-    def interval(self, element: ET.Element | None, field_name: str) -> tuple[dt.date | None, dt.date | None]:
+    def interval(self, element: ET.Element | None, start_field: str,
+                 end_field: str) -> tuple[dt.date | None, dt.date | None]:
         """Start and end of an effectiveTime (TS, IVL_TS or SXPR_TS holding an IVL_TS)."""
         if element is None:
             return None, None
         if _attr(element, "value"):
-            return self.date(element, field_name), None
+            return self.date(element, start_field), None
         start = end = None
         for node in element.iter():
             tag = _local(node.tag)
             if tag == "low" and start is None:
-                start = self.date(node, f"{field_name} start")
+                start = self.date(node, start_field)
             elif tag == "high" and end is None:
-                end = self.date(node, f"{field_name} end")
+                end = self.date(node, end_field)
         return start, end
 
     # ---------------------------------------------------------------------------------------- one ICSR
@@ -335,7 +341,7 @@ class _Reader:
         result.version = {
             **keys,
             "version": int(latest[1][:8]),
-            "initial_or_followup": None,
+            "initial_or_followup": _initial_or_followup(first_received, latest[0]),
             "received_date": latest[0],
             "initial_received_date": first_received,
             "event_date": min(event_dates) if event_dates else None,
@@ -379,7 +385,7 @@ class _Reader:
         if not term:
             raise _Bad("reaction without MedDRA code (E.i.2.1b) or reported term (E.i.1.1a)", "E.i.2.1b",
                        self.line(obs))
-        start, _end = self.interval(_kid(obs, "effectiveTime"), "E.i.4")
+        start, _end = self.interval(_kid(obs, "effectiveTime"), "E.i.4", "E.i.5")
         place = _descendant(_kid(obs, "location"), "locatedPlace")
         country = _attr(_kid(place, "code"), "code")
         row = {"pt_verbatim": term, "meddra_code": meddra[:16] if meddra else None, "outcome": outcome}
@@ -437,7 +443,7 @@ class _Reader:
             route = _text(_kid(route_el, "originalText")) or _attr(route_el, "code")
             if route and route not in routes:
                 routes.append(route)
-            start, end = self.interval(_kid(dosage, "effectiveTime"), "G.k.4.r.4")
+            start, end = self.interval(_kid(dosage, "effectiveTime"), "G.k.4.r.4", "G.k.4.r.5")
             starts += [start] if start else []
             ends += [end] if end else []
         indications: list[str] = []
@@ -477,9 +483,17 @@ class _Reader:
         return min(found, key=lambda item: item[0])[1] if found else None
 
 
+def _initial_or_followup(first_received: dt.date | None, latest: dt.date) -> str | None:
+    """E2B(R3) has no initial/follow-up flag: initial when C.1.5 equals C.1.4, follow-up when later."""
+    if first_received is None:
+        return None
+    return "I" if latest <= first_received else "F"
+
+
 def _quantity(value: ET.Element | None, units: dict[str, float], low: float, high: float,
               exclusive_low: bool = False) -> float | None:
-    """A PQ value converted with ``units``; None when absent, not a number, of unknown unit or out of range."""
+    """A PQ value converted with ``units``; None when absent, not a number, of unknown unit or out of
+    range."""
     number, unit = _attr(value, "value"), _attr(value, "unit")
     factor = units.get(unit or "")
     if number is None or factor is None:
@@ -488,7 +502,7 @@ def _quantity(value: ET.Element | None, units: dict[str, float], low: float, hig
         converted = float(number.replace(",", ".")) * factor
     except ValueError:
         return None
-    if not math.isfinite(converted) or converted > high or converted < low or (exclusive_low and converted == low):
+    if not math.isfinite(converted) or not low <= converted <= high or (exclusive_low and converted == low):
         return None
     return round(converted, 4)
 
