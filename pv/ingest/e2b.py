@@ -21,10 +21,10 @@ What is read (ICH E2B(R3) element numbers; OIDs of the ICH code lists):
   G.k.2.3.r.1 substance names (joined with a backslash, as FAERS prod_ai), G.k.4.r dosages (text, route,
   earliest start, latest end), G.k.7.r indications.
 
-Versions: a version is initial (I) when C.1.5 equals C.1.4, follow-up (F) when later. A case's versions share C.1.8.1 and usually C.1.1, so a version's ``report_id`` is C.1.1 plus
-``#`` and C.1.2 as 14 digits, and ``version`` is C.1.5 as the integer YYYYMMDD. The store keeps the highest
-``version`` (then later ``received_date`` = C.1.5, then higher report_id), so versions are ordered by C.1.5,
-then by C.1.2.
+Versions: a version is initial (I) when C.1.5 equals C.1.4, follow-up (F) when later. A case's versions
+share C.1.8.1 and usually C.1.1, so a version's ``report_id`` is C.1.1 plus ``#`` and C.1.2 as 14 digits,
+and ``version`` is C.1.5 as the integer YYYYMMDD. The store keeps the highest ``version`` (then the later
+``received_date`` = C.1.5, then the higher report_id), so versions are ordered by C.1.5, then by C.1.2.
 
 An ICSR is loaded whole or not at all: a missing mandatory element (C.1.1, C.1.2, C.1.5, C.1.8.1), an
 impossible date, a drug without characterisation or name, or a reaction without code or term sends the whole
@@ -123,7 +123,7 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element, dict[ET.Element, int]
     except DefusedXmlException as exc:
         what = {"DTDForbidden": "a document type declaration (DTD)",
                 "EntitiesForbidden": "an entity declaration",
-                "ExternalReferenceForbidden": "an external reference"}.get(type(exc).__name__, "a DTD feature")
+                "ExternalReferenceForbidden": "an external reference"}.get(type(exc).__name__, "a DTD")
         raise HostileInputError(
             f"refused: the file contains {what}. E2B(R3) files need none, and DTD entities can expand "
             "without bound (billion laughs) or read local files and URLs (external entities)",
