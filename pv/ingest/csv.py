@@ -392,10 +392,9 @@ def _add_row(versions: dict[tuple[str, str], _Version], cells: dict[str, str], m
                              "indication")}
     starts = [_date(v, "drug_start_date", mapping) for v in drug_cols["drug_start_date"]]
     ends = [_date(v, "drug_end_date", mapping) for v in drug_cols["drug_end_date"]]
-    codes = _aligned(_split(cells.get("meddra_code", ""), "meddra_code", mapping, keep_empty=True), len(events),
-                     "meddra_code")
-    event_outcomes = _aligned(_split(cells.get("event_outcome", ""), "event_outcome", mapping, keep_empty=True),
-                              len(events), "event_outcome")
+    event_cols = {key: _aligned(_split(cells.get(key, ""), key, mapping, keep_empty=True), len(events), key)
+                  for key in ("meddra_code", "event_outcome")}
+    codes, event_outcomes = event_cols["meddra_code"], event_cols["event_outcome"]
     outcomes = _outcomes(get("serious", ""), get("outcomes", ""))
 
     key = (case_key, report_id[:100])
