@@ -262,6 +262,8 @@ def _split(value: str, key: str, mapping: CsvMapping, keep_empty: bool = False) 
     """The items of a list cell (layout ``case``) or the cell itself, each through ``values``.
 
     Empty items are dropped, unless ``keep_empty`` (a list aligned by position: "DLBCL||" is three items)."""
+    if not value:
+        return []
     if mapping.layout == "row" or not mapping.list_delimiter:
         parts = [value]
     else:
@@ -365,7 +367,8 @@ def parse_csv_bytes(data: bytes, name: str, mapping: CsvMapping) -> Batch:
 
 def _add_row(versions: dict[tuple[str, str], _Version], cells: dict[str, str], mapping: CsvMapping) -> None:
     def get(key: str, default: str = "") -> str:
-        return _mapped(cells.get(key, default), key, mapping)
+        value = cells.get(key)
+        return _mapped(value, key, mapping) if value else default
 
     case_id = get("case_id", "")
     if not case_id:
