@@ -12,6 +12,7 @@ Reference: Garwood F (1936) Fiducial limits for the Poisson distribution. Biomet
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,7 +113,10 @@ def rate_ratios(data: pd.DataFrame, events: str, person_years: str, group: str, 
     x = np.column_stack([np.ones(len(agg))] + [(agg["group"] == g).to_numpy(float) for g in others])
     model = sm.GLM(agg["events"].to_numpy(float), x, family=sm.families.Poisson(),
                    offset=np.log(agg["person_years"].to_numpy(float)))
-    res = model.fit()
+    with warnings.catch_warnings():
+        # the model is saturated (one row per group), which statsmodels flags as "perfect prediction"
+        warnings.filterwarnings("ignore", message=".*[Pp]erfect.*")
+        res = model.fit()
     ci = np.asarray(res.conf_int(alpha=alpha))
     params = np.asarray(res.params)
     pvalues = np.asarray(res.pvalues)
