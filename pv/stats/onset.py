@@ -3,11 +3,12 @@
 Input: one row per (report, product, event) with ``start_date`` (THER start_dt / Drug.start_date) and
 ``event_date``. Onset = ``event_date - start_date`` in days; rows with a missing date or an event before the
 start are excluded (and counted). Per product-event: the number of usable reports, median and quartiles, and
-the Weibull shape parameter ``k`` fitted by maximum likelihood (lifelines' WeibullFitter, whose ``rho_`` is the
-shape and ``lambda_`` the scale) with its Wald interval (lifelines' summary). ``k < 1`` means a hazard that falls with time
-(early onset: CRS, ICANS); ``k > 1`` a hazard that rises (late onset, e.g. secondary malignancies); an
-interval excluding 1 is the usual criterion (Cornelius et al. 2012, Pharmacoepidemiol Drug Saf 21:1-8).
-Onsets on day 0 are set to 0.5 day for the Weibull fit only (the density needs positive times).
+the Weibull shape parameter ``k`` fitted by maximum likelihood (lifelines' WeibullFitter, whose ``rho_`` is
+the shape and ``lambda_`` the scale) with its Wald interval (lifelines' summary). ``k < 1`` means a hazard
+that falls with time (early onset: CRS, ICANS); ``k > 1`` a hazard that rises (late onset, e.g. secondary
+malignancies); an interval excluding 1 is the usual criterion (Cornelius et al. 2012, Pharmacoepidemiol
+Drug Saf 21:1-8). Onsets on day 0 are set to 0.5 day for the Weibull fit only (its density needs
+positive times).
 """
 
 from __future__ import annotations
