@@ -6,8 +6,8 @@ start are excluded (and counted). Per product-event: the number of usable report
 the Weibull shape parameter ``k`` fitted by maximum likelihood (lifelines' WeibullFitter, whose ``rho_`` is
 the shape and ``lambda_`` the scale) with its Wald interval (lifelines' summary). ``k < 1`` means a hazard
 that falls with time (early onset: CRS, ICANS); ``k > 1`` a hazard that rises (late onset, e.g. secondary
-malignancies); an interval excluding 1 is the usual criterion (Cornelius et al. 2012, Pharmacoepidemiol
-Drug Saf 21:1-8). Onsets on day 0 are set to 0.5 day for the Weibull fit only (its density needs
+malignancies); an interval excluding 1 is the usual criterion (Cornelius et al. 2012, Drug Saf
+35:599-610). Onsets on day 0 are set to 0.5 day for the Weibull fit only (its density needs
 positive times).
 """
 
