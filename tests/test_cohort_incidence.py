@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from pv.cli import app as pv_app
-from pv.cli.cohort import ingest_cohort, simulate_cohort
 from pv.errors import InputError
 from pv.incidence import analyse, cohort_time_event
 from pv.incidence_plots import plot_cumulative_incidence
@@ -135,21 +133,8 @@ def test_cohort_time_event_competing_death(session, cohort_csv: Path) -> None:  
     assert tcell.loc["P8", "event"] == "malignancy_t_cell"
 
 
-def _cli_app() -> typer.Typer:
-    """The main app plus the cohort sub-commands as the ingest/simulate sub-apps will register them."""
-    ingest = typer.Typer()
-    ingest.command("cohort")(ingest_cohort)
-    sim = typer.Typer()
-    sim.command("cohort")(simulate_cohort)
-    app = typer.Typer()
-    app.add_typer(ingest, name="ingest")
-    app.add_typer(sim, name="simulate")
-    app.registered_commands += pv_app.registered_commands
-    return app
-
-
 def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    app = _cli_app()
+    app = pv_app
     out = tmp_path / "sim.csv"
     r = runner.invoke(app, ["simulate", "cohort", "--patients", "600", "--seed", "11", "--out", str(out)])
     assert r.exit_code == 0, r.output

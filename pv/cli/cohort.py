@@ -1,8 +1,7 @@
 """``pv incidence``, ``pv onset``, and the cohort commands ``pv ingest cohort`` / ``pv simulate cohort``.
 
-:func:`register` adds ``incidence`` and ``onset`` to the main app. :func:`ingest_cohort` and
-:func:`simulate_cohort` are plain typer command functions for the ``ingest`` and ``simulate`` sub-apps:
-``ingest_app.command("cohort")(ingest_cohort)`` and ``simulate_app.command("cohort")(simulate_cohort)``.
+:func:`register` adds ``incidence`` and ``onset`` to the main app and :func:`ingest_cohort` /
+:func:`simulate_cohort` as ``cohort`` to the ``ingest`` and ``simulate`` sub-apps.
 """
 
 from __future__ import annotations
@@ -219,7 +218,9 @@ def simulate_cohort(
         typer.echo(f"wrote {len(frame)} patients to {out}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``incidence`` and ``onset`` to the main app."""
+def register(app: typer.Typer, ingest_app: typer.Typer, simulate_app: typer.Typer) -> None:
+    """Add ``incidence`` and ``onset`` to the main app, ``cohort`` to the ingest and simulate sub-apps."""
     app.command("incidence")(incidence)
     app.command("onset")(onset)
+    ingest_app.command("cohort")(ingest_cohort)
+    simulate_app.command("cohort")(simulate_cohort)
