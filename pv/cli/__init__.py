@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from pv.cli import cohort as cohort_cli
 from pv.cli import db as db_cli
 from pv.cli import ingest as ingest_cli
 from pv.cli import simulate as simulate_cli
@@ -23,6 +24,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(store_cli.app, name="store")
 app.add_typer(simulate_cli.app, name="simulate")
+cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,10 +12,13 @@ from pv.models.casestore import (
     Reaction,
     SourceFile,
 )
+from pv.models.cohort import CohortEvent, CohortPatient
 
 __all__ = [
     "Base",
     "Case",
+    "CohortEvent",
+    "CohortPatient",
     "CaseVersion",
     "DeletedCase",
     "Drug",
