@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from pv.cli import alerts as alerts_cli
 from pv.cli import db as db_cli
 from pv.errors import PvError
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(alerts_cli.app, name="alerts")
 
 
 def main(argv: list[str] | None = None) -> None:
