@@ -117,9 +117,9 @@ def queue_alerts(
                     updated_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=["change_key", "recipient"])
+                .returning(AlertOutbox.id)
             )
-            result = session.execute(stmt)
-            added += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+            added += len(session.execute(stmt).all())
     session.flush()
     return added
 
