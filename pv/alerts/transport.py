@@ -76,6 +76,10 @@ class SMTPTransport:
         except smtplib.SMTPNotSupportedError as exc:
             raise DeliveryError(f"SMTP server {self.host}:{self.port}: {exc}", retryable=False) from exc
         except smtplib.SMTPServerDisconnected as exc:
+            if isinstance(exc.__context__, TimeoutError):  # smtplib turns a read timeout into this
+                raise DeliveryError(
+                    f"SMTP server {self.host}:{self.port} timed out after {self.timeout:g} s", retryable=True
+                ) from exc
             raise DeliveryError(
                 f"SMTP server {self.host}:{self.port} disconnected: {exc}", retryable=True
             ) from exc
