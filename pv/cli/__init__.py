@@ -24,7 +24,7 @@ app.add_typer(alerts_cli.app, name="alerts")
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: PvError becomes a one-line message on stderr and exit status 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except PvError as exc:
         typer.echo(f"pv: error: {exc}", err=True)
         sys.exit(1)
@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click usage errors (typer >= 0.20 vendors click: typer._click)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
+        sys.exit(code)
