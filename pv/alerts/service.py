@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF = dt.timedelta(minutes=1)
+_CHUNK = 200
 
 
 def _now() -> dt.datetime:
@@ -79,47 +80,65 @@ def queue_alerts(
     report = str(report_path) if report_path is not None else None
     from_addr = get_settings().smtp_from
     domain = from_addr.rsplit("@", 1)[-1].strip("> ") or "pv.localhost"
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    added = 0
-    for change in changes:
+    batch = list(changes)
+    for change in batch:
         if not isinstance(change, SignalChange):
             raise InputError(f"expected a SignalChange, got {type(change).__name__}", field="changes")
-        recipients = routing.recipients_for(change)
+    # what is queued already is neither rendered nor inserted again (the constraint is the real guard)
+    seen: set[tuple[str, str]] = set()
+    keys = sorted({c.key for c in batch})
+    for i in range(0, len(keys), _CHUNK):
+        query = select(AlertOutbox.change_key, AlertOutbox.recipient).where(
+            AlertOutbox.change_key.in_(keys[i : i + _CHUNK])
+        )
+        seen.update((k, r) for k, r in session.execute(query))
+    values: list[dict[str, Any]] = []
+    for change in batch:
+        recipients = [r.lower() for r in routing.recipients_for(change)]
         if not recipients:
             log.info("alert %s: no route matches %s / %s", change.key, change.product, change.event)
+            continue
+        new = [r for r in recipients if (change.key, r) not in seen]
+        if not new:
             continue
         rendered = render_alert(
             change, report=report, subject_prefix=routing.subject_prefix, groups=routing.event_groups
         )
         now = _now()
-        for recipient in recipients:
-            stmt = (
-                insert(AlertOutbox)
-                .values(
-                    change_key=change.key,
-                    recipient=recipient,
-                    kind=change.kind,
-                    signal_id=change.signal_id,
-                    run_id=change.run_id,
-                    product=change.product,
-                    event=change.event,
-                    level=change.level,
-                    payload=_payload(change),
-                    subject=rendered.subject,
-                    body_text=rendered.text,
-                    body_html=rendered.html,
-                    report_path=report,
-                    message_id=_message_id(change, recipient, domain),
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["change_key", "recipient"])
-                .returning(AlertOutbox.id)
+        for recipient in new:
+            seen.add((change.key, recipient))
+            values.append(
+                {
+                    "change_key": change.key,
+                    "recipient": recipient,
+                    "kind": change.kind,
+                    "signal_id": change.signal_id,
+                    "run_id": change.run_id,
+                    "product": change.product,
+                    "event": change.event,
+                    "level": change.level,
+                    "payload": _payload(change),
+                    "subject": rendered.subject,
+                    "body_text": rendered.text,
+                    "body_html": rendered.html,
+                    "report_path": report,
+                    "message_id": _message_id(change, recipient, domain),
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-            added += len(session.execute(stmt).all())
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = 0
+    for i in range(0, len(values), _CHUNK):
+        stmt = (
+            insert(AlertOutbox)
+            .on_conflict_do_nothing(index_elements=["change_key", "recipient"])
+            .returning(AlertOutbox.id)
+        )
+        # rows a concurrent queuer inserted first are skipped and not returned
+        added += len(session.execute(stmt, values[i : i + _CHUNK]).all())
     session.flush()
     return added
 
