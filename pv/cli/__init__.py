@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pv.cli import cohort as cohort_cli
+from pv.cli import alerts as alerts_cli
 from pv.cli import db as db_cli
 from pv.cli import ingest as ingest_cli
 from pv.cli import simulate as simulate_cli
@@ -25,6 +26,7 @@ app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(store_cli.app, name="store")
 app.add_typer(simulate_cli.app, name="simulate")
 cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
+app.add_typer(alerts_cli.app, name="alerts")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,10 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click usage errors (typer >= 0.20 vendors click: typer._click)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
+        sys.exit(code)

@@ -1,5 +1,6 @@
 """All tables of the store. Import every models module here so that Alembic and tests see them."""
 
+from pv.models.alerts import AlertOutbox
 from pv.models.base import Base
 from pv.models.casestore import (
     Case,
@@ -15,6 +16,7 @@ from pv.models.casestore import (
 from pv.models.cohort import CohortEvent, CohortPatient
 
 __all__ = [
+    "AlertOutbox",
     "Base",
     "Case",
     "CohortEvent",
