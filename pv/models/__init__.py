@@ -12,6 +12,7 @@ from pv.models.casestore import (
     Reaction,
     SourceFile,
 )
+from pv.models.signals import Label, LabelAudit, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 
 __all__ = [
     "Base",
@@ -21,7 +22,13 @@ __all__ = [
     "Drug",
     "EventGroupTerm",
     "Indication",
+    "Label",
+    "LabelAudit",
     "Quarantine",
     "Reaction",
+    "Signal",
+    "SignalAudit",
+    "SignalMeasure",
+    "SignalRuleSnapshot",
     "SourceFile",
 ]
