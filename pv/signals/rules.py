@@ -30,10 +30,14 @@ MEASURES: tuple[str, ...] = (
 )
 RESULT_COLUMNS: tuple[str, ...] = ("product", "event", "level", "stratified", *MEASURES)
 LEVELS: tuple[str, ...] = ("pt", "group")
-JURISDICTIONS: tuple[str, ...] = ("FDA", "NMPA", "EMA")
-SECTIONS: tuple[str, ...] = ("boxed_warning", "warnings_and_precautions", "adverse_reactions")
-
+Jurisdiction = Literal["FDA", "NMPA", "EMA"]
 Section = Literal["boxed_warning", "warnings_and_precautions", "adverse_reactions"]
+Component = Literal["strength", "seriousness", "novelty", "trend"]
+JURISDICTIONS: tuple[Jurisdiction, ...] = ("FDA", "NMPA", "EMA")
+SECTIONS: tuple[Section, ...] = ("boxed_warning", "warnings_and_precautions", "adverse_reactions")
+DEFAULT_WEIGHTS: dict[Component, float] = {
+    "strength": 0.4, "seriousness": 0.25, "novelty": 0.2, "trend": 0.15,
+}
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
@@ -167,16 +171,14 @@ class Reopening(_Model):
 
 
 class Feedback(_Model):
-    jurisdictions: list[Literal["FDA", "NMPA", "EMA"]] = Field(default_factory=lambda: list(JURISDICTIONS))
+    jurisdictions: list[Jurisdiction] = Field(default_factory=lambda: list(JURISDICTIONS))
     labelled_sections: list[Section] = Field(default_factory=lambda: list(SECTIONS), min_length=1)
     escalation: Escalation = Field(default_factory=Escalation)
     reopening: Reopening = Field(default_factory=Reopening)
 
 
 class PriorityConfig(_Model):
-    weights: dict[Literal["strength", "seriousness", "novelty", "trend"], float] = Field(
-        default_factory=lambda: {"strength": 0.4, "seriousness": 0.25, "novelty": 0.2, "trend": 0.15}
-    )
+    weights: dict[Component, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     strength_cap: float = Field(default=16.0, gt=1.0)
     novelty_days: int = Field(default=730, ge=1)
     trend_runs: int = Field(default=4, ge=2)
@@ -184,7 +186,7 @@ class PriorityConfig(_Model):
 
     @field_validator("weights")
     @classmethod
-    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+    def _weights(cls, v: dict[Component, float]) -> dict[Component, float]:
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError("weights must be >= 0 and not all zero")
         return v
