@@ -38,8 +38,10 @@ def test_shipped_config_loads_with_the_documented_thresholds() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "needle"),
     [
-        ("detection.levels.pt.criteria", [{"name": "x", "conditions": ["prr >> 2"]}], "invalid condition 'prr >> 2'"),
-        ("detection.levels.pt.criteria", [{"name": "x", "conditions": ["ebgmm >= 2"]}], "unknown measure 'ebgmm'"),
+        ("detection.levels.pt.criteria", [{"name": "x", "conditions": ["prr >> 2"]}],
+         "invalid condition 'prr >> 2'"),
+        ("detection.levels.pt.criteria", [{"name": "x", "conditions": ["ebgmm >= 2"]}],
+         "unknown measure 'ebgmm'"),
         ("detection.levels.pt.combine", "at_least", None),
         ("detection.result_set", "both", "detection.result_set"),
         ("feedback.reopening.factor", 0.5, "feedback.reopening.factor"),
@@ -100,7 +102,8 @@ def test_level_without_rules_never_meets() -> None:
 
 
 def test_result_set_preference_falls_back_per_pair() -> None:
-    rows = frame(row("p", "a", n=3, eb05=1.0, stratified=False), row("p", "a", n=3, eb05=3.0, stratified=True),
+    rows = frame(row("p", "a", n=3, eb05=1.0, stratified=False),
+                 row("p", "a", n=3, eb05=3.0, stratified=True),
                  row("p", "b", n=3, eb05=2.5, stratified=False))
     strat = select_result_set(rows, "stratified").set_index("event")
     assert strat.loc["a", "eb05"] == 3.0 and bool(strat.loc["a", "stratified"])
