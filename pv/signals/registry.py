@@ -269,7 +269,7 @@ class _Run:
                 serious_cases=_int(m.n_serious) if m is not None else None,
                 deaths=_int(m.n_deaths) if m is not None else None,
             ))
-        out.sort(key=lambda c: (-c.priority, c.signal_id, c.kind))
+        out.sort(key=lambda c: (-c.priority, c.signal_id))  # stable: emission order per signal
         return out
 
 
@@ -452,7 +452,7 @@ def record_label_change(
             )
         changes.extend(run.changes())
     session.flush()
-    changes.sort(key=lambda c: (-c.priority, c.signal_id, c.kind))
+    changes.sort(key=lambda c: (-c.priority, c.signal_id))
     return label, changes
 
 
