@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pv.cli import db as db_cli
+from pv.cli import signals as signals_cli
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+signals_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # click usage errors
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer >= 0.24 vendors click: its usage errors derive from typer.TyperException, not click's
+        if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
