@@ -122,7 +122,6 @@ def transition(
     if not reason or not reason.strip():
         raise InputError("a transition needs a reason", field="reason")
     check_transition(signal.id, signal.status, target, automatic=automatic)
-    session.flush()
     audit = record(
         session, signal, action="transition", by=by.strip(), reason=reason.strip(), to_status=target,
         run_id=run_id, as_of=as_of,

@@ -326,35 +326,44 @@ def evaluate_run(
     measured: set[int] = set()
 
     records = frame.to_dict("records")
+    # create the new signals first, in one flush (their ids are needed below)
+    created: set[int] = set()
+    fresh = []
     for row in records:
         key = (row["product"], row["event"], row["level"])
-        signal = signals.get(key)
+        if key in signals or not row["meets"]:
+            continue
+        signal = Signal(
+            product=key[0], event=key[1], level=key[2], status="new", first_detected=as_of,
+            first_run_id=run_id, last_run_id=run_id, last_as_of=as_of, labelled={},
+            label_update_jurisdictions=[], consecutive_unlabelled=0, escalated=False,
+            label_update_recommended=False, reopened_count=0, priority=0.0, strength=0.0,
+        )
+        signals[key] = signal
+        fresh.append((signal, row))
+    if fresh:
+        session.add_all([sig for sig, _ in fresh])
+        session.flush()
+    for signal, row in fresh:
+        level_rule = rules.detection.levels[cast(Any, signal.level)]
+        lifecycle.record(session, signal, action="created", by=SYSTEM, to_status="new",
+                         reason=f"detected: {describe_detection(row, level_rule)}", run_id=run_id, as_of=as_of)
+        created.add(signal.id)
+
+    for row in records:
+        key = (row["product"], row["event"], row["level"])
+        maybe = signals.get(key)
+        if maybe is None:
+            continue
+        signal = maybe
         meets = bool(row["meets"])
-        created = False
-        if signal is None:
-            if not meets:
-                continue
-            signal = Signal(
-                product=key[0], event=key[1], level=key[2], status="new", first_detected=as_of,
-                first_run_id=run_id, last_run_id=run_id, last_as_of=as_of, labelled={},
-                label_update_jurisdictions=[], consecutive_unlabelled=0, escalated=False,
-                label_update_recommended=False, reopened_count=0, priority=0.0, strength=0.0,
-            )
-            session.add(signal)
-            session.flush()
-            signals[key] = signal
-            level_rule = rules.detection.levels[cast(Any, key[2])]
-            lifecycle.record(session, signal, action="created", by=SYSTEM, to_status="new",
-                             reason=f"detected: {describe_detection(row, level_rule)}",
-                             run_id=run_id, as_of=as_of)
-            created = True
         measure = SignalMeasure(
             signal_id=signal.id, run_id=run_id, as_of=as_of, stratified=bool(row["stratified"]),
             meets_rules=meets, criteria_met=list(row["criteria_met"]),
             **{k: _num(row.get(k)) for k in MEASURES},
         )
         session.add(measure)
-        if created:
+        if signal.id in created:
             run.emit("created", signal, measure)
         hist = [*history.get(signal.id, []), measure]
         measured.add(signal.id)
@@ -458,9 +467,11 @@ def record_label_change(
 
 # -- queries for the CLI and the report -------------------------------------------------------------------
 def list_signals(session: Session, *, status: str | None = None, product: str | None = None,
-                 flagged: bool | None = None) -> list[Signal]:
-    """Signals ordered by priority (highest first), then id."""
+                 flagged: bool | None = None, open_only: bool = False) -> list[Signal]:
+    """Signals ordered by priority (highest first), then id. ``open_only``: not refuted or closed."""
     stmt = select(Signal)
+    if open_only:
+        stmt = stmt.where(Signal.status.in_(sorted(lifecycle.OPEN_STATES)))
     if status:
         if status not in lifecycle.STATES:
             raise InputError(f"unknown status {status!r}; statuses are: {', '.join(lifecycle.STATES)}",
@@ -473,6 +484,14 @@ def list_signals(session: Session, *, status: str | None = None, product: str | 
     if flagged is not None:
         stmt = stmt.where(Signal.label_update_recommended.is_(flagged))
     return list(session.scalars(stmt.order_by(Signal.priority.desc(), Signal.id)))
+
+
+def rules_for_run(session: Session, run_id: int) -> dict[str, Any]:
+    """The detection rules a run was evaluated with (the snapshot stored by :func:`evaluate_run`)."""
+    snap = session.scalars(select(SignalRuleSnapshot).where(SignalRuleSnapshot.run_id == run_id)).first()
+    if snap is None:
+        raise NotFoundError(f"run {run_id} has not been evaluated by the signal registry")
+    return dict(snap.rules)
 
 
 def flagged_products(session: Session) -> dict[str, list[Signal]]:

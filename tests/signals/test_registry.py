@@ -302,3 +302,19 @@ def test_priority_orders_every_list(session, rules) -> None:  # type: ignore[no-
     assert [s.event for s in list_signals(session, product="Kymriah", status="new")][0] == "rash"
     with pytest.raises(InputError, match="unknown status"):
         list_signals(session, status="open")
+
+
+def test_rules_snapshot_and_open_filter(session, rules) -> None:  # type: ignore[no-untyped-def]
+    from pv.errors import NotFoundError
+    from pv.signals.registry import rules_for_run
+
+    ensure_seeded(session)
+    evaluate_run(session, run_id=42, as_of=QUARTERS[0], results=frame(*_tcell_run(2.5)), rules=rules)
+    session.commit()
+    assert rules_for_run(session, 42) == rules.snapshot()
+    with pytest.raises(NotFoundError, match="run 43 has not been evaluated"):
+        rules_for_run(session, 43)
+    sid = session.scalars(select(Signal.id).where(Signal.event == "t-cell lymphoma")).one()
+    transition_signal(session, sid, "refuted", by="x", reason="y")
+    assert sid not in {s.id for s in list_signals(session, open_only=True)}
+    assert len(list_signals(session, open_only=True)) == 2

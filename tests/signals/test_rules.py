@@ -6,8 +6,11 @@ import math
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pv.errors import ConfigError, InputError
+from pv.errors import ConfigError, InputError, InvalidTransitionError
+from pv.signals.lifecycle import STATES, TRANSITIONS, allowed_targets, check_transition
 from pv.signals.priority import priority_score, trend_component
 from pv.signals.rules import RuleSet, check_results, evaluate_rules, select_result_set
 from tests.conftest import REPO
@@ -135,3 +138,30 @@ def test_priority_components_hand_computed() -> None:
     assert trend_component([8.0, 4.0, 2.0], 4, 0.5) == 0.0
     assert trend_component([3.0], 4, 0.5) == 0.0
     assert trend_component([2.0, math.nan, 2.0 * 2 ** 0.25], 4, 0.5) == pytest.approx(0.125 / 0.5)
+
+
+# -- lifecycle table (pure) ------------------------------------------------------------------------------
+
+
+@given(st.sampled_from(STATES), st.sampled_from(STATES), st.booleans())
+def test_check_transition_agrees_with_the_tables(current: str, target: str, automatic: bool) -> None:
+    allowed = target in allowed_targets(current, automatic=automatic)
+    try:
+        check_transition(1, current, target, automatic=automatic)
+        assert allowed
+    except InvalidTransitionError as exc:
+        assert not allowed
+        assert f"from {current!r} to {target!r}" in str(exc)
+
+
+def test_every_state_is_reachable_from_new_and_closed_is_final() -> None:
+    seen, todo = {"new"}, ["new"]
+    while todo:
+        for nxt in TRANSITIONS[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    assert seen == set(STATES)
+    assert TRANSITIONS["closed"] == ()
+    assert "monitoring" in allowed_targets("new", automatic=True)
+    assert "monitoring" not in allowed_targets("new")
