@@ -7,7 +7,10 @@ import sys
 import typer
 
 from pv.cli import db as db_cli
+from pv.cli import ingest as ingest_cli
 from pv.cli import signals as signals_cli
+from pv.cli import simulate as simulate_cli
+from pv.cli import store as store_cli
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -18,13 +21,18 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(ingest_cli.app, name="ingest")
+app.add_typer(store_cli.app, name="store")
+app.add_typer(simulate_cli.app, name="simulate")
 signals_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: PvError becomes a one-line message on stderr and exit status 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, without standalone mode
+            sys.exit(code)
     except PvError as exc:
         typer.echo(f"pv: error: {exc}", err=True)
         sys.exit(1)
