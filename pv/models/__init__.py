@@ -14,6 +14,7 @@ from pv.models.casestore import (
     SourceFile,
 )
 from pv.models.cohort import CohortEvent, CohortPatient
+from pv.models.signals import Label, LabelAudit, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 
 __all__ = [
     "AlertOutbox",
@@ -26,7 +27,13 @@ __all__ = [
     "Drug",
     "EventGroupTerm",
     "Indication",
+    "Label",
+    "LabelAudit",
     "Quarantine",
     "Reaction",
+    "Signal",
+    "SignalAudit",
+    "SignalMeasure",
+    "SignalRuleSnapshot",
     "SourceFile",
 ]
