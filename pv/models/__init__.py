@@ -12,6 +12,7 @@ from pv.models.casestore import (
     Reaction,
     SourceFile,
 )
+from pv.models.runs import Run, RunCount, RunResult, RunTrend
 
 __all__ = [
     "Base",
@@ -23,5 +24,9 @@ __all__ = [
     "Indication",
     "Quarantine",
     "Reaction",
+    "Run",
+    "RunCount",
+    "RunResult",
+    "RunTrend",
     "SourceFile",
 ]
