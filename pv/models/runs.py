@@ -1,11 +1,11 @@
 """Analysis runs and their immutable results.
 
-A run is (as-of date, data scope, configuration): ``runs`` records its status, configuration snapshot and hash,
-code version, counts, the fitted MGPS prior and any error; the same (as_of, scope, config_hash) is computed
-once. ``run_results`` holds one row per product x event pair (PT or event group, unstratified or stratified);
-``run_trend`` the cumulative measures by quarter end for the pairs of interest. ``run_counts`` is the scratch
-count table a run's shard tasks read; it is emptied when the run finishes. Results never change once the run
-has succeeded.
+A run is (as-of date, data scope, configuration): ``runs`` records its status, configuration snapshot and
+hash, code version, counts, the fitted MGPS prior and any error; the same (as_of, scope, config_hash) is
+computed once. ``run_results`` holds one row per product x event pair (PT or event group, unstratified or
+stratified); ``run_trend`` the cumulative measures by quarter end for the pairs of interest. ``run_counts``
+is the scratch count table a run's shard tasks read; it is emptied when the run finishes. Results never
+change once the run has succeeded.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class Run(Base):
     n_rows: Mapped[int | None] = mapped_column(BigInteger)
     n_pairs: Mapped[int | None] = mapped_column(Integer)
     shards: Mapped[int] = mapped_column(Integer, default=1)
-    hyperparameters: Mapped[dict | None] = mapped_column(JSON)  # analysis -> {alpha1, beta1, alpha2, beta2, p}
+    # table ("pt:crude", "group:stratified"...) -> {alpha1, beta1, alpha2, beta2, p}
+    hyperparameters: Mapped[dict | None] = mapped_column(JSON)
     loglik: Mapped[dict | None] = mapped_column(JSON)  # analysis -> log-likelihood of the fitted prior
     timings: Mapped[dict | None] = mapped_column(JSON)  # stage -> seconds
     error: Mapped[str | None] = mapped_column(Text)
