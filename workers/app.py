@@ -83,7 +83,12 @@ def configure(celery_app: Celery, settings: Settings | None = None) -> Celery:
             task_store_eager_result=False,
         )
     else:
-        transport = {"visibility_timeout": settings.visibility_timeout}
+        transport = {
+            "visibility_timeout": settings.visibility_timeout,
+            # sweep for messages of dead workers every quarter of the visibility timeout (at most every minute)
+            "unacked_restore_interval": max(1, min(60, settings.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
+        }
         conf.update(
             broker_url=settings.broker_url,
             result_backend=settings.result_backend or settings.broker_url,
