@@ -17,7 +17,8 @@ from pv.models import CaseVersion, DeletedCase, Drug, Reaction, SourceFile
 
 SIGNAL_START = dt.date(2023, 10, 1)
 BACKGROUND_DRUGS = ["ASPIRIN", "METFORMIN", "LISINOPRIL", "ATORVASTATIN", "OMEPRAZOLE", "RITUXIMAB"]
-BACKGROUND_PTS = ["nausea", "headache", "rash", "fatigue", "pyrexia", "dizziness", "vomiting", "diarrhoea"]
+BACKGROUND_PTS = ["nausea", "headache", "rash", "fatigue", "pyrexia", "dizziness", "vomiting", "diarrhoea",
+                  "seizure", "confusional state", "hepatitis b", "basal cell carcinoma", "myelodysplastic syndrome"]
 CAR_T = ["tisagenlecleucel", "axicabtagene ciloleucel"]
 
 

@@ -15,7 +15,7 @@ from pv.analysis.config import AnalysisConfig
 from pv.analysis.extract import extract
 from pv.errors import ConfigError
 from pv.models import CaseVersion, Run, RunCount, RunResult, RunTrend
-from pv.stats import MGPS, count_table, measures
+from pv.stats import MGPS, Hyperparameters, count_table, measures
 from tests.conftest import REPO
 from tests.runs_data import SIGNAL_START, make_store
 
@@ -77,8 +77,8 @@ def test_run_results_match_direct_computation(session: Session) -> None:
     data = extract(session, as_of, ["PS", "SS"])
     session.rollback()
     rows = data.drugs.merge(data.reactions.rename(columns={"pt": "event"}), on="vid")
-    direct = measures(count_table(rows, "vid", "product", "event"))
-    direct = MGPS.from_hyperparameters(run.hyperparameters["pt:crude"]).score(direct)
+    direct = measures(count_table(rows, id_col="vid", product_col="product", event_col="event"))
+    direct = MGPS.from_hyperparameters(Hyperparameters(**run.hyperparameters["pt:crude"])).score(direct)
     got = _pair(results, "pt", "tisagenlecleucel", "t-cell lymphoma").iloc[0]
     want = direct[(direct["product"] == "tisagenlecleucel") & (direct.event == "t-cell lymphoma")].iloc[0]
     assert got.n == want.n == 12
@@ -97,6 +97,7 @@ def test_run_results_match_direct_computation(session: Session) -> None:
     strat = _pair(results, "pt", "tisagenlecleucel", "t-cell lymphoma", stratified=True).iloc[0]
     assert strat.n == 12 and strat.expected != pytest.approx(got.expected)
     assert set(run.hyperparameters) == {"pt:crude", "group:crude", "pt:stratified", "group:stratified"}
+    assert grp.eb05 > 1
     assert run.n_pairs == int((~results.stratified).sum())
     # scratch counts are gone; the trend's last point equals the run's figures
     assert session.scalar(select(func.count()).select_from(RunCount)) == 0

@@ -42,12 +42,12 @@ import pv
 from pv.analysis.bulk import read_frame, write_frame
 from pv.analysis.config import AnalysisConfig, config_hash
 from pv.analysis.extract import CaseData, add_strata, extract, group_rows
-from pv.errors import ConfigError, ConvergenceError, NotFoundError, PvError
+from pv.errors import ConfigError, ConvergenceError, InputError, NotFoundError, PvError
 from pv.models.casestore import EventGroupTerm
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
 from pv.normalise import EventGroups, ProductDictionary, normalise_pt
 from pv.settings import get_settings
-from pv.stats import MGPS, count_table, measures
+from pv.stats import MGPS, Hyperparameters, count_table, measures
 
 MEASURE_COLUMNS = [
     "prr",
@@ -351,8 +351,11 @@ def compute_counts(session: Session, run: Run) -> CountTables:
         rows = rows_by_level[level]
         n_rows = max(n_rows, len(rows))
         counts = count_table(
-            rows, "vid", "product", "event", strata=list(cfg.strata.by) if stratified else None
+            rows, id_col="vid", product_col="product", event_col="event",
+            strata=list(cfg.strata.by) if stratified else None,
         )
+        counts["product"] = counts["product"].astype(str)
+        counts["event"] = counts["event"].astype(str)
         counts = counts[counts["event"] != _NO_EVENT]
         serious = _serious_counts(rows[rows["event"] != _NO_EVENT]) if not stratified else None
         if serious is not None:
@@ -561,7 +564,7 @@ def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
             continue
         try:
             model = MGPS().fit(table.reset_index(drop=True))
-        except ConvergenceError as exc:
+        except (ConvergenceError, InputError) as exc:
             # a table too small or degenerate for the prior: its pairs get every measure but EBGM
             failed[key] = str(exc)
             continue
@@ -580,14 +583,14 @@ def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
     return {"run_id": run_id, "hyperparameters": hyper, "loglik": loglik, "not_fitted": failed}
 
 
-def _prior(run: Run, key: str) -> dict[str, float] | None:
+def _prior(run: Run, key: str) -> Hyperparameters | None:
     h = (run.hyperparameters or {}).get(key)
     if h is None:
         return None
-    return {k: float(v) for k, v in h.items() if v is not None}
+    return Hyperparameters(**{k: float(h[k]) for k in ("alpha1", "beta1", "alpha2", "beta2", "p")})
 
 
-def score(counts: pd.DataFrame, hyperparameters: dict[str, float] | None) -> pd.DataFrame:
+def score(counts: pd.DataFrame, hyperparameters: Hyperparameters | None) -> pd.DataFrame:
     """Every measure for a count table: PRR, ROR, IC and, with a fitted prior, EBGM/EB05/EB95."""
     if counts.empty:
         out = counts.copy()
