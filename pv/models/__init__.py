@@ -14,6 +14,7 @@ from pv.models.casestore import (
     SourceFile,
 )
 from pv.models.cohort import CohortEvent, CohortPatient
+from pv.models.runs import Run, RunCount, RunResult, RunTrend
 from pv.models.signals import Label, LabelAudit, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 
 __all__ = [
@@ -35,5 +36,9 @@ __all__ = [
     "SignalAudit",
     "SignalMeasure",
     "SignalRuleSnapshot",
+    "Run",
+    "RunCount",
+    "RunResult",
+    "RunTrend",
     "SourceFile",
 ]
