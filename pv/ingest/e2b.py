@@ -278,7 +278,7 @@ class _Reader:
             characteristic = _kid(subject, "investigationCharacteristic")
             code = _attr(_kid(characteristic, "value"), "code")
             if _code_is(characteristic, "1", OID_REPORT_CHARACTERISATION):
-                report_type = REPORT_TYPES.get(code or "", code)
+                report_type = REPORT_TYPES.get(code or "", (code or "")[:16] or None)
             elif _code_is(characteristic, "3", OID_REPORT_CHARACTERISATION):
                 nullification = code
 
