@@ -57,3 +57,14 @@ class InvalidTransitionError(PvError):
 
 class AuditTrailError(PvError):
     """An attempt to change or delete an audit-trail entry."""
+
+
+class DeliveryError(PvError):
+    """An alert email could not be delivered. ``retryable``: a later attempt may succeed (connection refused,
+    timeout, SMTP 4xx); otherwise the failure is permanent (SMTP 5xx, a rejected address)."""
+
+    def __init__(self, reason: str, *, retryable: bool, code: int | None = None) -> None:
+        self.reason = reason
+        self.retryable = retryable
+        self.code = code
+        super().__init__(reason)
