@@ -1071,9 +1071,13 @@ def write_zip(
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, columns in FILE_COLUMNS.items():
             df = getattr(tables, name.lower())
-            zf.writestr(member(f"ASCII/{name}{quarter.short}.txt"), _table_bytes(df, columns))
+            zf.writestr(
+                member(f"ASCII/{name}{quarter.short}.txt"), _table_bytes(df, columns), compresslevel=compresslevel
+            )
         ids = sorted(set(int(c) for c in deleted))
-        zf.writestr(member(f"Deleted/DELETE{quarter.short}.txt"), "".join(f"{c}\n" for c in ids))
+        zf.writestr(
+            member(f"Deleted/DELETE{quarter.short}.txt"), "".join(f"{c}\n" for c in ids), compresslevel=compresslevel
+        )
     tmp.replace(path)
     return path
 
