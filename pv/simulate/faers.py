@@ -1072,11 +1072,15 @@ def write_zip(
         for name, columns in FILE_COLUMNS.items():
             df = getattr(tables, name.lower())
             zf.writestr(
-                member(f"ASCII/{name}{quarter.short}.txt"), _table_bytes(df, columns), compresslevel=compresslevel
+                member(f"ASCII/{name}{quarter.short}.txt"),
+                _table_bytes(df, columns),
+                compresslevel=compresslevel,
             )
         ids = sorted(set(int(c) for c in deleted))
         zf.writestr(
-            member(f"Deleted/DELETE{quarter.short}.txt"), "".join(f"{c}\n" for c in ids), compresslevel=compresslevel
+            member(f"Deleted/DELETE{quarter.short}.txt"),
+            "".join(f"{c}\n" for c in ids),
+            compresslevel=compresslevel,
         )
     tmp.replace(path)
     return path
