@@ -1158,12 +1158,13 @@ def write_quarters(
             deleted = np.concatenate([*pending_del.pop(q.index, []), phantom])
             path = out / zip_name(q)
             paths.append(path)
+            generated = time.perf_counter() - t0
             if writing is not None:
                 line = writing.result()
                 if progress:
                     progress(line)
             writing = pool.submit(
-                _write_and_describe, path, q, tables, deleted, reports_per_quarter, cfg.compresslevel, t0
+                _write_and_describe, path, q, tables, deleted, reports_per_quarter, cfg.compresslevel, generated
             )
             del base, own, tables, fu, v2, v3, v3_prev
         if writing is not None:
@@ -1191,13 +1192,21 @@ def write_quarters(
 
 
 def _write_and_describe(
-    path: Path, q: Quarter, tables: Tables, deleted: np.ndarray, initial: int, compresslevel: int, t0: float
+    path: Path,
+    q: Quarter,
+    tables: Tables,
+    deleted: np.ndarray,
+    initial: int,
+    compresslevel: int,
+    generated: float,
 ) -> str:
+    t0 = time.perf_counter()
     write_zip(path, q, tables, deleted.tolist(), compresslevel)
     n_fu = int((tables.demo["caseversion"] > 1).sum())
     return (
         f"{q}: {len(tables.demo):,} reports ({initial:,} initial, {n_fu:,} follow-up versions), "
-        f"{len(deleted):,} deletions -> {path.name} in {time.perf_counter() - t0:.1f} s"
+        f"{len(deleted):,} deletions -> {path.name} (generated in {generated:.1f} s, "
+        f"written in {time.perf_counter() - t0:.1f} s)"
     )
 
 
