@@ -875,6 +875,8 @@ class QuarterGenerator:
         prod_ai[cart_row & (ai_var < 0.10)] = None
         lower = cart_row & (ai_var >= 0.10) & (ai_var < 0.15)
         prod_ai[lower] = u.names[prod[lower]]
+        as_reported = cart_row & (ai_var >= 0.15) & (ai_var < 0.19)  # the reporter's spelling, not the INN
+        prod_ai[as_reported] = drugname[as_reported]
         route = u.routes[prod].copy()
         route[rng.random(m) < 0.1] = "Unknown"
         suspect = role <= 1
