@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pv.cli import db as db_cli
+from pv.cli import disproportionality as disproportionality_cli
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.command("disproportionality")(disproportionality_cli.command)
 
 
 def main(argv: list[str] | None = None) -> None:
