@@ -37,8 +37,10 @@ class UnreadableFileError(InputError):
     """A whole file cannot be read (not a zip, no DEMO file, not XML...): the command fails."""
 
 
-class HostileInputError(InputError):
-    """Input that tries to attack the parser (XML entity expansion, external entities, DTDs)."""
+class HostileInputError(UnreadableFileError):
+    """Input that tries to attack the parser (XML entity expansion, external entities, DTDs).
+
+    The file is refused whole, so this is an :class:`UnreadableFileError`: the other files of a load go on."""
 
 
 class ConvergenceError(PvError):

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     result_backend: str | None = Field(
         default=None, description="Celery result backend; defaults to the broker URL."
     )
+    task_queue: str = Field(default="pv", description="Celery queue the service's tasks are sent to.")
+    visibility_timeout: int = Field(
+        default=7200,
+        description="Seconds before Redis redelivers an unacknowledged task; above the longest task.",
+    )
     config_dir: Path = Field(default=Path("config"), description="Folder of the YAML configuration.")
     var_dir: Path = Field(
         default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."

@@ -13,17 +13,32 @@ from pv.models.casestore import (
     Reaction,
     SourceFile,
 )
+from pv.models.cohort import CohortEvent, CohortPatient
+from pv.models.runs import Run, RunCount, RunResult, RunTrend
+from pv.models.signals import Label, LabelAudit, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 
 __all__ = [
     "AlertOutbox",
     "Base",
     "Case",
+    "CohortEvent",
+    "CohortPatient",
     "CaseVersion",
     "DeletedCase",
     "Drug",
     "EventGroupTerm",
     "Indication",
+    "Label",
+    "LabelAudit",
     "Quarantine",
     "Reaction",
+    "Signal",
+    "SignalAudit",
+    "SignalMeasure",
+    "SignalRuleSnapshot",
+    "Run",
+    "RunCount",
+    "RunResult",
+    "RunTrend",
     "SourceFile",
 ]
