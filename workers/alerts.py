@@ -12,7 +12,8 @@ Run eagerly (the embedded default, no broker) the task does not retry in process
 hammer the server with no delay): it returns with the alerts still pending, due again after the service's
 own backoff.
 
-Registration on the shared app (``workers.app``): ``send_alerts_task = register(app)``.
+``send_alerts_task`` is the task on the shared app (``workers.app``, which lists this module in ``include``);
+``register`` puts the same task on another app (tests).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from pv import db
 from pv.alerts.service import DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, send_pending
 from pv.alerts.transport import transport_from_settings
 from pv.errors import PvError
 from pv.settings import get_settings
+from workers.app import app
 
 TASK_NAME = "pv.alerts.send_pending"
 
@@ -35,7 +39,7 @@ class AlertsRetryLater(PvError):
 
 TASK_OPTIONS: dict[str, Any] = {
     "name": TASK_NAME,
-    "autoretry_for": (AlertsRetryLater,),
+    "autoretry_for": (AlertsRetryLater, OperationalError),  # OperationalError: the database went away
     "retry_backoff": 30,  # seconds before the first retry, doubled each time (jittered)
     "retry_backoff_max": 30 * 60,
     "retry_jitter": True,
@@ -72,3 +76,6 @@ def register(app: Any, **overrides: Any) -> Any:
 
     send_alerts_task.__doc__ = send_alerts.__doc__
     return app.task(bind=True, shared=False, **{**TASK_OPTIONS, **overrides})(send_alerts_task)
+
+
+send_alerts_task = register(app)

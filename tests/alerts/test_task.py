@@ -13,6 +13,7 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from pv.alerts import queue_alerts
@@ -54,7 +55,7 @@ def _rows(session: Session) -> list[AlertOutbox]:
 def test_task_options() -> None:
     t = register(Celery("x"))
     assert t.name == TASK_NAME
-    assert t.autoretry_for == (AlertsRetryLater,)
+    assert t.autoretry_for == (AlertsRetryLater, OperationalError)
     assert (t.retry_backoff, t.retry_backoff_max, t.retry_jitter, t.max_retries) == (30, 1800, True, 5)
 
 
@@ -133,3 +134,19 @@ def test_worker_gives_up_after_max_retries_without_losing_the_alerts(
     assert {(r.status, r.attempts) for r in rows} == {("pending", 4)}  # first run + 3 retries, still queued
     smtp_env.handler.refuse = None
     assert worker_app.pv_task.delay(max_attempts=10).get(timeout=60)["sent"] == 2  # type: ignore[attr-defined]
+
+
+def test_task_on_the_shared_app_in_the_embedded_default(
+    session: Session, small_routing: AlertRouting, pv_env: str
+) -> None:
+    """The shared app (workers.app) has the task; without a broker it runs in process and writes .eml files."""
+    from workers.alerts import send_alerts_task
+    from workers.app import app
+
+    shared = app.tasks[TASK_NAME]
+    assert shared.autoretry_for == (AlertsRetryLater, OperationalError) and shared.max_retries == 5
+    assert app.conf.task_always_eager
+    _queue(session, small_routing)
+    result = send_alerts_task.delay().get()
+    assert (result["sent"], result["transport"]) == (2, f".eml files in {get_settings().var_dir / 'outbox'}")
+    assert len(list((get_settings().var_dir / "outbox").glob("*.eml"))) == 2
