@@ -128,6 +128,11 @@ def signal_show(
     if d["label_update_recommended"]:
         typer.echo(f"LABEL UPDATE RECOMMENDED since {d['label_update_since']} in "
                    f"{', '.join(d['label_update_jurisdictions'])}")
+    ev = d.get("evidence")
+    if ev:
+        typer.echo(f"evidence ({ev['as_of']}): {ev['reason']}; cases {_cell(ev['cases'])}, serious "
+                   f"{_cell(ev['serious_cases'])}, deaths {_cell(ev['deaths'])}; cumulative incidence: "
+                   f"{_cell(ev['cumulative_incidence']) or 'no cohort'}")
     typer.echo(f"allowed transitions: {', '.join(d['allowed_transitions']) or 'none'}")
     typer.echo("\ntrend:")
     typer.echo(_table(d["trend"], ("run_id", "as_of", "meets_rules", "n", "prr", "prr_chi2", "ror_lower",

@@ -197,7 +197,7 @@ class _Run:
             why.append(f"unlabelled in {', '.join(unlabelled)} for {signal.consecutive_unlabelled} "
                        f"consecutive runs meeting the rules (threshold {esc.consecutive_unlabelled_runs})")
         if strong and esc.strong is not None:
-            why.append(f"strong: {esc.strong.describe(values)}")
+            why.append(esc.strong.describe(values))
         if reopened and not why:
             why.append(f"reopened while unlabelled in {', '.join(unlabelled)}")
         reason = "; ".join(why)
