@@ -6,8 +6,11 @@ import sys
 
 import typer
 
+from pv.cli import alerts as alerts_cli
+from pv.cli import cohort as cohort_cli
 from pv.cli import db as db_cli
 from pv.cli import ingest as ingest_cli
+from pv.cli import runs as runs_cli
 from pv.cli import signals as signals_cli
 from pv.cli import simulate as simulate_cli
 from pv.cli import store as store_cli
@@ -24,7 +27,10 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(store_cli.app, name="store")
 app.add_typer(simulate_cli.app, name="simulate")
+cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
+app.add_typer(alerts_cli.app, name="alerts")
 signals_cli.register(app)
+runs_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,3 +55,5 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(getattr(exc, "exit_code", 2))
         raise
+    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
+        sys.exit(code)

@@ -1,2 +1,2 @@
 """Synthetic data for the demo, tests and benchmarks (FAERS quarterly extracts with known injected
-signals)."""
+signals; CAR-T cohorts with follow-up)."""
