@@ -60,6 +60,7 @@ def test_backtest_through_the_run_pipeline_first_detection_within_a_quarter(sess
     session.commit()
     assert report.as_of == [D(2023, 9, 30), D(2023, 12, 31)]
     tcl = report.row(TISA, "t-cell lymphoma")
+    assert SIGNAL_START == D(2023, 10, 1)
     # injected from 2023-10-01: not raised as of 2023-09-30, raised at the first quarter end after the start
     assert tcl.raised == D(2023, 12, 31)
     assert tcl.label_changed == D(2024, 4, 19) and tcl.label_changed_in == "FDA"
