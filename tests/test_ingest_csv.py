@@ -202,7 +202,7 @@ def test_mapping_file_errors(tmp_path: Path) -> None:
 
 
 def test_shipped_mappings_are_valid() -> None:
-    names = sorted(p.name for p in MAPPINGS.glob("*.yaml"))
+    names = sorted(p.name for p in MAPPINGS.glob("*.yaml") if p.name != "cohort.yaml")  # cohort: its own loader
     assert names == ["caers.yaml", "example_per_case.yaml"]
     for name in names:
         assert load_mapping(MAPPINGS / name).columns["case_id"]
