@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_from: str = "pv@localhost"
+    smtp_timeout: float = Field(
+        default=30.0, description="Seconds before an SMTP connection or reply times out."
+    )
 
     @property
     def is_embedded(self) -> bool:

@@ -1,0 +1,454 @@
+"""Writing a parsed :class:`~pv.ingest.batch.Batch` into the case store, with deduplication and deletions.
+
+Rules (the same on PostgreSQL and SQLite, and independent of the order in which batches are loaded):
+
+- A source file already loaded (same kind and sha256) changes nothing.
+- A version (case_key, report_id) is inserted once; a repeat of it in a later file is ignored.
+- Case keys listed in a deletion file are recorded in ``deleted_cases`` for good: the case and all its
+  versions are removed, and versions of it in any later load (even of an earlier quarter) are not loaded.
+- The current version of a case is the one with the highest ``version``; ties go to the later
+  ``received_date`` (missing dates rank lowest), then to the numerically higher ``report_id`` (then the
+  textually higher one, so the choice is always unique). It is recomputed for every case that gets a new
+  version. ``cases`` points at it, so a follow-up replaces the earlier version whole (drugs, reactions,
+  indications) for current-state queries, while every version stays in ``case_versions`` for as-of replay.
+- ``cases.initial_received_date`` is the earliest of the versions' initial (or, lacking it, received) dates;
+  ``cases.latest_received_date`` the latest received date of any version.
+
+Drugs are mapped to products with :class:`~pv.normalise.ProductDictionary` (each distinct
+drugname/ingredient pair once); ``drug_key`` is the product when mapped, else the normalised verbatim name.
+Reaction and indication terms get their normalised PT. ``event_group_terms`` is synced from the event
+groups on every load.
+
+Bulk writes use PostgreSQL ``COPY`` (psycopg 3) and ``executemany`` on SQLite. :func:`load_batch` does not
+commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import String, delete, func, insert, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import Table
+
+from pv.db import backend_name
+from pv.ingest.batch import Batch
+from pv.models.casestore import (
+    CaseVersion,
+    DeletedCase,
+    Drug,
+    EventGroupTerm,
+    Indication,
+    Quarantine,
+    Reaction,
+    SourceFile,
+)
+from pv.normalise import (
+    EventGroups,
+    ProductDictionary,
+    default_event_groups,
+    default_products,
+    drug_key,
+    normalise_pt,
+)
+
+LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
+_LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
+_COPY_CHUNK = 200_000
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What one :func:`load_batch` call changed."""
+
+    cases_added: int = 0
+    cases_updated: int = 0
+    cases_deleted: int = 0
+    versions_loaded: int = 0
+    rows_quarantined: int = 0
+    skipped_duplicate_file: bool = False
+    source_file_id: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------- bulk writing
+def _driver(session: Session) -> Any:
+    """The DBAPI connection (psycopg or sqlite3) under the session's current transaction."""
+    conn = session.connection().connection.driver_connection
+    assert conn is not None
+    return conn
+
+
+def _copy_frame(session: Session, table: str, frame: pd.DataFrame, nullable: Iterable[str]) -> None:
+    """PostgreSQL COPY of ``frame`` (columns named as in the table) in CSV form."""
+    if frame.empty:
+        return
+    conn = _driver(session)
+    cols = ", ".join(frame.columns)
+    force_null = [c for c in frame.columns if c in set(nullable)]
+    options = "FORMAT csv"
+    if force_null:
+        options += f", FORCE_NULL ({', '.join(force_null)})"
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH ({options})") as copy:
+        for start in range(0, len(frame), _COPY_CHUNK):
+            part = frame.iloc[start:start + _COPY_CHUNK]
+            buf = io.StringIO()
+            part.to_csv(buf, header=False, index=False, quoting=csv.QUOTE_ALL, na_rep="",
+                        lineterminator="\n")
+            copy.write(buf.getvalue())
+
+
+def _python_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dt.datetime):  # SQLAlchemy's SQLite DateTime storage format (UTC, naive)
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _executemany(session: Session, table: str, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        return
+    cols = list(frame.columns)
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+    rows = [tuple(_python_value(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
+    cur = _driver(session).cursor()
+    try:
+        cur.executemany(sql, rows)
+    finally:
+        cur.close()
+
+
+def _fit(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Truncate strings to the column lengths (PostgreSQL enforces them; SQLite would not)."""
+    frame = frame.copy()
+    for col in table.columns:
+        if col.name in frame.columns and isinstance(col.type, String) and col.type.length:
+            s = frame[col.name]
+            if s.dtype == object:
+                frame[col.name] = s.where(s.isna(), s.astype(str).str.slice(0, col.type.length))
+    return frame
+
+
+def _bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
+    frame = _fit(frame, table)
+    if backend_name(session) == "postgresql":
+        nullable = [c.name for c in table.columns if c.nullable]
+        _copy_frame(session, table.name, frame, nullable)
+    else:
+        _executemany(session, table.name, frame)
+
+
+def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
+    """A temporary table filled with ``frame`` (used to join large key sets on both backends)."""
+    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    cols = ", ".join(f"{c} {t}" for c, t in columns.items())
+    session.execute(text(f"CREATE TEMPORARY TABLE {name} ({cols})"))
+    frame = frame[list(columns)]
+    if backend_name(session) == "postgresql":
+        _copy_frame(session, name, frame, list(columns))
+    else:
+        _executemany(session, name, frame)
+
+
+def _drop_temp(session: Session, *names: str) -> None:
+    for name in names:
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def _reserve_ids(session: Session, n: int) -> int:
+    """First of ``n`` consecutive new case_versions ids."""
+    if backend_name(session) == "postgresql":
+        last = session.execute(text(
+            "SELECT setval(pg_get_serial_sequence('case_versions', 'id'), "
+            "nextval(pg_get_serial_sequence('case_versions', 'id')) + :n - 1)"), {"n": n}).scalar_one()
+        return int(last) - n + 1
+    top = session.execute(select(func.max(CaseVersion.id))).scalar()
+    return int(top or 0) + 1
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
+    """One row per case_key: the current version (see module docstring for the ordering)."""
+    frame = versions.copy()
+    frame["_received"] = pd.to_datetime(frame["received_date"], errors="coerce")
+    frame["_report_num"] = pd.to_numeric(frame["report_id"], errors="coerce")
+    frame["_report_txt"] = frame["report_id"].astype(str)
+    frame = frame.sort_values(
+        ["case_key", "version", "_received", "_report_num", "_report_txt"],
+        ascending=True, na_position="first", kind="mergesort",
+    )
+    return frame.drop_duplicates("case_key", keep="last").drop(
+        columns=["_received", "_report_num", "_report_txt"])
+
+
+def _case_dates(versions: pd.DataFrame) -> pd.DataFrame:
+    received = pd.to_datetime(versions["received_date"], errors="coerce")
+    initial = pd.to_datetime(versions["initial_received_date"], errors="coerce").fillna(received)
+    frame = pd.DataFrame({"case_key": versions["case_key"].to_numpy(), "initial": initial.to_numpy(),
+                          "latest": received.to_numpy()})
+    out = frame.groupby("case_key", sort=False).agg(initial=("initial", "min"), latest=("latest", "max"))
+    for col in ("initial", "latest"):
+        values = out[col]
+        out[col] = values.astype(object).where(values.notna(), None)
+        out[col] = [v.date() if v is not None else None for v in out[col]]
+    return out
+
+
+def _sync_event_groups(session: Session, groups: EventGroups) -> None:
+    wanted = set(groups.pairs())
+    have = {(g, pt) for g, pt in session.execute(select(EventGroupTerm.group_name, EventGroupTerm.pt))}
+    if wanted == have:
+        return
+    session.execute(delete(EventGroupTerm))
+    if wanted:
+        session.execute(insert(EventGroupTerm), [{"group_name": g, "pt": pt} for g, pt in sorted(wanted)])
+
+
+def _delete_cases(session: Session, keys: list[str]) -> int:
+    """Remove the cases with these keys and every version (with drugs, reactions, indications)."""
+    if not keys:
+        return 0
+    _temp_table(session, "_pv_del", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": keys}))
+    in_keys = "SELECT case_key FROM _pv_del"
+    removed = session.execute(text(f"SELECT COUNT(*) FROM cases WHERE case_key IN ({in_keys})")).scalar_one()
+    session.execute(text(f"DELETE FROM cases WHERE case_key IN ({in_keys})"))
+    versions = f"SELECT id FROM case_versions WHERE case_key IN ({in_keys})"
+    for child in ("drugs", "reactions", "indications"):
+        session.execute(text(f"DELETE FROM {child} WHERE case_version_id IN ({versions})"))
+    session.execute(text(f"DELETE FROM case_versions WHERE case_key IN ({in_keys})"))
+    _drop_temp(session, "_pv_del")
+    return int(removed)
+
+
+def _children(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows of ``frame`` that belong to a newly inserted version, with that version's id."""
+    if frame.empty:
+        return frame, pd.Series(dtype="int64")
+    key = pd.MultiIndex.from_arrays([frame["case_key"].astype(str), frame["report_id"].astype(str)])
+    version_id = pd.Series(ids.reindex(key).to_numpy(), index=frame.index)
+    keep = version_id.notna()
+    return frame[keep], version_id[keep].astype("int64")
+
+
+def _map_drugs(drugs: pd.DataFrame, products: ProductDictionary) -> tuple[list[str | None], list[str]]:
+    names = drugs["drugname"].tolist()
+    ingredients = drugs["active_ingredient"].tolist()
+    ingredients = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in ingredients]
+    pairs = dict.fromkeys(zip(names, ingredients, strict=True))
+    mapped = {pair: products.match(*pair) for pair in pairs}
+    keys: dict[tuple[Any, Any], str] = {}
+    for pair, product in mapped.items():
+        keys[pair] = product or drug_key(pair[0]) or drug_key(pair[1]) or ""
+    pair_list = list(zip(names, ingredients, strict=True))
+    return [mapped[p] for p in pair_list], [keys[p] for p in pair_list]
+
+
+def _normalised(values: pd.Series) -> pd.Series:
+    uniq = {v: normalise_pt(v) for v in pd.unique(values.astype(str))}
+    return values.astype(str).map(uniq)
+
+
+# ---------------------------------------------------------------------------------------------- load_batch
+def load_batch(
+    session: Session,
+    batch: Batch,
+    products: ProductDictionary | None = None,
+    event_groups: EventGroups | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LoadSummary:
+    """Write ``batch`` into the case store following the module's rules; the caller commits.
+
+    ``products``/``event_groups`` default to the configured dictionaries. ``progress`` is called with each
+    stage name of :data:`LOAD_STAGES` as it completes.
+    """
+    step = progress or (lambda _stage: None)
+    products = products or default_products()
+    event_groups = event_groups or default_event_groups()
+    if backend_name(session) == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+
+    existing_file = session.execute(
+        select(SourceFile.id).where(SourceFile.kind == batch.kind, SourceFile.sha256 == batch.sha256)
+    ).scalar()
+    if existing_file is not None:
+        return LoadSummary(skipped_duplicate_file=True, source_file_id=int(existing_file))
+
+    source = SourceFile(kind=batch.kind, name=batch.name[:500], sha256=batch.sha256, quarter=batch.quarter,
+                        rows_read=batch.rows_read)
+    session.add(source)
+    session.flush()
+    _sync_event_groups(session, event_groups)
+
+    # deletions: persistent, applied to what is stored and to this and every later batch
+    already_deleted = set(session.execute(select(DeletedCase.case_key)).scalars())
+    new_deleted = [k for k in dict.fromkeys(str(k)[:100] for k in batch.deleted_case_keys)
+                   if k not in already_deleted]
+    cases_deleted = _delete_cases(session, new_deleted)
+    if new_deleted:
+        session.execute(insert(DeletedCase),
+                        [{"case_key": k, "source_file_id": source.id} for k in new_deleted])
+    deleted = already_deleted | set(new_deleted)
+    step("deletions")
+
+    versions = batch.versions.copy()
+    versions["case_key"] = versions["case_key"].astype(str).str.slice(0, 100)
+    versions["report_id"] = versions["report_id"].astype(str).str.slice(0, 100)
+    versions = versions[~versions["case_key"].isin(deleted)]
+    versions = versions.drop_duplicates(["case_key", "report_id"], keep="first")
+
+    keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
+    stored = pd.DataFrame(columns=["id", "case_key", "report_id", "version", "received_date",
+                                   "initial_received_date"])
+    stored_cases: dict[str, int] = {}
+    if len(keys):
+        _temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
+        rows = session.execute(text(
+            "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
+            "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
+        if rows:
+            stored = pd.DataFrame(rows, columns=stored.columns)
+        stored_cases = {k: int(v) for k, v in session.execute(text(
+            "SELECT c.case_key, c.current_version_id FROM cases c "
+            "JOIN _pv_keys k ON k.case_key = c.case_key"))}
+        _drop_temp(session, "_pv_keys")
+
+    seen = pd.MultiIndex.from_arrays([stored["case_key"].astype(str), stored["report_id"].astype(str)])
+    mine = pd.MultiIndex.from_arrays([versions["case_key"], versions["report_id"]])
+    new = versions[~mine.isin(seen)].reset_index(drop=True)
+    n_new = len(new)
+    if n_new:
+        first = _reserve_ids(session, n_new)
+        new["id"] = np.arange(first, first + n_new, dtype="int64")
+        outcomes = new["outcomes"].map(lambda o: set(o) if isinstance(o, (list, tuple, set)) else set())
+        rows_out = pd.DataFrame({
+            "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
+            "version": pd.to_numeric(new["version"], errors="coerce").fillna(1).astype("int64"),
+            "source_file_id": source.id, "source": batch.kind,
+            "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
+            "initial_received_date": new["initial_received_date"], "event_date": new["event_date"],
+            "age_years": pd.to_numeric(new["age_years"], errors="coerce"), "age_group": new["age_group"],
+            "sex": new["sex"], "weight_kg": pd.to_numeric(new["weight_kg"], errors="coerce"),
+            "reporter_country": new["reporter_country"], "occurrence_country": new["occurrence_country"],
+            "report_type": new["report_type"],
+            "died": outcomes.map(lambda o: "DE" in o), "life_threatening": outcomes.map(lambda o: "LT" in o),
+            "hospitalised": outcomes.map(lambda o: "HO" in o), "disabled": outcomes.map(lambda o: "DS" in o),
+            "congenital_anomaly": outcomes.map(lambda o: "CA" in o),
+            "required_intervention": outcomes.map(lambda o: "RI" in o),
+            "other_serious": outcomes.map(lambda o: "OT" in o), "serious": outcomes.map(bool),
+        })
+        new["version"] = rows_out["version"]
+        _bulk_insert(session, CaseVersion.__table__, rows_out)  # type: ignore[arg-type]
+    step("versions")
+
+    ids = pd.Series(new["id"].to_numpy() if n_new else np.array([], dtype="int64"),
+                    index=pd.MultiIndex.from_arrays([new["case_key"], new["report_id"]]) if n_new
+                    else pd.MultiIndex.from_arrays([[], []]))
+
+    drugs, drug_version = _children(batch.drugs, ids)
+    if len(drugs):
+        product, key = _map_drugs(drugs, products)
+        _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "case_version_id": drug_version.to_numpy(),
+            "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
+            "role": drugs["role"].to_numpy(), "drugname": drugs["drugname"].fillna("").to_numpy(),
+            "active_ingredient": drugs["active_ingredient"].to_numpy(), "product": product, "drug_key": key,
+            "route": drugs["route"].to_numpy(), "dose_text": drugs["dose_text"].to_numpy(),
+            "start_date": drugs["start_date"].to_numpy(), "end_date": drugs["end_date"].to_numpy(),
+        }))
+    step("drugs")
+
+    reactions, reaction_version = _children(batch.reactions, ids)
+    if len(reactions):
+        _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "case_version_id": reaction_version.to_numpy(),
+            "pt_verbatim": reactions["pt_verbatim"].astype(str).to_numpy(),
+            "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
+            "meddra_code": reactions["meddra_code"].to_numpy(), "outcome": reactions["outcome"].to_numpy(),
+        }))
+    step("reactions")
+
+    indications, indication_version = _children(batch.indications, ids)
+    if len(indications):
+        _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "case_version_id": indication_version.to_numpy(),
+            "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
+            "term": indications["term"].astype(str).to_numpy(),
+            "pt": _normalised(indications["term"]).to_numpy(),
+        }))
+    step("indications")
+
+    added = updated = 0
+    if n_new:
+        affected = set(new["case_key"])
+        cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
+        pool = pd.concat([stored[stored["case_key"].isin(affected)][cols], new[cols]], ignore_index=True)
+        pool["version"] = pool["version"].astype("int64")
+        current = current_versions(pool)
+        dates = _case_dates(pool)
+        current = current.join(dates, on="case_key")
+        before = current["case_key"].map(stored_cases)
+        added = int(before.isna().sum())
+        updated = int((before.notna() & (before != current["id"])).sum())
+        _upsert_cases(session, current)
+    step("cases")
+
+    quarantine = batch.quarantine
+    if len(quarantine):
+        _bulk_insert(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "source_file_id": source.id, "file": quarantine["file"].astype(str).to_numpy(),
+            "line": pd.to_numeric(quarantine["line"], errors="coerce").astype("Int64").to_numpy(),
+            "field": quarantine["field"].to_numpy(), "raw": quarantine["raw"].to_numpy(),
+            "reason": quarantine["reason"].astype(str).to_numpy(),
+            "created_at": dt.datetime.now(dt.UTC),
+        }))
+    step("quarantine")
+
+    summary = LoadSummary(cases_added=added, cases_updated=updated, cases_deleted=cases_deleted,
+                          versions_loaded=n_new, rows_quarantined=len(quarantine), source_file_id=source.id)
+    source.versions_loaded = n_new
+    source.cases_added = added
+    source.cases_updated = updated
+    source.cases_deleted = cases_deleted
+    source.rows_quarantined = len(quarantine)
+    session.flush()
+    return summary
+
+
+_CASE_COLUMNS = ("version", "source", "event_date", "age_years", "age_group", "sex", "weight_kg",
+                 "reporter_country", "occurrence_country", "serious", "died")
+
+
+def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
+    """Insert or update the ``cases`` rows from the chosen current versions (an INSERT ... SELECT upsert)."""
+    frame = pd.DataFrame({"case_key": current["case_key"].to_numpy(), "version_id": current["id"].to_numpy(),
+                          "initial_date": current["initial"].to_numpy(),
+                          "latest_date": current["latest"].to_numpy()})
+    _temp_table(session, "_pv_current", {"case_key": "VARCHAR(100)", "version_id": "BIGINT",
+                                         "initial_date": "DATE", "latest_date": "DATE"}, frame)
+    targets = ["case_key", "current_version_id", "initial_received_date", "latest_received_date",
+               *_CASE_COLUMNS]
+    sources = ["t.case_key", "cv.id", "t.initial_date", "t.latest_date", *(f"cv.{c}" for c in _CASE_COLUMNS)]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in targets[1:])
+    session.execute(text(
+        f"INSERT INTO cases ({', '.join(targets)}) "
+        f"SELECT {', '.join(sources)} FROM _pv_current t JOIN case_versions cv ON cv.id = t.version_id "
+        f"WHERE true ON CONFLICT (case_key) DO UPDATE SET {updates}"))
+    _drop_temp(session, "_pv_current")
+
+
+__all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch"]
