@@ -28,6 +28,7 @@ from pv.analysis import runs as run_service
 from pv.analysis.config import AnalysisConfig
 from pv.db import session_scope
 from pv.settings import get_settings
+from workers.alerts import register as register_alerts
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -230,9 +231,13 @@ def evaluate_signals(run_id: int) -> dict[str, Any]:
         return cycle.evaluate_signals(session, run_id)
 
 
+# the alerts task (workers/alerts.py: retries with backoff for retryable SMTP errors only), on this app
+send_alerts = register_alerts(app)
+
+
 def cycle_follow_ups(run_id: int) -> Signature:
-    """What follows a weekly run: signal evaluation (which queues the alerts)."""
-    return chain(evaluate_signals.si(run_id))
+    """What follows a weekly run: signal evaluation (which queues the alerts), then sending the alerts."""
+    return chain(evaluate_signals.si(run_id), send_alerts.si())
 
 
 @app.task(name="pv.weekly_cycle", base=PvTask)
