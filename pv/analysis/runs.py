@@ -672,8 +672,11 @@ def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
         written = write_frame(
             session, "run_results", results.assign(run_id=run_id), ["run_id", *RESULT_COLUMNS]
         )
+    seconds = time.perf_counter() - t0
+    run = get_run(session, run_id, for_update=True)  # shards run concurrently: lock the row to record timing
+    _record_timing(run, f"shard_{shard}", seconds)
     session.flush()
-    return {"run_id": run_id, "shard": shard, "rows": written, "seconds": round(time.perf_counter() - t0, 3)}
+    return {"run_id": run_id, "shard": shard, "rows": written, "seconds": round(seconds, 3)}
 
 
 def finalise_run(session: Session, run_id: int) -> dict[str, Any]:
