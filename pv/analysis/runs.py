@@ -228,8 +228,8 @@ def _find(session: Session, as_of: dt.date, scope: str, digest: str) -> Run | No
 
 def get_run(session: Session, run_id: int, *, for_update: bool = False) -> Run:
     stmt = select(Run).where(Run.id == run_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # lock the row and reload it: another task may have changed it meanwhile
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     run = session.execute(stmt).scalar_one_or_none()
     if run is None:
         raise NotFoundError(f"run {run_id} does not exist")
