@@ -6,8 +6,15 @@ import sys
 
 import typer
 
+from pv.cli import alerts as alerts_cli
+from pv.cli import cohort as cohort_cli
 from pv.cli import db as db_cli
+from pv.cli import disproportionality as disproportionality_cli
 from pv.cli import ingest as ingest_cli
+from pv.cli import report as report_cli
+from pv.cli import runs as runs_cli
+from pv.cli import signals as signals_cli
+from pv.cli import simulate as simulate_cli
 from pv.cli import store as store_cli
 from pv.errors import PvError
 
@@ -21,6 +28,13 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(store_cli.app, name="store")
+app.add_typer(simulate_cli.app, name="simulate")
+cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
+app.add_typer(alerts_cli.app, name="alerts")
+signals_cli.register(app)
+runs_cli.register(app)
+app.add_typer(report_cli.app, name="report")
+app.command("disproportionality")(disproportionality_cli.command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,9 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors (typer vendors its own click: match by shape)
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
-            show()
-            sys.exit(code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        # typer >= 0.24 vendors click: its usage errors derive from typer.TyperException, not click's
+        if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(exc, "show"):
+            exc.show()
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
+    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
+        sys.exit(code)

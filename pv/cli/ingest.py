@@ -1,4 +1,4 @@
-"""``pv ingest``: load report files into the case store (FAERS/AERS here; E2B and CSV share the helper).
+"""``pv ingest``: load report files into the case store (FAERS/AERS, E2B(R3) XML, CSV with a mapping).
 
 Each file is parsed into a :class:`~pv.ingest.batch.Batch` and written with
 :func:`~pv.ingest.store.load_batch` in its own transaction, so a file that fails leaves the others loaded.
@@ -111,5 +111,29 @@ def faers(paths: list[Path] = typer.Argument(..., help="Quarter zips or extracte
     """Load FAERS quarterly ASCII or legacy AERS extracts (zip or folder), deduplicating across quarters."""
     results = ingest_files(paths, lambda p, step: parse_quarter(p, progress=step),
                            parse_stages=len(PARSE_STAGES))
+    if exit_code(results):
+        raise typer.Exit(1)
+
+
+@app.command("e2b")
+def e2b(paths: list[Path] = typer.Argument(..., help="E2B(R3) XML files, or folders searched for *.xml.")
+        ) -> None:
+    """Load ICH E2B(R3) ICSR XML files (a single ICSR or an MCCI batch of them per file)."""
+    from pv.ingest.e2b import e2b_files, parse_e2b
+
+    results = ingest_files(e2b_files(paths), lambda p, _step: parse_e2b(p))
+    if exit_code(results):
+        raise typer.Exit(1)
+
+
+@app.command("csv")
+def csv(paths: list[Path] = typer.Argument(..., help="CSV files laid out as the mapping describes."),
+        mapping: Path = typer.Option(..., "--mapping", "-m",
+                                     help="Column mapping, e.g. config/mappings/caers.yaml.")) -> None:
+    """Load CSV report files whose columns a mapping file names (one row per case-drug-event or per case)."""
+    from pv.ingest.csv import load_mapping, parse_csv
+
+    column_mapping = load_mapping(mapping)
+    results = ingest_files(paths, lambda p, _step: parse_csv(p, column_mapping))
     if exit_code(results):
         raise typer.Exit(1)

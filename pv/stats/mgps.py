@@ -1,0 +1,542 @@
+"""MGPS: DuMouchel's empirical-Bayes gamma-Poisson shrinker (EBGM, EB05, EB95). See docs/methods.md.
+
+Model (DuMouchel 1999): for a pair with observed count ``n`` and expected count ``E``,
+``n | lambda ~ Poisson(lambda E)`` and ``lambda ~ P Gamma(alpha1, beta1) + (1 - P) Gamma(alpha2, beta2)``
+(shape/rate). The marginal of ``n`` is a two-component negative-binomial mixture,
+``f_i(n) = NB(n; size alpha_i, prob beta_i / (beta_i + E))``.
+
+Fit: maximum likelihood over all pairs with ``n >= 1``, using the likelihood *conditional on n >= 1*
+(each component divided by ``1 - f_i(0)``), exactly as openEBGM's ``autoHyper(..., squashed = FALSE,
+zeroes = FALSE, N_star = 1)`` does (its ``negLL``). With ``truncated=False`` the unconditional likelihood is
+used instead (openEBGM's ``negLLzero``, meant for tables that include the zero cells).
+
+The likelihood and its analytic gradient are vectorised over all pairs, exactly (no squashing): identical
+``(n, E)`` pairs are merged with a weight (an exact rewrite of the sum), and the terms are grouped by ``n``
+so the common small counts use scalar shape terms. Several starting points are run (by default first on a
+random subsample, only to choose the start; the winner is then refitted on all pairs); L-BFGS-B works on
+``log alpha``, ``log beta`` and ``logit P`` within bounds. ``ConvergenceError`` is raised when no start
+converges.
+
+Posterior (for any ``n``, including the pairs not used in the fit): mixture of
+``Gamma(alpha_i + n, beta_i + E)`` with weights ``Q_n`` and ``1 - Q_n`` (DuMouchel eq. 6);
+EBGM = ``exp(E[log lambda])``; EB05/EB95 are the 5% and 95% quantiles of that mixture, found for all pairs
+at once by a bracketed Newton iteration on ``log x``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special
+
+from pv.errors import ConvergenceError, InputError
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Prior ``P Gamma(alpha1, beta1) + (1 - P) Gamma(alpha2, beta2)`` (shape, rate)."""
+
+    alpha1: float
+    beta1: float
+    alpha2: float
+    beta2: float
+    p: float
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.alpha1, self.beta1, self.alpha2, self.beta2, self.p], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, x: Sequence[float] | np.ndarray) -> Hyperparameters:
+        a1, b1, a2, b2, p = (float(v) for v in x)
+        return cls(a1, b1, a2, b2, p)
+
+    def canonical(self) -> Hyperparameters:
+        """The same prior labelled so that the first component has the smaller weight (``p <= 0.5``)."""
+        if self.p > 0.5:
+            return Hyperparameters(self.alpha2, self.beta2, self.alpha1, self.beta1, 1.0 - self.p)
+        return self
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+# openEBGM's vignette starting points (alpha1, beta1, alpha2, beta2, P).
+DEFAULT_STARTS: tuple[Hyperparameters, ...] = (
+    Hyperparameters(0.2, 0.1, 2.0, 4.0, 1 / 3),
+    Hyperparameters(0.1, 0.1, 10.0, 10.0, 0.2),
+    Hyperparameters(0.3, 0.5, 6.0, 6.0, 0.5),
+    Hyperparameters(0.5, 0.3, 12.0, 12.0, 0.8),
+    Hyperparameters(0.2, 0.2, 5.0, 5.0, 0.4),
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data preparation
+
+
+def _check_arrays(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    n_arr = np.asarray(n)
+    e_arr = np.asarray(expected, dtype=np.float64)
+    if n_arr.shape != e_arr.shape or n_arr.ndim != 1:
+        raise InputError("n and expected must be one-dimensional arrays of the same length", field="n")
+    n_f = n_arr.astype(np.float64)
+    if len(n_f) and (not np.all(np.isfinite(n_f)) or n_f.min() < 0 or np.any(n_f != np.floor(n_f))):
+        raise InputError("counts n must be whole numbers >= 0", field="n")
+    if len(e_arr) and (not np.all(np.isfinite(e_arr)) or e_arr.min() <= 0):
+        raise InputError("expected counts must be finite and > 0", field="expected")
+    return n_f, e_arr
+
+
+def _unique_pairs(n: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (n, E) pairs, their multiplicities, and the index of each input in them."""
+    if len(n) == 0:
+        z = np.zeros(0)
+        return z, z, z, np.zeros(0, dtype=np.int64)
+    e_code, e_uniq = pd.factorize(e, sort=False)
+    n_int = n.astype(np.int64)
+    key = e_code.astype(np.int64) * (int(n_int.max()) + 1) + n_int
+    inverse, key_uniq = pd.factorize(key, sort=False)
+    key_uniq = np.asarray(key_uniq, dtype=np.int64)
+    width = int(n_int.max()) + 1
+    n_u = (key_uniq % width).astype(np.float64)
+    e_u = np.asarray(e_uniq, dtype=np.float64)[key_uniq // width]
+    weight = np.bincount(inverse, minlength=len(key_uniq)).astype(np.float64)
+    return n_u, e_u, weight, inverse.astype(np.int64)
+
+
+@dataclass
+class _Group:
+    """Pairs sharing one count ``n`` (scalar) or the tail of rarer counts (array ``n``)."""
+
+    n: float | np.ndarray
+    e: np.ndarray
+    log_e: np.ndarray
+    w: np.ndarray
+    n_index: np.ndarray | None = None  # tail only: index of each pair's n in the distinct counts
+    n_values: np.ndarray | None = None  # tail only: the distinct counts
+
+
+@dataclass
+class _Data:
+    groups: list[_Group]
+    total_weight: float
+    n_points: int
+    n_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _prepare(n: np.ndarray, e: np.ndarray, weight: np.ndarray, *, min_group: int = 5000,
+             max_groups: int = 12) -> _Data:
+    order = np.argsort(n, kind="stable")
+    n, e, weight = n[order], e[order], weight[order]
+    values, starts, sizes = np.unique(n, return_index=True, return_counts=True)
+    groups: list[_Group] = []
+    tail_from = len(n)
+    for k, (v, s, size) in enumerate(zip(values, starts, sizes, strict=True)):
+        if size < min_group or k >= max_groups:
+            tail_from = int(s)
+            break
+        sl = slice(int(s), int(s + size))
+        groups.append(_Group(n=float(v), e=e[sl], log_e=np.log(e[sl]), w=weight[sl]))
+    if tail_from < len(n):
+        tn = n[tail_from:]
+        tv, tidx = np.unique(tn, return_inverse=True)
+        te = e[tail_from:]
+        groups.append(_Group(n=tn, e=te, log_e=np.log(te), w=weight[tail_from:], n_index=tidx, n_values=tv))
+    return _Data(groups=groups, total_weight=float(weight.sum()), n_points=len(n), n_values=values)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# likelihood
+
+
+def _shape_terms(a: float, g: _Group) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """lgamma(a + n) - lgamma(a) - lgamma(n + 1) and its derivative in a, per group."""
+    if g.n_values is None:
+        nn = float(g.n)  # type: ignore[arg-type]
+        lg = special.gammaln(a + nn) - special.gammaln(a) - special.gammaln(nn + 1.0)
+        dg = special.digamma(a + nn) - special.digamma(a)
+        return float(lg), float(dg)
+    assert g.n_index is not None
+    v = g.n_values
+    lg_v = special.gammaln(a + v) - special.gammaln(a) - special.gammaln(v + 1.0)
+    dg_v = special.digamma(a + v) - special.digamma(a)
+    return lg_v[g.n_index], dg_v[g.n_index]
+
+
+def _component(a: float, b: float, g: _Group, truncated: bool, grad: bool
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Log (truncated) negative-binomial probability of each pair, and its derivatives in log a, log b."""
+    lg, dg = _shape_terms(a, g)
+    n = g.n
+    t = g.e * (1.0 / b)  # E / b
+    log_r = -np.log1p(t)  # log(b / (b + E))
+    log_t = g.log_e - math.log(b)  # log(E / b); log(E / (b + E)) = log_t + log_r
+    ll = (a + n) * log_r
+    ll += n * log_t
+    ll += lg
+    one_m = None
+    if truncated:
+        one_m = -np.expm1(a * log_r)  # 1 - f(0) = 1 - (b / (b + E))^a
+        ll -= np.log(one_m)
+    if not grad:
+        return ll, None, None
+    if truncated:
+        assert one_m is not None
+        d_la = (log_r / one_m + dg) * a
+        d_lb = (a * t / one_m - n) / (1.0 + t)
+    else:
+        d_la = (log_r + dg) * a
+        d_lb = (a * t - n) / (1.0 + t)
+    return ll, d_la, d_lb
+
+
+def _unpack(theta: np.ndarray) -> tuple[float, float, float, float, float]:
+    a1, b1, a2, b2 = (math.exp(float(v)) for v in theta[:4])
+    p = float(special.expit(theta[4]))
+    return a1, b1, a2, b2, p
+
+
+def _pack(h: Hyperparameters) -> np.ndarray:
+    return np.array([math.log(h.alpha1), math.log(h.beta1), math.log(h.alpha2), math.log(h.beta2),
+                     float(special.logit(h.p))])
+
+
+def _objective(theta: np.ndarray, data: _Data, truncated: bool, grad: bool = True
+               ) -> tuple[float, np.ndarray] | float:
+    """Mean negative log-likelihood (weights = multiplicities) and its gradient in the packed parameters."""
+    a1, b1, a2, b2, p = _unpack(theta)
+    if not (0.0 < p < 1.0):
+        return (math.inf, np.zeros(5)) if grad else math.inf
+    lp, lq = math.log(p), math.log1p(-p)
+    total = 0.0
+    gvec = np.zeros(5)
+    for g in data.groups:
+        l1, da1, db1 = _component(a1, b1, g, truncated, grad)
+        l2, da2, db2 = _component(a2, b2, g, truncated, grad)
+        l1 += lp
+        l2 += lq
+        log_l = np.logaddexp(l1, l2)
+        total += float(np.dot(g.w, log_l))
+        if grad:
+            assert da1 is not None and db1 is not None and da2 is not None and db2 is not None
+            q = np.exp(l1 - log_l)
+            wq = g.w * q
+            wr = g.w - wq
+            gvec[0] += np.dot(wq, da1)
+            gvec[1] += np.dot(wq, db1)
+            gvec[2] += np.dot(wr, da2)
+            gvec[3] += np.dot(wr, db2)
+            gvec[4] += float(wq.sum()) - p * float(g.w.sum())
+    scale = 1.0 / data.total_weight
+    value = -total * scale
+    if not math.isfinite(value):
+        return (math.inf, np.zeros(5)) if grad else math.inf
+    if grad:
+        return value, -gvec * scale
+    return value
+
+
+def log_likelihood(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float],
+                   hyper: Hyperparameters, *, truncated: bool = True) -> float:
+    """Log-likelihood (natural log, summed over pairs) of the prior; truncated: pairs with n >= 1 only,
+    each conditioned on n >= 1 (openEBGM ``-negLL(theta, N, E, N_star = 1)``)."""
+    n_f, e = _check_arrays(n, expected)
+    if truncated:
+        keep = n_f >= 1
+        n_f, e = n_f[keep], e[keep]
+    n_u, e_u, w, _ = _unique_pairs(n_f, e)
+    data = _prepare(n_u, e_u, w)
+    if data.total_weight == 0:
+        return 0.0
+    value = _objective(_pack(hyper), data, truncated, grad=False)
+    assert isinstance(value, float)
+    return -value * data.total_weight
+
+
+# ----------------------------------------------------------------------------------------------------------
+# posterior
+
+
+def _posterior_weights(n: np.ndarray, e: np.ndarray, h: Hyperparameters
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q_n (posterior weight of the first component), and the distinct counts with each pair's index."""
+    un, idx = np.unique(n, return_inverse=True)
+    logs = []
+    for a, b in ((h.alpha1, h.beta1), (h.alpha2, h.beta2)):
+        lg = (special.gammaln(a + un) - special.gammaln(a) - special.gammaln(un + 1.0))[idx]
+        log_r = -np.log1p(e / b)
+        log_t = np.log(e) - math.log(b)
+        logs.append(lg + (a + n) * log_r + n * log_t)
+    x1 = logs[0] + math.log(h.p)
+    x2 = logs[1] + math.log1p(-h.p)
+    q = np.exp(x1 - np.logaddexp(x1, x2))
+    return q, un, idx
+
+
+def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.ndarray, e: np.ndarray,
+                      h: Hyperparameters, *, rtol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
+    """Quantile of Q Gamma(a1 + n, b1 + E) + (1 - Q) Gamma(a2 + n, b2 + E) for every pair at once.
+
+    The answer lies between the two component quantiles (each an inverse regularised gamma at a shape that
+    depends on n only, so computed once per distinct n). Newton steps on log x, kept inside that bracket
+    (bisection when a step leaves it), on the still-active pairs only.
+    """
+    k1 = h.alpha1 + n_uniq
+    k2 = h.alpha2 + n_uniq
+    g1 = special.gammaincinv(k1, target)[idx]
+    g2 = special.gammaincinv(k2, target)[idx]
+    r1 = h.beta1 + e
+    r2 = h.beta2 + e
+    x1 = g1 / r1
+    x2 = g2 / r2
+    lo = np.log(np.minimum(x1, x2))
+    hi = np.log(np.maximum(x1, x2))
+    u = q * np.log(x1) + (1.0 - q) * np.log(x2)
+    result = u.copy()
+    active = np.flatnonzero((hi - lo) > rtol)
+    lgk1 = special.gammaln(k1)
+    lgk2 = special.gammaln(k2)
+    for _ in range(max_iter):
+        if len(active) == 0:
+            break
+        ua, qa, ia = u[active], q[active], idx[active]
+        r1a, r2a = r1[active], r2[active]
+        x = np.exp(ua)
+        kk1, kk2 = k1[ia], k2[ia]
+        cdf = qa * special.gammainc(kk1, r1a * x) + (1.0 - qa) * special.gammainc(kk2, r2a * x)
+        # density of log x: x f(x) = sum_i w_i exp(k_i log(r_i x) - r_i x - lgamma(k_i))
+        dens = (qa * np.exp(kk1 * np.log(r1a * x) - r1a * x - lgk1[ia])
+                + (1.0 - qa) * np.exp(kk2 * np.log(r2a * x) - r2a * x - lgk2[ia]))
+        err = cdf - target
+        lo_a, hi_a = lo[active], hi[active]
+        above = err > 0
+        hi_a = np.where(above, ua, hi_a)
+        lo_a = np.where(above, lo_a, ua)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = err / dens
+        new = ua - step
+        bad = ~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
+        new = np.where(bad, 0.5 * (lo_a + hi_a), new)
+        new = np.where(err == 0, ua, new)
+        done = (np.abs(new - ua) <= rtol) | ((hi_a - lo_a) <= rtol) | (err == 0)
+        lo[active], hi[active] = lo_a, hi_a
+        u[active] = new
+        result[active] = new
+        active = active[~done]
+    else:
+        raise ConvergenceError(f"posterior quantile {target} did not converge for {len(active)} pairs")
+    return np.exp(result)
+
+
+def _quantile_name(q: float) -> str:
+    pct = q * 100.0
+    return f"eb{int(round(pct)):02d}" if abs(pct - round(pct)) < 1e-9 else f"eb{pct:g}".replace(".", "_")
+
+
+def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float],
+                hyper: Hyperparameters, quantiles: Sequence[float] = (0.05, 0.95)) -> pd.DataFrame:
+    """EBGM and posterior quantiles (columns ``ebgm``, ``eb05``, ``eb95`` for the default quantiles) per pair.
+
+    Works for any subset of pairs (e.g. a shard of products) given hyperparameters fitted on the whole table.
+    Pairs with ``n = 0`` get the prior-to-posterior update with ``n = 0``.
+    """
+    n_f, e = _check_arrays(n, expected)
+    for qv in quantiles:
+        if not 0.0 < qv < 1.0:
+            raise InputError(f"quantile {qv} is not in (0, 1)", field="quantiles")
+    cols = ["ebgm", *(_quantile_name(qv) for qv in quantiles)]
+    if len(n_f) == 0:
+        return pd.DataFrame({c: np.zeros(0) for c in cols})
+    n_u, e_u, _, inverse = _unique_pairs(n_f, e)
+    qn, un, idx = _posterior_weights(n_u, e_u, hyper)
+    m1 = special.digamma(hyper.alpha1 + un)[idx] - np.log(hyper.beta1 + e_u)
+    m2 = special.digamma(hyper.alpha2 + un)[idx] - np.log(hyper.beta2 + e_u)
+    out = {"ebgm": np.exp(qn * m1 + (1.0 - qn) * m2)[inverse]}
+    for qv, name in zip(quantiles, cols[1:], strict=True):
+        out[name] = _mixture_quantile(qv, qn, un, idx, e_u, hyper)[inverse]
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# estimator
+
+
+class MGPS:
+    """Two-component gamma-Poisson shrinker, fitted by maximum likelihood (see the module docstring).
+
+    Parameters: ``starts`` (starting hyperparameters; default openEBGM's vignette five), ``truncated``
+    (likelihood conditional on n >= 1, default, as openEBGM ``zeroes = FALSE``), ``bounds`` (lower, upper) for
+    every alpha and beta, ``p_bounds``, ``max_iter`` (L-BFGS-B iterations per start), ``tol`` (gradient
+    tolerance on the mean log-likelihood), ``subsample`` (starts are compared on this many randomly chosen
+    pairs when there are more, then the best is refitted on all pairs; ``None``: every start on all pairs),
+    ``seed`` (for that subsample), ``quantiles`` (posterior quantiles reported by ``score``).
+
+    Fitted attributes: ``hyperparameters_``, ``loglik_`` (on all pairs with n >= 1), ``converged_``,
+    ``n_iter_``, ``n_pairs_``, ``fit_seconds_``, and ``summary`` (one row per start and stage).
+    """
+
+    def __init__(self, *, starts: Sequence[Hyperparameters] | None = None, truncated: bool = True,
+                 bounds: tuple[float, float] = (1e-6, 1e4), p_bounds: tuple[float, float] = (1e-8, 1 - 1e-8),
+                 max_iter: int = 1000, tol: float = 1e-7, subsample: int | None = 50_000,
+                 subsample_tol: float = 1e-5, seed: int = 0,
+                 quantiles: Sequence[float] = (0.05, 0.95)) -> None:
+        self.starts = tuple(starts) if starts is not None else DEFAULT_STARTS
+        self.truncated = truncated
+        self.bounds = bounds
+        self.p_bounds = p_bounds
+        self.max_iter = max_iter
+        self.tol = tol
+        self.subsample = subsample
+        self.subsample_tol = subsample_tol
+        self.seed = seed
+        self.quantiles = tuple(quantiles)
+
+    @classmethod
+    def from_hyperparameters(cls, hyper: Hyperparameters, **params: object) -> MGPS:
+        """An MGPS that scores with known hyperparameters (e.g. fitted once per run, then used per shard)."""
+        model = cls(**params)  # type: ignore[arg-type]
+        model.hyperparameters_ = hyper
+        model.loglik_ = math.nan
+        model.converged_ = True
+        model.n_iter_ = 0
+        model.n_pairs_ = 0
+        model.fit_seconds_ = 0.0
+        model._summary = pd.DataFrame()
+        return model
+
+    # -- fitting ------------------------------------------------------------------------------------------
+    def fit(self, counts: pd.DataFrame) -> MGPS:
+        """Fit on a count table (uses its ``n`` and ``expected`` columns)."""
+        for col in ("n", "expected"):
+            if col not in counts.columns:
+                raise InputError(f"count table lacks column {col!r}", field=col)
+        return self.fit_arrays(counts["n"].to_numpy(), counts["expected"].to_numpy())
+
+    def _box(self) -> list[tuple[float, float]]:
+        lo, hi = self.bounds
+        plo, phi = self.p_bounds
+        return [(math.log(lo), math.log(hi))] * 4 + [(float(special.logit(plo)), float(special.logit(phi)))]
+
+    def _clip_start(self, h: Hyperparameters) -> np.ndarray:
+        box = self._box()
+        x = _pack(h)
+        return np.array([min(max(v, lo), hi) for v, (lo, hi) in zip(x, box, strict=True)])
+
+    def _run(self, x0: np.ndarray, data: _Data, gtol: float) -> optimize.OptimizeResult:
+        res = optimize.minimize(_objective, x0, args=(data, self.truncated), jac=True, method="L-BFGS-B",
+                                bounds=self._box(),
+                                options={"maxiter": self.max_iter, "maxfun": 2 * self.max_iter + 50,
+                                         "ftol": 1e-15, "gtol": gtol, "maxcor": 20})
+        # L-BFGS-B stops with an "abnormal" line search once f no longer changes in double precision; that is
+        # convergence when the projected gradient is already small.
+        res.pgrad = self._projected_gradient(res.x, res.jac)
+        res.ok = bool(math.isfinite(res.fun) and (res.success or res.pgrad <= max(10.0 * gtol, 1e-6))
+                      and res.nit < self.max_iter)
+        return res
+
+    def _projected_gradient(self, x: np.ndarray, g: np.ndarray) -> float:
+        pg = np.array(g, dtype=np.float64)
+        for i, (lo, hi) in enumerate(self._box()):
+            if (x[i] <= lo + 1e-10 and pg[i] > 0) or (x[i] >= hi - 1e-10 and pg[i] < 0):
+                pg[i] = 0.0
+        return float(np.max(np.abs(pg))) if np.all(np.isfinite(pg)) else math.inf
+
+    def _at_bound(self, x: np.ndarray) -> bool:
+        box = self._box()
+        return any(abs(v - lo) < 1e-6 or abs(v - hi) < 1e-6 for v, (lo, hi) in zip(x, box, strict=True))
+
+    def fit_arrays(self, n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float]) -> MGPS:
+        """Fit on arrays of observed and expected counts (pairs with n = 0 are ignored when truncated)."""
+        t0 = time.perf_counter()
+        n_f, e = _check_arrays(n, expected)
+        if self.truncated:
+            keep = n_f >= 1
+            n_f, e = n_f[keep], e[keep]
+        if len(n_f) < 5:
+            raise InputError(f"MGPS needs at least 5 pairs to fit 5 hyperparameters, got {len(n_f)}",
+                             field="n")
+        if not self.starts:
+            raise InputError("MGPS needs at least one starting point", field="starts")
+        full = _prepare(*_unique_pairs(n_f, e)[:3])
+        rows: list[dict[str, object]] = []
+        use_sub = self.subsample is not None and len(n_f) > self.subsample
+        stage_data = full
+        if use_sub:
+            assert self.subsample is not None
+            rng = np.random.default_rng(self.seed)
+            pick = np.sort(rng.choice(len(n_f), size=self.subsample, replace=False))
+            stage_data = _prepare(*_unique_pairs(n_f[pick], e[pick])[:3])
+        stage = "subsample" if use_sub else "full"
+        results = []
+        for i, start in enumerate(self.starts):
+            res = self._run(self._clip_start(start), stage_data,
+                            max(self.tol, self.subsample_tol) if use_sub else self.tol)
+            results.append(res)
+            rows.append(self._row(i, stage, start, res, stage_data))
+        ok = [r for r in results if r.ok]
+        if not ok:
+            raise ConvergenceError(
+                "MGPS hyperparameter fit did not converge from any of "
+                f"{len(self.starts)} starting points ({'; '.join(str(r.message) for r in results)})")
+        best = min(ok, key=lambda r: r.fun)
+        n_iter = sum(int(r.nit) for r in results)
+        if use_sub:
+            res = self._run(best.x, full, self.tol)
+            n_iter += int(res.nit)
+            best_start = Hyperparameters.from_array(_unpack(best.x))
+            rows.append(self._row(results.index(best), "full", best_start, res, full))
+            if not res.ok:
+                raise ConvergenceError(
+                    f"MGPS hyperparameter fit on all pairs did not converge ({res.message})")
+            best = res
+        self.hyperparameters_ = Hyperparameters.from_array(_unpack(best.x)).canonical()
+        self.loglik_ = -float(best.fun) * full.total_weight
+        self.converged_ = True
+        self.at_bound_ = self._at_bound(best.x)
+        self.n_iter_ = n_iter
+        self.n_pairs_ = int(full.total_weight)
+        self._summary = pd.DataFrame(rows)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _row(self, i: int, stage: str, start: Hyperparameters, res: optimize.OptimizeResult, data: _Data
+             ) -> dict[str, object]:
+        h = Hyperparameters.from_array(_unpack(res.x)).canonical()
+        return {"start": i, "stage": stage, "pairs": int(data.total_weight),
+                **{f"start_{k}": v for k, v in start.to_dict().items()},
+                **h.to_dict(), "loglik": -float(res.fun) * data.total_weight, "converged": res.ok,
+                "gradient": res.pgrad,
+                "at_bound": self._at_bound(res.x), "n_iter": int(res.nit), "message": str(res.message)}
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per start (and the final refit on all pairs): start, result, loglik, convergence."""
+        self._check_fitted()
+        return self._summary.copy()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "hyperparameters_"):
+            raise InputError("this MGPS is not fitted: call fit() or use MGPS.from_hyperparameters()")
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def score_arrays(self, n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float]
+                     ) -> pd.DataFrame:
+        self._check_fitted()
+        return ebgm_scores(n, expected, self.hyperparameters_, self.quantiles)
+
+    def score(self, counts: pd.DataFrame) -> pd.DataFrame:
+        """A copy of ``counts`` with ``ebgm``, ``eb05`` and ``eb95`` added (any subset of pairs)."""
+        for col in ("n", "expected"):
+            if col not in counts.columns:
+                raise InputError(f"count table lacks column {col!r}", field=col)
+        scores = self.score_arrays(counts["n"].to_numpy(), counts["expected"].to_numpy())
+        out = counts.copy()
+        for col in scores.columns:
+            out[col] = scores[col].to_numpy()
+        return out
