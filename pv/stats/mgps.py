@@ -273,12 +273,12 @@ def _objective(theta: np.ndarray, data: _Data, truncated: bool, grad: bool = Tru
             for k, (a, wts, (lp_om, oms_om, s_), dg) in enumerate(
                     ((a1, wq, pieces1, dg1), (a2, wr, pieces2, dg2))):
                 sw_k = sw_q if k == 0 else sw - sw_q
-                if np.ndim(dg) == 0:
-                    gvec[2 * k] += a * (float(dg) * sw_k - float(_dot(wts, lp_om)))
-                    gvec[2 * k + 1] += a * float(_dot(wts, oms_om)) - float(g.n) * float(_dot(wts, s_))  # type: ignore[arg-type]
+                if isinstance(dg, np.ndarray):
+                    gvec[2 * k] += a * (_dot(wts, dg) - _dot(wts, lp_om))
+                    gvec[2 * k + 1] += a * _dot(wts, oms_om) - _dot(wts * g.n, s_)
                 else:
-                    gvec[2 * k] += a * (float(_dot(wts, dg)) - float(_dot(wts, lp_om)))
-                    gvec[2 * k + 1] += a * float(_dot(wts, oms_om)) - float(_dot(wts * g.n, s_))
+                    gvec[2 * k] += a * (float(dg) * sw_k - _dot(wts, lp_om))
+                    gvec[2 * k + 1] += a * _dot(wts, oms_om) - float(g.n) * _dot(wts, s_)  # type: ignore[arg-type]
             gvec[4] += sw_q - p * sw
     scale = 1.0 / data.total_weight
     value = -total * scale
