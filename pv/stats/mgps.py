@@ -656,7 +656,7 @@ class MGPS:
             if col not in counts.columns:
                 raise InputError(f"count table lacks column {col!r}", field=col)
         scores = self.score_arrays(counts["n"].to_numpy(), counts["expected"].to_numpy())
-        out = counts.copy()
+        out = counts.copy(deep=False)  # new columns only: the caller's frame is left as it was
         for col in scores.columns:
             out[col] = scores[col].to_numpy()
         return out
