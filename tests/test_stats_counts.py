@@ -129,6 +129,16 @@ def test_categorical_and_string_inputs_agree() -> None:
     assert list(a["product"].astype(str)) == list(b["product"].astype(str))
 
 
+def test_wide_keys_fall_back_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pv.stats import counts as counts_module
+
+    rows = _rows().assign(id=lambda f: "case-" + f["id"].astype(str))  # text ids take the factorize path
+    packed = count_table(rows, strata="sex")
+    monkeypatch.setattr(counts_module, "_KEY_BITS", 4)
+    fallback = count_table(rows, strata="sex")
+    pd.testing.assert_frame_equal(packed, fallback)
+
+
 def test_background_roles_and_restriction() -> None:
     rows = pd.DataFrame({
         "id": [1, 1, 2, 2, 3, 4],

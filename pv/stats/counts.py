@@ -40,7 +40,8 @@ from pv.errors import InputError
 
 COUNT_COLUMNS = ["product", "event", "n", "n_product", "n_event", "n_total", "b", "c", "d", "expected"]
 
-_INT64_MAX = np.iinfo(np.int64).max
+# bits available for packing codes into one non-negative int64 sort key (tests lower it to force the fallback)
+_KEY_BITS = 62
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -87,7 +88,7 @@ def _distinct_count_by(group: np.ndarray, n_groups: int, ids: np.ndarray, id_bit
     """For each group code, the number of distinct ids among the rows (group, id); ids < 2**id_bits."""
     if len(group) == 0:
         return np.zeros(n_groups, dtype=np.int64)
-    if max(n_groups, 1).bit_length() + id_bits <= 62:
+    if max(n_groups, 1).bit_length() + id_bits <= _KEY_BITS:
         key = np.left_shift(group, id_bits)
         key |= ids
         uniq = _sorted_distinct(key)
@@ -153,7 +154,7 @@ def count_table(rows: pd.DataFrame, *, id_col: str = "id", product_col: str = "p
     n_total = int(np.count_nonzero(np.bincount(ids)))
 
     # distinct (product, event, case) triples, sorted by product, event, case: one int64 key when it fits
-    if p_bits + e_bits + id_bits <= 62:
+    if p_bits + e_bits + id_bits <= _KEY_BITS:
         key = np.left_shift(pc, e_bits + id_bits)
         key |= np.left_shift(ec, id_bits)
         key |= ids
