@@ -31,12 +31,13 @@ Everything is done on integer codes with numpy/pandas hashing and sorting, with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from pv.errors import InputError
+from pv.normalise import normalise_pt
 
 COUNT_COLUMNS = ["product", "event", "n", "n_product", "n_event", "n_total", "b", "c", "d", "expected"]
 
@@ -222,3 +223,37 @@ def _stratified_expected(pc: np.ndarray, ec: np.ndarray, ids: np.ndarray, sc: np
         ev = ne_s[s].astype(np.float64)
         expected += prod_rate[pp] * ev[pe]
     return expected
+
+
+def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *,
+                     event_col: str = "event") -> pd.DataFrame:
+    """Case-level rows with each event replaced by the event group(s) containing it.
+
+    ``groups`` maps a group name to its PTs (e.g. ``EventGroups.groups``). A PT in several groups yields one
+    row per group; events in no group are dropped. Events match the groups' terms after
+    ``pv.normalise.normalise_pt`` on both sides. Counting the result with :func:`count_table` gives
+    group-level tables in which a case counts once per group however many of its PTs fall in the group.
+    """
+    if event_col not in rows.columns:
+        raise InputError(f"no column {event_col!r}", field=event_col)
+    pairs = [(normalise_pt(str(term)), name) for name, terms in groups.items() for term in terms]
+    members = pd.DataFrame(pairs, columns=["_pt", "_group"]).drop_duplicates()
+    codes, uniques = pd.factorize(rows[event_col], sort=False, use_na_sentinel=True)
+    keys = pd.DataFrame({"_code": np.arange(len(uniques)),
+                         "_pt": [normalise_pt(str(u)) for u in uniques]}).merge(members, on="_pt")
+    if keys.empty:
+        return rows.iloc[:0].copy()
+    order = np.argsort(keys["_code"].to_numpy(), kind="stable")
+    key_codes = keys["_code"].to_numpy()[order]
+    key_groups = keys["_group"].to_numpy()[order]
+    counts = np.bincount(key_codes, minlength=len(uniques))
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    valid = codes >= 0
+    row_idx = np.flatnonzero(valid)
+    per_row = counts[codes[valid]]
+    take = np.repeat(row_idx, per_row)
+    offset = np.arange(len(take)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    group_of = key_groups[np.repeat(starts[codes[valid]], per_row) + offset]
+    out = rows.iloc[take].copy()
+    out[event_col] = group_of
+    return out.reset_index(drop=True)
