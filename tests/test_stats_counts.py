@@ -168,7 +168,7 @@ def test_event_groups_count_a_case_once_per_group() -> None:
     })
     groups = {"crs": ["Cytokine release syndrome", "Cytokine storm"], "icans": ["Aphasia", "Seizure"],
               "all_neuro_and_crs": ["Aphasia", "Cytokine storm"]}
-    g = event_group_rows(rows, groups)
+    g = event_group_rows(rows, groups, keep_other=False)
     assert sorted(zip(g["id"], g["event"], strict=True)) == sorted([
         (1, "crs"), (1, "crs"), (1, "all_neuro_and_crs"), (1, "icans"), (1, "all_neuro_and_crs"),
         (2, "icans"), (2, "all_neuro_and_crs"), (3, "crs"), (3, "all_neuro_and_crs")])
@@ -177,3 +177,8 @@ def test_event_groups_count_a_case_once_per_group() -> None:
     assert t[("A", "all_neuro_and_crs")]["n"] == 2
     assert t[("B", "crs")]["n"] == 1 and t[("B", "crs")]["n_event"] == 2
     assert t[("A", "crs")]["n_total"] == 3  # case 4 has no grouped event; case 2's Pyrexia is dropped
+    # by default the other events stay, so N and the product marginals are those of all cases
+    t_all = _by_pair(count_table(event_group_rows(rows, groups)))
+    assert t_all[("B", "Pyrexia")]["n"] == 1
+    assert t_all[("A", "crs")]["n_total"] == 3 and t_all[("B", "crs")]["n_product"] == 2
+    assert t_all[("A", "crs")]["n"] == 1

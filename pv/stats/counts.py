@@ -225,14 +225,16 @@ def _stratified_expected(pc: np.ndarray, ec: np.ndarray, ids: np.ndarray, sc: np
     return expected
 
 
-def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *,
-                     event_col: str = "event") -> pd.DataFrame:
+def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *, event_col: str = "event",
+                     keep_other: bool = True) -> pd.DataFrame:
     """Case-level rows with each event replaced by the event group(s) containing it.
 
     ``groups`` maps a group name to its PTs (e.g. ``EventGroups.groups``). A PT in several groups yields one
-    row per group; events in no group are dropped. Events match the groups' terms after
+    row per group. Rows whose event is in no group are kept as they are (``keep_other``, the default), so the
+    product marginals and the total N of the table stay those of all cases; with ``keep_other=False`` they are
+    dropped (the background then shrinks to cases with a grouped event). Events match the groups' terms after
     ``pv.normalise.normalise_pt`` on both sides. Counting the result with :func:`count_table` gives
-    group-level tables in which a case counts once per group however many of its PTs fall in the group.
+    group-level pairs in which a case counts once per group however many of its PTs fall in the group.
     """
     if event_col not in rows.columns:
         raise InputError(f"no column {event_col!r}", field=event_col)
@@ -242,7 +244,7 @@ def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *,
     keys = pd.DataFrame({"_code": np.arange(len(uniques)),
                          "_pt": [normalise_pt(str(u)) for u in uniques]}).merge(members, on="_pt")
     if keys.empty:
-        return rows.iloc[:0].copy()
+        return rows.copy() if keep_other else rows.iloc[:0].copy()
     order = np.argsort(keys["_code"].to_numpy(), kind="stable")
     key_codes = keys["_code"].to_numpy()[order]
     key_groups = keys["_group"].to_numpy()[order]
@@ -256,4 +258,8 @@ def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *,
     group_of = key_groups[np.repeat(starts[codes[valid]], per_row) + offset]
     out = rows.iloc[take].copy()
     out[event_col] = group_of
+    if keep_other:
+        other = ~valid.copy()
+        other[valid] = per_row == 0
+        out = pd.concat([out, rows.iloc[np.flatnonzero(other)]])
     return out.reset_index(drop=True)
