@@ -875,6 +875,8 @@ class QuarterGenerator:
         prod_ai[cart_row & (ai_var < 0.10)] = None
         lower = cart_row & (ai_var >= 0.10) & (ai_var < 0.15)
         prod_ai[lower] = u.names[prod[lower]]
+        as_reported = cart_row & (ai_var >= 0.15) & (ai_var < 0.19)  # the reporter's spelling, not the INN
+        prod_ai[as_reported] = drugname[as_reported]
         route = u.routes[prod].copy()
         route[rng.random(m) < 0.1] = "Unknown"
         suspect = role <= 1
@@ -1071,9 +1073,17 @@ def write_zip(
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, columns in FILE_COLUMNS.items():
             df = getattr(tables, name.lower())
-            zf.writestr(member(f"ASCII/{name}{quarter.short}.txt"), _table_bytes(df, columns))
+            zf.writestr(
+                member(f"ASCII/{name}{quarter.short}.txt"),
+                _table_bytes(df, columns),
+                compresslevel=compresslevel,
+            )
         ids = sorted(set(int(c) for c in deleted))
-        zf.writestr(member(f"Deleted/DELETE{quarter.short}.txt"), "".join(f"{c}\n" for c in ids))
+        zf.writestr(
+            member(f"Deleted/DELETE{quarter.short}.txt"),
+            "".join(f"{c}\n" for c in ids),
+            compresslevel=compresslevel,
+        )
     tmp.replace(path)
     return path
 
@@ -1150,12 +1160,13 @@ def write_quarters(
             deleted = np.concatenate([*pending_del.pop(q.index, []), phantom])
             path = out / zip_name(q)
             paths.append(path)
+            generated = time.perf_counter() - t0
             if writing is not None:
                 line = writing.result()
                 if progress:
                     progress(line)
             writing = pool.submit(
-                _write_and_describe, path, q, tables, deleted, reports_per_quarter, cfg.compresslevel, t0
+                _write_and_describe, path, q, tables, deleted, reports_per_quarter, cfg.compresslevel, generated
             )
             del base, own, tables, fu, v2, v3, v3_prev
         if writing is not None:
@@ -1183,13 +1194,21 @@ def write_quarters(
 
 
 def _write_and_describe(
-    path: Path, q: Quarter, tables: Tables, deleted: np.ndarray, initial: int, compresslevel: int, t0: float
+    path: Path,
+    q: Quarter,
+    tables: Tables,
+    deleted: np.ndarray,
+    initial: int,
+    compresslevel: int,
+    generated: float,
 ) -> str:
+    t0 = time.perf_counter()
     write_zip(path, q, tables, deleted.tolist(), compresslevel)
     n_fu = int((tables.demo["caseversion"] > 1).sum())
     return (
         f"{q}: {len(tables.demo):,} reports ({initial:,} initial, {n_fu:,} follow-up versions), "
-        f"{len(deleted):,} deletions -> {path.name} in {time.perf_counter() - t0:.1f} s"
+        f"{len(deleted):,} deletions -> {path.name} (generated in {generated:.1f} s, "
+        f"written in {time.perf_counter() - t0:.1f} s)"
     )
 
 

@@ -130,8 +130,8 @@ class _Data:
     n_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def _prepare(n: np.ndarray, e: np.ndarray, weight: np.ndarray, *, min_group: int = 2000,
-             max_groups: int = 64) -> _Data:
+def _prepare(n: np.ndarray, e: np.ndarray, weight: np.ndarray, *, min_group: int = 5000,
+             max_groups: int = 12) -> _Data:
     order = np.argsort(n, kind="stable")
     n, e, weight = n[order], e[order], weight[order]
     values, starts, sizes = np.unique(n, return_index=True, return_counts=True)
@@ -383,7 +383,8 @@ class MGPS:
 
     def __init__(self, *, starts: Sequence[Hyperparameters] | None = None, truncated: bool = True,
                  bounds: tuple[float, float] = (1e-6, 1e4), p_bounds: tuple[float, float] = (1e-8, 1 - 1e-8),
-                 max_iter: int = 1000, tol: float = 1e-9, subsample: int | None = 100_000, seed: int = 0,
+                 max_iter: int = 1000, tol: float = 1e-7, subsample: int | None = 50_000,
+                 subsample_tol: float = 1e-5, seed: int = 0,
                  quantiles: Sequence[float] = (0.05, 0.95)) -> None:
         self.starts = tuple(starts) if starts is not None else DEFAULT_STARTS
         self.truncated = truncated
@@ -392,6 +393,7 @@ class MGPS:
         self.max_iter = max_iter
         self.tol = tol
         self.subsample = subsample
+        self.subsample_tol = subsample_tol
         self.seed = seed
         self.quantiles = tuple(quantiles)
 
@@ -426,11 +428,24 @@ class MGPS:
         x = _pack(h)
         return np.array([min(max(v, lo), hi) for v, (lo, hi) in zip(x, box, strict=True)])
 
-    def _run(self, x0: np.ndarray, data: _Data) -> optimize.OptimizeResult:
-        return optimize.minimize(_objective, x0, args=(data, self.truncated), jac=True, method="L-BFGS-B",
-                                 bounds=self._box(),
-                                 options={"maxiter": self.max_iter, "maxfun": 2 * self.max_iter + 50,
-                                          "ftol": 1e-15, "gtol": self.tol, "maxcor": 20})
+    def _run(self, x0: np.ndarray, data: _Data, gtol: float) -> optimize.OptimizeResult:
+        res = optimize.minimize(_objective, x0, args=(data, self.truncated), jac=True, method="L-BFGS-B",
+                                bounds=self._box(),
+                                options={"maxiter": self.max_iter, "maxfun": 2 * self.max_iter + 50,
+                                         "ftol": 1e-15, "gtol": gtol, "maxcor": 20})
+        # L-BFGS-B stops with an "abnormal" line search once f no longer changes in double precision; that is
+        # convergence when the projected gradient is already small.
+        res.pgrad = self._projected_gradient(res.x, res.jac)
+        res.ok = bool(math.isfinite(res.fun) and (res.success or res.pgrad <= max(10.0 * gtol, 1e-6))
+                      and res.nit < self.max_iter)
+        return res
+
+    def _projected_gradient(self, x: np.ndarray, g: np.ndarray) -> float:
+        pg = np.array(g, dtype=np.float64)
+        for i, (lo, hi) in enumerate(self._box()):
+            if (x[i] <= lo + 1e-10 and pg[i] > 0) or (x[i] >= hi - 1e-10 and pg[i] < 0):
+                pg[i] = 0.0
+        return float(np.max(np.abs(pg))) if np.all(np.isfinite(pg)) else math.inf
 
     def _at_bound(self, x: np.ndarray) -> bool:
         box = self._box()
@@ -460,10 +475,11 @@ class MGPS:
         stage = "subsample" if use_sub else "full"
         results = []
         for i, start in enumerate(self.starts):
-            res = self._run(self._clip_start(start), stage_data)
+            res = self._run(self._clip_start(start), stage_data,
+                            max(self.tol, self.subsample_tol) if use_sub else self.tol)
             results.append(res)
             rows.append(self._row(i, stage, start, res, stage_data))
-        ok = [r for r in results if r.success and math.isfinite(r.fun)]
+        ok = [r for r in results if r.ok]
         if not ok:
             raise ConvergenceError(
                 "MGPS hyperparameter fit did not converge from any of "
@@ -471,11 +487,11 @@ class MGPS:
         best = min(ok, key=lambda r: r.fun)
         n_iter = sum(int(r.nit) for r in results)
         if use_sub:
-            res = self._run(best.x, full)
+            res = self._run(best.x, full, self.tol)
             n_iter += int(res.nit)
             best_start = Hyperparameters.from_array(_unpack(best.x))
             rows.append(self._row(results.index(best), "full", best_start, res, full))
-            if not (res.success and math.isfinite(res.fun)):
+            if not res.ok:
                 raise ConvergenceError(
                     f"MGPS hyperparameter fit on all pairs did not converge ({res.message})")
             best = res
@@ -494,7 +510,8 @@ class MGPS:
         h = Hyperparameters.from_array(_unpack(res.x)).canonical()
         return {"start": i, "stage": stage, "pairs": int(data.total_weight),
                 **{f"start_{k}": v for k, v in start.to_dict().items()},
-                **h.to_dict(), "loglik": -float(res.fun) * data.total_weight, "converged": bool(res.success),
+                **h.to_dict(), "loglik": -float(res.fun) * data.total_weight, "converged": res.ok,
+                "gradient": res.pgrad,
                 "at_bound": self._at_bound(res.x), "n_iter": int(res.nit), "message": str(res.message)}
 
     @property
