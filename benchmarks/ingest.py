@@ -106,6 +106,15 @@ def write_quarter(path: Path, reports: int, seed: int = 7) -> Path:
     return path
 
 
+def _server_cpu(pid: int) -> float:
+    """CPU seconds used so far by a local PostgreSQL backend (from /proc; 0 when not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reports", type=int, default=400_000)
@@ -130,12 +139,17 @@ def main() -> int:
             def mark(stage: str) -> None:
                 stages.append((stage, time.perf_counter() - start))
 
+            cpu0 = time.process_time()
             batch = parse_quarter(zpath, progress=mark)
             parsed = time.perf_counter() - start
             with factory() as session:
+                backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                server0 = _server_cpu(backend)
                 summary = load_batch(session, batch, progress=mark)
                 session.commit()
                 elapsed = time.perf_counter() - start
+                client_cpu = time.process_time() - cpu0
+                server_cpu = _server_cpu(backend) - server0
                 cases = session.execute(text("SELECT COUNT(*) FROM cases")).scalar_one()
             previous = 0.0
             for stage, at in stages:
@@ -145,6 +159,9 @@ def main() -> int:
             print(f"parse {parsed:.1f} s, load {elapsed - parsed:.1f} s, total {elapsed:.1f} s: "
                   f"{rate:,.0f} reports/s ({summary.versions_loaded} versions, {cases} cases, "
                   f"{summary.rows_quarantined} quarantined)")
+            load = os.getloadavg()[0]
+            print(f"CPU seconds: client {client_cpu:.1f}, PostgreSQL backend {server_cpu:.1f} "
+                  f"(sum {client_cpu + server_cpu:.1f}); load average {load:.1f} on {os.cpu_count()} CPUs")
             ok = elapsed <= TARGET_SECONDS * args.reports / 400_000
             print(f"target <= {TARGET_SECONDS:.0f} s per 400,000 reports: {'met' if ok else 'NOT met'}")
             return 0 if ok else 1

@@ -258,9 +258,11 @@ def test_bulk_mode_gives_the_same_store_and_restores_indexes(
                 "SELECT indexname FROM pg_indexes WHERE tablename IN "
                 "('case_versions', 'drugs', 'reactions', 'indications', 'cases')")).scalars())
             fks = set(session.execute(text(
-                "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text IN "
+                "SELECT conname FROM pg_constraint WHERE contype IN ('f', 'u') "
+                "AND conrelid::regclass::text IN "
                 "('case_versions', 'drugs', 'reactions', 'indications', 'cases')")).scalars())
     assert snaps[0] == snaps[1]
     assert {"ix_drugs_product_version", "ix_reactions_pt_version", "ix_cases_latest_received_date"} <= indexes
-    assert {"fk_drugs_case_version_id_case_versions", "fk_cases_current_version_id_case_versions"} <= fks
+    assert {"fk_drugs_case_version_id_case_versions", "fk_cases_current_version_id_case_versions",
+            "uq_case_versions_case_key"} <= fks
     assert taken == [False, False, False, True, True, True]

@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import String, delete, func, insert, select, text
+from sqlalchemy import String, UniqueConstraint, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 from sqlalchemy.sql.schema import Table
@@ -206,8 +206,8 @@ def _bulk_mode(session: Session, tables: list[Table], enabled: bool) -> Iterator
     """For a large load on PostgreSQL: drop the tables' secondary indexes and foreign keys, then rebuild them.
 
     This is PostgreSQL's own advice for populating a database: building an index by one sort and checking a
-    foreign key by one join are much faster than maintaining them row by row. Primary keys and unique
-    constraints stay (deduplication relies on them). Everything is inside the load's transaction, so a
+    foreign key by one join are much faster than maintaining them row by row. Unique constraints are
+    re-added (and so re-checked) too; primary keys stay. Everything is inside the load's transaction, so a
     failure rolls it all back; the drop holds an exclusive lock on those tables until commit (readers wait
     for the load), which is why it is used only when the batch is large relative to the store.
     """
@@ -216,15 +216,16 @@ def _bulk_mode(session: Session, tables: list[Table], enabled: bool) -> Iterator
         return
     indexes = [idx for table in tables for idx in table.indexes]
     foreign_keys = [fk for table in tables for fk in table.foreign_key_constraints]
-    for fk in foreign_keys:
-        session.execute(DropConstraint(fk))
+    uniques = [c for table in tables for c in table.constraints if isinstance(c, UniqueConstraint)]
+    for constraint in [*foreign_keys, *uniques]:
+        session.execute(DropConstraint(constraint))
     for idx in indexes:
         session.execute(DropIndex(idx))
     yield
     for idx in indexes:
         session.execute(CreateIndex(idx))
-    for fk in foreign_keys:
-        session.execute(AddConstraint(fk))
+    for constraint in [*uniques, *foreign_keys]:
+        session.execute(AddConstraint(constraint))
 
 
 def _reserve_ids(session: Session, n: int) -> int:
@@ -296,10 +297,14 @@ def _children(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, pd.Ser
     """Rows of ``frame`` that belong to a newly inserted version, with that version's id."""
     if frame.empty:
         return frame, pd.Series(dtype="int64")
-    key = pd.MultiIndex.from_arrays([frame["case_key"].astype(str), frame["report_id"].astype(str)])
-    version_id = pd.Series(ids.reindex(key).to_numpy(), index=frame.index)
-    keep = version_id.notna()
-    return frame[keep], version_id[keep].astype("int64")
+    position = ids.index.get_indexer(_version_key(frame))
+    keep = position >= 0
+    return frame[keep], pd.Series(ids.to_numpy()[position[keep]], index=frame.index[keep], dtype="int64")
+
+
+def _version_key(frame: pd.DataFrame) -> pd.Index:
+    """(case_key, report_id) as one string, for hash joins (no sorting, unlike a MultiIndex)."""
+    return pd.Index(frame["case_key"].astype(str) + "\x1f" + frame["report_id"].astype(str))
 
 
 def _map_drugs(drugs: pd.DataFrame, products: ProductDictionary) -> tuple[list[str | None], list[str]]:
@@ -369,14 +374,11 @@ def load_batch(
     versions = versions.drop_duplicates(["case_key", "report_id"], keep="first")
     stored, stored_cases = _stored_versions(session, versions)
 
-    seen = pd.MultiIndex.from_arrays([stored["case_key"].astype(str), stored["report_id"].astype(str)])
-    mine = pd.MultiIndex.from_arrays([versions["case_key"], versions["report_id"]])
-    new = versions[~mine.isin(seen)].reset_index(drop=True)
+    new = versions[~_version_key(versions).isin(_version_key(stored))].reset_index(drop=True)
     n_new = len(new)
     new["id"] = np.arange(n_new, dtype="int64") + (_reserve_ids(session, n_new) if n_new else 0)
     new["version"] = pd.to_numeric(new["version"], errors="coerce").fillna(1).astype("int64")
-    ids = pd.Series(new["id"].to_numpy(), index=pd.MultiIndex.from_arrays(
-        [new["case_key"].astype(str), new["report_id"].astype(str)]), dtype="int64")
+    ids = pd.Series(new["id"].to_numpy(), index=_version_key(new), dtype="int64")
     for flag, values in _outcome_flags(new["outcomes"]).items():
         new[flag] = values
     tables = [CaseVersion.__table__, Drug.__table__, Reaction.__table__, Indication.__table__, Case.__table__]
