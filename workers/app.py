@@ -79,7 +79,9 @@ def configure(celery_app: Celery, settings: Settings | None = None) -> Celery:
             broker_url="memory://",
             result_backend="cache+memory://",
             task_always_eager=True,
-            task_eager_propagates=True,
+            # a failing task records its failure (on_failure marks its run failed) and stops its chain,
+            # as on a worker; callers read the run's status
+            task_eager_propagates=False,
             task_store_eager_result=False,
         )
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from celery import Task, chain, chord
 from celery.canvas import Signature
 from sqlalchemy.exc import OperationalError
 
+from pv.analysis import cycle
 from pv.analysis import runs as run_service
 from pv.analysis.config import AnalysisConfig
 from pv.db import session_scope
 from pv.settings import get_settings
+from workers.alerts import register as register_alerts
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -115,9 +118,10 @@ def request_run(
 
 
 def submit_run(
-    as_of: dt.date, config_file: str | None = None, scope: str = "all", follow: Signature | None = None
+    as_of: dt.date, config_file: str | None = None, scope: str = "all",
+    follow: Callable[[int], Signature] | None = None,
 ) -> tuple[int, bool]:
-    """Request a run and, unless the same run exists already, dispatch its pipeline (then ``follow``).
+    """Request a run and, unless the same run exists already, dispatch its pipeline (then ``follow(run_id)``).
 
     Embedded mode runs the whole canvas in this process before returning; a failure is recorded on the run
     (read its status). Returns (run id, dispatched).
@@ -129,7 +133,7 @@ def submit_run(
         shards = run_service.get_run(session, run_id).shards
     canvas = run_pipeline(run_id, shards)
     if follow is not None:
-        canvas = chain(canvas, follow)
+        canvas = chain(canvas, follow(run_id))
     try:
         canvas.apply_async()
     except Exception:
@@ -195,3 +199,68 @@ def reanalyze(start: str, end: str, every: str = "quarter", config_file: str | N
 
 def drop_folder() -> Path:
     return get_settings().var_dir / "drop"
+
+
+@app.task(name="pv.ingest.file", base=PvTask, acks_late=True, reject_on_worker_lost=True)
+def ingest_file(path: str, kind: str | None = None, archive: bool = False) -> dict[str, Any]:
+    """Load one report file (idempotent: the store skips a file it has loaded before, by sha256).
+
+    With ``archive`` (the drop folder) the file then moves to drop/done, or to drop/failed when unreadable.
+    """
+    from pv.errors import InputError
+    from pv.ingest import drop
+
+    file = Path(path)
+    try:
+        with session_scope() as session:
+            summary = drop.ingest(session, file, kind)
+    except InputError as exc:  # unreadable whole: nothing loaded; not retryable
+        if not archive:
+            raise
+        drop.archive(file, drop_folder(), error=str(exc))
+        return {"file": path, "error": str(exc)}
+    if archive:
+        drop.archive(file, drop_folder())
+    return summary
+
+
+@app.task(name="pv.signals.evaluate", base=PvTask, acks_late=True, reject_on_worker_lost=True)
+def evaluate_signals(run_id: int) -> dict[str, Any]:
+    """Evaluate a succeeded run in the signal registry and queue the alerts of what changed."""
+    with session_scope() as session:
+        return cycle.evaluate_signals(session, run_id)
+
+
+# the alerts task (workers/alerts.py: retries with backoff for retryable SMTP errors only), on this app
+send_alerts = register_alerts(app)
+
+
+def cycle_follow_ups(run_id: int) -> Signature:
+    """What follows a weekly run: signal evaluation (which queues the alerts), then sending the alerts."""
+    return chain(evaluate_signals.si(run_id), send_alerts.si())
+
+
+@app.task(name="pv.weekly_cycle", base=PvTask)
+def weekly_cycle(as_of: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+    """The weekly cycle: ingest new files from the drop folder, run as of today, then signals, report, alerts.
+
+    The ingestion tasks run first (in name order); the run is requested by :func:`start_cycle_run` once they
+    are done, so that it sees the new data.
+    """
+    files = [str(p) for p in _pending_drop_files()]
+    canvas = chain(*[ingest_file.si(f, None, True) for f in files], start_cycle_run.si(as_of, config_file))
+    canvas.apply_async()
+    return {"files": files, "as_of": as_of or dt.date.today().isoformat()}
+
+
+def _pending_drop_files() -> list[Path]:
+    from pv.ingest import drop
+
+    return drop.pending(drop_folder())
+
+
+@app.task(name="pv.weekly_cycle.run", base=PvTask)
+def start_cycle_run(as_of: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+    day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    run_id, dispatched = submit_run(day, config_file, follow=cycle_follow_ups)
+    return {"run_id": run_id, "dispatched": dispatched}

@@ -62,6 +62,8 @@ def read_frame(
         for col, dtype in (dtypes or {}).items():
             if dtype == "str":
                 column_types[col] = pa.string()
+            elif dtype == "category":
+                column_types[col] = pa.dictionary(pa.int32(), pa.string())
         table = pacsv.read_csv(
             buf,
             read_options=pacsv.ReadOptions(block_size=1 << 24),
@@ -74,7 +76,9 @@ def read_frame(
         result = session.execute(text(sql), params)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     for col, dtype in (dtypes or {}).items():
-        if col in frame.columns and dtype != "str":
+        if col in frame.columns and dtype == "category" and not isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(str).astype("category")
+        elif col in frame.columns and dtype not in ("str", "category"):
             frame[col] = frame[col].astype(dtype)
     return frame
 
@@ -88,15 +92,23 @@ def write_frame(
         return 0
     frame = frame[columns]
     if backend_name(session) == "postgresql":
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
         conn = _dbapi_connection(session)
-        out = io.StringIO()
-        # pandas writes NaN as empty (NULL); floats with full precision (repr) for identical round trips.
-        frame.to_csv(out, header=False, index=False, na_rep="", float_format="%.17g", lineterminator="\n")
-        data = out.getvalue()  # PostgreSQL reads inf / -inf as infinities
+        # NaN becomes null (written unquoted and empty: NULL); strings are quoted, so '' stays ''; doubles are
+        # written in their shortest round-trip form; PostgreSQL reads inf / -inf as infinities.
+        table_ = pa.Table.from_pandas(frame, preserve_index=False)
+        table_ = table_.cast(pa.schema([
+            pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in table_.schema
+        ]))
+        out = pa.BufferOutputStream()
+        pacsv.write_csv(table_, out, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        data = out.getvalue()
         cols = ", ".join(f'"{c}"' for c in columns)
         with conn.cursor() as cur:
             with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT CSV)") as copy:
-                copy.write(data)
+                copy.write(memoryview(data))
         return len(frame)
     records = []
     for row in frame.itertuples(index=False, name=None):

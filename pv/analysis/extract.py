@@ -94,14 +94,14 @@ def extract(
         f"SELECT DISTINCT d.case_version_id AS vid, d.drug_key AS product FROM drugs d "
         f"JOIN {chosen} c ON c.vid = d.case_version_id WHERE d.role IN ({roles_sql}) AND d.drug_key <> ''",
         {"as_of": as_of},
-        dtypes={"product": "str"},
+        dtypes={"product": "category"},
     )
     reactions = read_frame(
         session,
         f"SELECT DISTINCT r.case_version_id AS vid, r.pt FROM reactions r "
         f"JOIN {chosen} c ON c.vid = r.case_version_id WHERE r.pt <> ''",
         {"as_of": as_of},
-        dtypes={"pt": "str"},
+        dtypes={"pt": "category"},
     )
     indications = None
     if with_indications:
@@ -124,8 +124,13 @@ def extract(
 
 
 def _sorted(frame: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Sorted by case then value, the value as a categorical with sorted categories."""
     frame = frame.astype({"vid": "int64"})
-    frame[col] = frame[col].astype(str)
+    values = frame[col]
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(str).astype("category")
+    frame[col] = values.cat.as_ordered().cat.reorder_categories(sorted(values.cat.categories.astype(str)))
+    frame[col] = frame[col].cat.as_unordered()
     return frame.sort_values(["vid", col], kind="stable").reset_index(drop=True)
 
 
@@ -157,7 +162,7 @@ def add_strata(cases: pd.DataFrame, age_bands: Sequence[float]) -> pd.DataFrame:
     report_year."""
     cases = cases.copy()
     sex = cases["sex"].astype(object).where(cases["sex"].isin(["F", "M"]), "UNK")
-    cases["sex"] = sex.astype(str)
+    cases["sex"] = sex.astype(str).astype("category")
     edges = list(age_bands)
     labels = [
         f"{_fmt(lo)}-{_fmt(hi - 1)}" if i + 1 < len(edges) else f"{_fmt(lo)}+"
@@ -171,8 +176,8 @@ def add_strata(cases: pd.DataFrame, age_bands: Sequence[float]) -> pd.DataFrame:
         "unknown",
         np.asarray(["", *labels], dtype=object)[idx],
     )
-    cases["age_band"] = age.astype(str)
-    cases["report_year"] = cases["received_date"].dt.year.astype("int64").astype(str)
+    cases["age_band"] = pd.Categorical(age.astype(str))
+    cases["report_year"] = cases["received_date"].dt.year.astype("int64").astype(str).astype("category")
     return cases
 
 
@@ -187,5 +192,6 @@ def group_rows(reactions: pd.DataFrame, groups: Mapping[str, Sequence[str]]) -> 
     )
     if mapping.empty or reactions.empty:
         return pd.DataFrame({"vid": pd.Series(dtype="int64"), "group": pd.Series(dtype=str)})
-    out = reactions.merge(mapping, on="pt", how="inner")[["vid", "group"]].drop_duplicates()
+    pts = reactions.assign(pt=reactions["pt"].astype(str))
+    out = pts.merge(mapping, on="pt", how="inner")[["vid", "group"]].drop_duplicates()
     return out.sort_values(["vid", "group"], kind="stable").reset_index(drop=True)

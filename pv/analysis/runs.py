@@ -228,8 +228,8 @@ def _find(session: Session, as_of: dt.date, scope: str, digest: str) -> Run | No
 
 def get_run(session: Session, run_id: int, *, for_update: bool = False) -> Run:
     stmt = select(Run).where(Run.id == run_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # lock the row and reload it: another task may have changed it meanwhile
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     run = session.execute(stmt).scalar_one_or_none()
     if run is None:
         raise NotFoundError(f"run {run_id} does not exist")
@@ -293,43 +293,87 @@ class CountTables:
     timings: dict[str, float]
 
 
+def cross_join(left: pd.DataFrame, right: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the join of two frames on ``vid`` (both sorted by vid): every left row of a case with
+    every right row of the same case. Vectorised: no per-case Python loop, no hash table."""
+    lv = left["vid"].to_numpy()
+    rv = right["vid"].to_numpy()
+    lu, lstart, lcount = np.unique(lv, return_index=True, return_counts=True)
+    ru, rstart, rcount = np.unique(rv, return_index=True, return_counts=True)
+    common, li, ri = np.intersect1d(lu, ru, assume_unique=True, return_indices=True)
+    lstart, lcount, rstart, rcount = lstart[li], lcount[li], rstart[ri], rcount[ri]
+    # left rows of the common cases, each repeated once per right row of its case
+    lrows = np.repeat(lstart, lcount) + (np.arange(int(lcount.sum())) - np.repeat(np.cumsum(lcount) - lcount,
+                                                                                    lcount))
+    reps = np.repeat(rcount, lcount)
+    left_pos = np.repeat(lrows, reps)
+    # right rows: for each left row, the block of its case's right rows
+    block_start = np.repeat(np.cumsum(reps) - reps, reps)
+    local = np.arange(int(reps.sum())) - block_start
+    right_pos = np.repeat(np.repeat(rstart, lcount), reps) + local
+    return left_pos, right_pos
+
+
 def _case_rows(data: CaseData, run_snapshot: dict[str, Any], cfg: AnalysisConfig) -> dict[str, pd.DataFrame]:
-    """Case-level rows (vid, product, event, strata..., serious, died) per level."""
+    """Case-level rows (vid, product, event, strata..., serious, died) per level, one per case, product and
+    event; categorical columns throughout so that FAERS-scale row counts stay small in memory."""
     cases = add_strata(data.cases, cfg.age_bands)
     if cfg.background.kind == "indication":
         wanted = {normalise_pt(t) for t in cfg.background.indications}
         ind = data.indications if data.indications is not None else pd.DataFrame(columns=["vid", "pt"])
-        keep = set(ind.loc[ind["pt"].isin(wanted), "vid"])
-        cases = cases[cases["vid"].isin(keep)]
+        cases = cases[cases["vid"].isin(ind.loc[ind["pt"].isin(wanted), "vid"].unique())]
     elif cfg.background.kind == "product_class":
         wanted = set(run_snapshot["background_products"])
-        keep = set(data.drugs.loc[data.drugs["product"].isin(wanted), "vid"])
-        cases = cases[cases["vid"].isin(keep)]
-    case_cols = ["vid", "sex", "age_band", "report_year", "serious", "died"]
-    drugs = data.drugs[data.drugs["vid"].isin(cases["vid"])]
-    reactions = data.reactions[data.reactions["vid"].isin(cases["vid"])]
+        cases = cases[cases["vid"].isin(data.drugs.loc[data.drugs["product"].isin(wanted), "vid"].unique())]
+    drugs = data.drugs[data.drugs["vid"].isin(cases["vid"].to_numpy())]
+    reactions = data.reactions[data.reactions["vid"].isin(cases["vid"].to_numpy())]
     # cases counted: at least one drug in a counted role and at least one reaction
     universe = np.intersect1d(drugs["vid"].unique(), reactions["vid"].unique())
-    drugs = drugs[drugs["vid"].isin(universe)]
-    reactions = reactions[reactions["vid"].isin(universe)]
-    cases = cases[cases["vid"].isin(universe)][case_cols]
+    drugs = drugs[drugs["vid"].isin(universe)].reset_index(drop=True)
+    reactions = reactions[reactions["vid"].isin(universe)].reset_index(drop=True)
+    cases = cases[cases["vid"].isin(universe)].sort_values("vid").reset_index(drop=True)
+    case_vid = cases["vid"].to_numpy()
+
+    def rows_of(events: pd.DataFrame) -> pd.DataFrame:
+        dpos, epos = cross_join(drugs, events)
+        vid = drugs["vid"].to_numpy()[dpos]
+        at = np.searchsorted(case_vid, vid)
+        out = pd.DataFrame({
+            "vid": vid,
+            "product": drugs["product"].take(dpos).reset_index(drop=True),
+            "event": events["event"].take(epos).reset_index(drop=True),
+        })
+        for col in ("sex", "age_band", "report_year", "serious", "died"):
+            out[col] = cases[col].take(at).reset_index(drop=True)
+        return out
+
     out: dict[str, pd.DataFrame] = {}
     if "pt" in cfg.levels:
-        rows = drugs.merge(reactions.rename(columns={"pt": "event"}), on="vid")
-        out["pt"] = rows.merge(cases, on="vid")
+        out["pt"] = rows_of(reactions.rename(columns={"pt": "event"}))
     if "group" in cfg.levels:
         grp = group_rows(reactions, run_snapshot["event_groups"]).rename(columns={"group": "event"})
         without = pd.DataFrame({"vid": np.setdiff1d(universe, grp["vid"].unique()), "event": _NO_EVENT})
-        rows = drugs.merge(pd.concat([grp, without], ignore_index=True), on="vid")
-        out["group"] = rows.merge(cases, on="vid")
+        events = pd.concat([grp.astype({"event": str}), without], ignore_index=True)
+        events["event"] = events["event"].astype("category")
+        out["group"] = rows_of(events.sort_values(["vid", "event"], kind="stable").reset_index(drop=True))
     return out
 
 
 def _serious_counts(rows: pd.DataFrame) -> pd.DataFrame:
-    flags = rows[["product", "event"]].copy()
-    flags["n_serious"] = rows["serious"].astype("int64")
-    flags["n_deaths"] = rows["died"].astype("int64")
-    return flags.groupby(["product", "event"], sort=False, observed=True).sum().reset_index()
+    """Serious cases and deaths per pair (rows are one per case, product and event)."""
+    pc = rows["product"].cat.codes.to_numpy().astype(np.int64)
+    ec = rows["event"].cat.codes.to_numpy().astype(np.int64)
+    n_e = len(rows["event"].cat.categories)
+    key = pc * n_e + ec
+    out = []
+    for flag, name in (("serious", "n_serious"), ("died", "n_deaths")):
+        uniq, cnt = np.unique(key[rows[flag].to_numpy(dtype=bool)], return_counts=True)
+        out.append(pd.Series(cnt, index=uniq, name=name))
+    frame = pd.concat(out, axis=1).fillna(0).astype("int64")
+    keys = frame.index.to_numpy()
+    frame.insert(0, "product", rows["product"].cat.categories.to_numpy()[keys // n_e].astype(str))
+    frame.insert(1, "event", rows["event"].cat.categories.to_numpy()[keys % n_e].astype(str))
+    return frame.reset_index(drop=True)
 
 
 def compute_counts(session: Session, run: Run) -> CountTables:
@@ -357,7 +401,7 @@ def compute_counts(session: Session, run: Run) -> CountTables:
         counts["product"] = counts["product"].astype(str)
         counts["event"] = counts["event"].astype(str)
         counts = counts[counts["event"] != _NO_EVENT]
-        serious = _serious_counts(rows[rows["event"] != _NO_EVENT]) if not stratified else None
+        serious = _serious_counts(rows) if not stratified else None
         if serious is not None:
             counts = counts.merge(serious, on=["product", "event"], how="left")
         tables[(level, stratified)] = counts
@@ -430,7 +474,7 @@ def compute_trend(
                        ) -> pd.DataFrame:
             pairs = pairs.assign(period=case_period.reindex(pairs["vid"]).to_numpy())
             counted = pairs.groupby([*keys, "period"], observed=True).size().rename("k").reset_index()
-            wide = counted.pivot_table(index=keys, columns="period", values="k", fill_value=0)
+            wide = counted.pivot_table(index=keys, columns="period", values="k", fill_value=0, observed=True)
             wide = wide.reindex(columns=range(len(periods)), fill_value=0).cumsum(axis=1)
             long = wide.stack(future_stack=True).rename("count").reset_index()
             return long
@@ -547,20 +591,27 @@ def _as_bool(v: object) -> bool:
 
 
 def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
-    """Stage 2: fit the MGPS prior once per count table of the run, over all its pairs."""
+    """Stage 2: fit the MGPS prior over all the pairs (n >= 1) of a count table.
+
+    ``mgps_fit: per_run`` (the default) fits once per run, on the PT-level table (stratified when strata are
+    configured), and every table of the run is scored with that prior; ``per_table`` fits each table on its own.
+    """
     run = get_run(session, run_id, for_update=True)
     if run.status == "succeeded":
         return {"run_id": run_id, "skipped": "succeeded"}
     cfg = _config(run)
     t0 = time.perf_counter()
-    counts = _read_counts(session, run_id)
+    analyses = cfg.analyses()
+    fitted_on = analyses if cfg.mgps_fit == "per_table" else [prior_table(cfg)]
     hyper: dict[str, dict[str, float | None]] = {}
     loglik: dict[str, float | None] = {}
     failed: dict[str, str] = {}
-    for level, stratified in cfg.analyses():
-        table = counts[(counts["level"] == level) & (counts["stratified"] == stratified)]
+    for level, stratified in fitted_on:
         key = analysis_key(level, stratified)
+        table = _read_counts(session, run_id, "AND level = :level AND stratified = :stratified",
+                             {"level": level, "stratified": stratified})
         if table.empty:
+            failed[key] = "no pairs"
             continue
         try:
             model = MGPS().fit(table.reset_index(drop=True))
@@ -574,13 +625,27 @@ def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
             continue
         hyper[key] = h
         loglik[key] = _finite(model.loglik_)
+    if cfg.mgps_fit == "per_run":
+        source = analysis_key(*fitted_on[0])
+        if source in hyper:
+            hyper = {analysis_key(level, stratified): hyper[source] for level, stratified in analyses}
+        run.parameters = {**(run.parameters or {}), "mgps_fitted_on": source}
     run.hyperparameters = hyper
     run.loglik = loglik
     if failed:
         run.parameters = {**(run.parameters or {}), "mgps_not_fitted": failed}
     _record_timing(run, "fit_prior", time.perf_counter() - t0)
     session.flush()
-    return {"run_id": run_id, "hyperparameters": hyper, "loglik": loglik, "not_fitted": failed}
+    return {"run_id": run_id, "fitted_on": [analysis_key(*a) for a in fitted_on], "not_fitted": failed}
+
+
+def prior_table(cfg: AnalysisConfig) -> tuple[str, bool]:
+    """The table the once-per-run prior is fitted on: PT level (stratified when configured), else the first."""
+    analyses = cfg.analyses()
+    for candidate in (("pt", True), ("pt", False)):
+        if candidate in analyses:
+            return candidate
+    return analyses[0]
 
 
 def _prior(run: Run, key: str) -> Hyperparameters | None:
@@ -628,8 +693,11 @@ def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
         written = write_frame(
             session, "run_results", results.assign(run_id=run_id), ["run_id", *RESULT_COLUMNS]
         )
+    seconds = time.perf_counter() - t0
+    run = get_run(session, run_id, for_update=True)  # shards run concurrently: lock the row to record timing
+    _record_timing(run, f"shard_{shard}", seconds)
     session.flush()
-    return {"run_id": run_id, "shard": shard, "rows": written, "seconds": round(time.perf_counter() - t0, 3)}
+    return {"run_id": run_id, "shard": shard, "rows": written, "seconds": round(seconds, 3)}
 
 
 def finalise_run(session: Session, run_id: int) -> dict[str, Any]:

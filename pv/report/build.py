@@ -51,7 +51,16 @@ def _measures(m: SignalMeasure | None) -> dict[str, float | None]:
     return {k: getattr(m, k) for k in MEASURE_KEYS}
 
 
-def _signal_rows(session: Session, signals: list[Signal], run: Run, changes: dict[int, str]) -> list[SignalRow]:
+def event_label(event: str, level: str, groups: EventGroups) -> str:
+    """How a report names an event: the group's label, or the PT as spelt in the configuration."""
+    if level == "group":
+        return groups.labels.get(event, event)
+    shown = groups.display.get(event, event)
+    return shown[:1].upper() + shown[1:]
+
+
+def _signal_rows(session: Session, signals: list[Signal], run: Run, changes: dict[int, str],
+                 groups: EventGroups) -> list[SignalRow]:
     ids = [s.id for s in signals]
     latest: dict[int, SignalMeasure] = {}
     if ids:
@@ -62,7 +71,8 @@ def _signal_rows(session: Session, signals: list[Signal], run: Run, changes: dic
             latest[m.signal_id] = m  # last wins: latest as-of, unstratified preferred
     rows = [
         SignalRow(
-            id=s.id, product=s.product, event=s.event, level=s.level, status=s.status, priority=s.priority,
+            id=s.id, product=s.product, event=event_label(s.event, s.level, groups), level=s.level,
+            status=s.status, priority=s.priority,
             first_detected=s.first_detected, measures=_measures(latest.get(s.id)), labelled=dict(s.labelled or {}),
             label_update_recommended=s.label_update_recommended, change=changes.get(s.id),
         )
@@ -71,7 +81,7 @@ def _signal_rows(session: Session, signals: list[Signal], run: Run, changes: dic
     return sorted(rows, key=lambda r: (-r.priority, r.product, r.event))
 
 
-def _headline(session: Session, run: Run, since: dt.date | None) -> dict[str, list[SignalRow]]:
+def _headline(session: Session, run: Run, since: dt.date | None, groups: EventGroups) -> dict[str, list[SignalRow]]:
     q = select(SignalAudit.signal_id, SignalAudit.action).where(
         SignalAudit.action.in_(HEADLINE_ACTIONS), SignalAudit.as_of <= run.as_of
     )
@@ -83,7 +93,7 @@ def _headline(session: Session, run: Run, since: dt.date | None) -> dict[str, li
     out: dict[str, list[SignalRow]] = {}
     for kind, ids in by_kind.items():
         signals = list(session.scalars(select(Signal).where(Signal.id.in_(ids))))
-        out[kind] = _signal_rows(session, signals, run, {i: kind for i in ids})
+        out[kind] = _signal_rows(session, signals, run, {i: kind for i in ids}, groups)
     return out
 
 
@@ -184,8 +194,8 @@ def build_report_data(
         generated_at=generated_at or dt.datetime.now(dt.UTC),
         config_hash=run.config_hash,
         previous_report_as_of=since,
-        headline=_headline(session, run, since),
-        open_signals=_signal_rows(session, open_signals, run, {}),
+        headline=_headline(session, run, since, groups),
+        open_signals=_signal_rows(session, open_signals, run, {}, groups),
         sections=[_section(session, run, g, groups, car_t, with_cohort) for g in events if g in groups.groups],
         sources=sources,
         parameters=parameters,

@@ -37,7 +37,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-_env.globals.update(fmt=_fmt, jurisdictions=JURISDICTIONS, headline_kinds=HEADLINE_KINDS)
+NEW_SIGNALS_SHOWN = 20  # the headline lists the new signals of highest priority; all are in the open-signals table
+_env.globals.update(fmt=_fmt, jurisdictions=JURISDICTIONS, headline_kinds=HEADLINE_KINDS, new_limit=NEW_SIGNALS_SHOWN)
 
 
 @dataclass(frozen=True)
