@@ -37,8 +37,10 @@ class UnreadableFileError(InputError):
     """A whole file cannot be read (not a zip, no DEMO file, not XML...): the command fails."""
 
 
-class HostileInputError(InputError):
-    """Input that tries to attack the parser (XML entity expansion, external entities, DTDs)."""
+class HostileInputError(UnreadableFileError):
+    """Input that tries to attack the parser (XML entity expansion, external entities, DTDs).
+
+    The file is refused whole, so this is an :class:`UnreadableFileError`: the other files of a load go on."""
 
 
 class ConvergenceError(PvError):
@@ -55,3 +57,14 @@ class InvalidTransitionError(PvError):
 
 class AuditTrailError(PvError):
     """An attempt to change or delete an audit-trail entry."""
+
+
+class DeliveryError(PvError):
+    """An alert email could not be delivered. ``retryable``: a later attempt may succeed (connection refused,
+    timeout, SMTP 4xx); otherwise the failure is permanent (SMTP 5xx, a rejected address)."""
+
+    def __init__(self, reason: str, *, retryable: bool, code: int | None = None) -> None:
+        self.reason = reason
+        self.retryable = retryable
+        self.code = code
+        super().__init__(reason)

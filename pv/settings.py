@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     result_backend: str | None = Field(
         default=None, description="Celery result backend; defaults to the broker URL."
     )
+    task_queue: str = Field(default="pv", description="Celery queue the service's tasks are sent to.")
+    visibility_timeout: int = Field(
+        default=7200,
+        description="Seconds before Redis redelivers an unacknowledged task; above the longest task.",
+    )
     config_dir: Path = Field(default=Path("config"), description="Folder of the YAML configuration.")
     var_dir: Path = Field(
         default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."
@@ -38,6 +43,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_from: str = "pv@localhost"
+    smtp_timeout: float = Field(
+        default=30.0, description="Seconds before an SMTP connection or reply times out."
+    )
 
     @property
     def is_embedded(self) -> bool:

@@ -6,8 +6,16 @@ import sys
 
 import typer
 
+from pv.cli import alerts as alerts_cli
+from pv.cli import cohort as cohort_cli
 from pv.cli import db as db_cli
 from pv.cli import disproportionality as disproportionality_cli
+from pv.cli import ingest as ingest_cli
+from pv.cli import report as report_cli
+from pv.cli import runs as runs_cli
+from pv.cli import signals as signals_cli
+from pv.cli import simulate as simulate_cli
+from pv.cli import store as store_cli
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -18,13 +26,23 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(ingest_cli.app, name="ingest")
+app.add_typer(store_cli.app, name="store")
+app.add_typer(simulate_cli.app, name="simulate")
+cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
+app.add_typer(alerts_cli.app, name="alerts")
+signals_cli.register(app)
+runs_cli.register(app)
+app.add_typer(report_cli.app, name="report")
 app.command("disproportionality")(disproportionality_cli.command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: PvError becomes a one-line message on stderr and exit status 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, without standalone mode
+            sys.exit(code)
     except PvError as exc:
         typer.echo(f"pv: error: {exc}", err=True)
         sys.exit(1)
@@ -36,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # click usage errors
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer >= 0.24 vendors click: its usage errors derive from typer.TyperException, not click's
+        if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
+    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
+        sys.exit(code)

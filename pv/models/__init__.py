@@ -1,5 +1,6 @@
 """All tables of the store. Import every models module here so that Alembic and tests see them."""
 
+from pv.models.alerts import AlertOutbox
 from pv.models.base import Base
 from pv.models.casestore import (
     Case,
@@ -12,16 +13,32 @@ from pv.models.casestore import (
     Reaction,
     SourceFile,
 )
+from pv.models.cohort import CohortEvent, CohortPatient
+from pv.models.runs import Run, RunCount, RunResult, RunTrend
+from pv.models.signals import Label, LabelAudit, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 
 __all__ = [
+    "AlertOutbox",
     "Base",
     "Case",
+    "CohortEvent",
+    "CohortPatient",
     "CaseVersion",
     "DeletedCase",
     "Drug",
     "EventGroupTerm",
     "Indication",
+    "Label",
+    "LabelAudit",
     "Quarantine",
     "Reaction",
+    "Signal",
+    "SignalAudit",
+    "SignalMeasure",
+    "SignalRuleSnapshot",
+    "Run",
+    "RunCount",
+    "RunResult",
+    "RunTrend",
     "SourceFile",
 ]

@@ -1,0 +1,269 @@
+"""Cumulative incidence analyses behind ``pv incidence`` and ``pv onset``: tables in, JSON-ready dicts out.
+
+- :func:`analyse` runs the estimators of :mod:`pv.stats` on a time/event table (any CSV, or a cohort extract)
+  and returns the result as the issue-4 JSON: ``groups`` -> group -> event -> list of {time, estimate,
+  variance, lower, upper}; ``gray_test`` -> event -> {statistic, df, p_value} (empty with one group);
+  ``fine_gray`` (when covariates are given) -> list of {covariate, coef, se, hr, hr_lower, hr_upper, p_value}.
+- :func:`cohort_time_event` turns the cohort store into such a table for one event group: time from infusion
+  to the first event of the group, death (competing) or last follow-up (censored).
+- :func:`onset_table` extracts (product, event, start_date, event_date) from current case versions.
+Services receive a Session from their caller and never commit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pv.errors import InputError, NotFoundError
+from pv.models import Case, CaseVersion, CohortEvent, CohortPatient, Drug, EventGroupTerm, Reaction
+from pv.normalise import EventGroups
+from pv.stats.cuminc import CumulativeIncidence
+from pv.stats.finegray import FineGray
+
+DEATH = "death"
+CENSORED = "censored"
+UNIT_DAYS = {"days": 1.0, "months": 365.25 / 12, "years": 365.25}
+
+
+@dataclass
+class IncidenceResult:
+    """The fitted estimators and the JSON-ready result."""
+
+    cuminc: CumulativeIncidence
+    fine_gray: FineGray | None
+    result: dict[str, Any]
+    events: list[str]
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    """Numeric design matrix: numeric columns as they are, others one-hot against their first sorted level."""
+    parts = []
+    for col in covariates:
+        if col not in frame.columns:
+            raise InputError(f"no column {col!r} for covariate", field=col)
+        values = frame[col]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().sum() == values.notna().sum():
+            parts.append(numeric.rename(col).astype(float))
+            continue
+        levels = sorted(values.dropna().astype(str).unique())
+        for level in levels[1:]:
+            dummy = (values.astype(str) == level).astype(float).where(values.notna())
+            parts.append(dummy.rename(f"{col}={level}"))
+    if not parts:
+        raise InputError("covariates give no usable column", field="covariates")
+    return pd.concat(parts, axis=1)
+
+
+def analyse(
+    frame: pd.DataFrame,
+    time: str,
+    event: str,
+    *,
+    event_of_interest: str | None = None,
+    competing: Sequence[str] | None = None,
+    censored: str = "0",
+    group: str | None = None,
+    times: Sequence[float] | None = None,
+    covariates: Sequence[str] | None = None,
+    conf_type: str = "log-log",
+    alpha: float = 0.05,
+) -> IncidenceResult:
+    """Cumulative incidence (and Gray's test, and Fine-Gray when covariates are given) for a time/event table.
+
+    Event values are compared as strings. Every value other than ``censored`` is an event; when ``competing``
+    is given, a value outside {event_of_interest, competing..., censored} is an error. Without ``times`` the
+    curves are reported at their steps (0 and every time with an event of that type).
+    """
+    for col in [time, event] + ([group] if group else []):
+        if col not in frame.columns:
+            raise InputError(
+                f"no column {col!r}; columns are {', '.join(map(str, frame.columns))}", field=col
+            )
+    t = pd.to_numeric(frame[time], errors="coerce")
+    if t.isna().any():
+        pos = int(np.flatnonzero(t.isna().to_numpy())[0])
+        raise InputError(f"row {pos + 1}: time {frame[time].iloc[pos]!r} is not a number", field=time)
+    ev = frame[event].astype(str).str.strip()
+    observed = sorted(set(ev) - {censored})
+    if event_of_interest is not None and competing:
+        allowed = {event_of_interest, censored, *competing}
+        unexpected = sorted(set(ev) - allowed)
+        if unexpected:
+            raise InputError(
+                f"event value(s) {', '.join(unexpected)} are neither the event of interest, "
+                "competing nor censored",
+                field=event,
+            )
+    report = [event_of_interest] if event_of_interest is not None else observed
+    grp = frame[group].astype(str) if group else None
+    ci = CumulativeIncidence(censored=censored, alpha=alpha, conf_type=conf_type).fit(
+        t.to_numpy(float),
+        ev.to_numpy(object),
+        grp.to_numpy(object) if grp is not None else None,
+        events=report,
+    )
+    if times is not None:
+        points = ci.predict(sorted(times))
+    else:
+        points = ci.summary[["group", "event", "time", "estimate", "variance", "lower", "upper"]]
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for g in ci.groups_:
+        groups[str(g)] = {}
+        for e in report:
+            part = points[(points.group == g) & (points.event == e)]
+            groups[str(g)][str(e)] = [
+                {
+                    "time": float(r.time),
+                    "estimate": _num(r.estimate),
+                    "variance": _num(r.variance),
+                    "lower": _num(r.lower),
+                    "upper": _num(r.upper),
+                }
+                for r in part.itertuples(index=False)
+            ]
+    gray = {
+        str(r.event): {"statistic": _num(r.statistic), "df": int(r.df), "p_value": _num(r.p_value)}
+        for r in ci.gray_test_.itertuples(index=False)
+    }
+    result: dict[str, Any] = {"groups": groups, "gray_test": gray}
+    fg = None
+    if covariates:
+        target = event_of_interest
+        if target is None:
+            if len(observed) != 1:
+                raise InputError(
+                    "--covariates needs --event-of-interest when there are several event types", field="event"
+                )
+            target = observed[0]
+        x = _design(frame, covariates)
+        fg = FineGray(event_of_interest=target, censored=censored, alpha=alpha).fit(
+            t.to_numpy(float), ev.to_numpy(object), x
+        )
+        result["fine_gray"] = [
+            {
+                "covariate": r.covariate,
+                "coef": float(r.coef),
+                "se": float(r.se),
+                "hr": float(r.hr),
+                "hr_lower": float(r.hr_lower),
+                "hr_upper": float(r.hr_upper),
+                "p_value": float(r.p_value),
+            }
+            for r in fg.summary.itertuples(index=False)
+        ]
+    return IncidenceResult(cuminc=ci, fine_gray=fg, result=result, events=[str(e) for e in report])
+
+
+def group_types(event_groups: EventGroups, group: str) -> set[str]:
+    """Cohort event types selected by an event group: the group itself and every group nested in it."""
+    if group not in event_groups.groups:
+        raise NotFoundError(f"unknown event group {group!r}; known: {', '.join(sorted(event_groups.groups))}")
+    terms = event_groups.groups[group]
+    return {g for g, t in event_groups.groups.items() if g == group or (t and t <= terms)}
+
+
+def cohort_time_event(
+    session: Session, event_group: str, event_groups: EventGroups, unit: str = "years"
+) -> pd.DataFrame:
+    """One row per cohort patient: time from infusion (in ``unit``) and outcome for ``event_group``.
+
+    ``event`` is the group name when a patient's first event of the group comes first (an event on the day of
+    death counts as the event), ``death`` when death comes first, ``censored`` at the last follow-up. Baseline
+    columns (product, disease, age_years, sex, hbv_status, prior_lines) come along for grouping and
+    covariates.
+    """
+    if unit not in UNIT_DAYS:
+        raise InputError(f"unknown time unit {unit!r}; use days, months or years", field="unit")
+    types = group_types(event_groups, event_group)
+    patients = session.execute(
+        select(
+            CohortPatient.id,
+            CohortPatient.patient_id,
+            CohortPatient.product,
+            CohortPatient.product_verbatim,
+            CohortPatient.disease,
+            CohortPatient.infusion_date,
+            CohortPatient.age_years,
+            CohortPatient.sex,
+            CohortPatient.hbv_status,
+            CohortPatient.prior_lines,
+            CohortPatient.death_date,
+            CohortPatient.last_followup_date,
+        )
+    ).all()
+    if not patients:
+        raise NotFoundError("the cohort store is empty: load a cohort with `pv ingest cohort` first")
+    first = dict(
+        session.execute(
+            select(CohortEvent.patient_pk, CohortEvent.event_date)
+            .where(CohortEvent.event_type.in_(types))
+            .order_by(CohortEvent.patient_pk, CohortEvent.event_date.desc())
+        ).all()
+    )  # last assignment: earliest
+    rows = []
+    for p in patients:
+        ev_date = first.get(p.id)
+        end_date = p.death_date or p.last_followup_date
+        if ev_date is not None and (p.death_date is None or ev_date <= p.death_date):
+            when, outcome = ev_date, event_group
+        elif p.death_date is not None:
+            when, outcome = p.death_date, DEATH
+        else:
+            when, outcome = end_date, CENSORED
+        rows.append(
+            {
+                "patient_id": p.patient_id,
+                "time": (when - p.infusion_date).days / UNIT_DAYS[unit],
+                "event": outcome,
+                "product": p.product or p.product_verbatim or "unknown",
+                "disease": p.disease,
+                "age_years": p.age_years,
+                "sex": p.sex,
+                "hbv_status": p.hbv_status,
+                "prior_lines": p.prior_lines,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def onset_table(
+    session: Session, product: str, event_group: str, event_groups: EventGroups | None = None
+) -> pd.DataFrame:
+    """(case_key, product, event, start_date, event_date) for current case versions with the product and a
+    reaction in the event group. The start is the earliest start date of the product's drugs in the
+    version."""
+    terms = list(session.scalars(select(EventGroupTerm.pt).where(EventGroupTerm.group_name == event_group)))
+    if not terms:
+        if event_groups is None or event_group not in event_groups.groups:
+            raise NotFoundError(f"unknown event group {event_group!r}")
+        terms = sorted(event_groups.groups[event_group])
+    with_event = select(Reaction.case_version_id).where(Reaction.pt.in_(terms)).distinct()
+    rows = session.execute(
+        select(Case.case_key, CaseVersion.event_date, Drug.start_date)
+        .join(CaseVersion, CaseVersion.id == Case.current_version_id)
+        .join(Drug, Drug.case_version_id == CaseVersion.id)
+        .where(Drug.product == product, CaseVersion.id.in_(with_event))
+    ).all()
+    frame = pd.DataFrame(rows, columns=["case_key", "event_date", "start_date"])
+    if frame.empty:
+        return pd.DataFrame(columns=["case_key", "product", "event", "start_date", "event_date"])
+    frame["start_date"] = pd.to_datetime(frame["start_date"])
+    frame = frame.groupby("case_key", as_index=False).agg(
+        event_date=("event_date", "first"), start_date=("start_date", "min")
+    )
+    frame.insert(1, "product", product)
+    frame.insert(2, "event", event_group)
+    return frame[["case_key", "product", "event", "start_date", "event_date"]]

@@ -1,0 +1,560 @@
+"""Writing a parsed :class:`~pv.ingest.batch.Batch` into the case store, with deduplication and deletions.
+
+Rules (the same on PostgreSQL and SQLite, and independent of the order in which batches are loaded):
+
+- A source file already loaded (same kind and sha256) changes nothing.
+- A version (case_key, report_id) is inserted once; a repeat of it in a later file is ignored.
+- Case keys listed in a deletion file are recorded in ``deleted_cases`` for good: the case and all its
+  versions are removed, and versions of it in any later load (even of an earlier quarter) are not loaded.
+- The current version of a case is the one with the highest ``version``; ties go to the later
+  ``received_date`` (missing dates rank lowest), then to the numerically higher ``report_id`` (then the
+  textually higher one, so the choice is always unique). It is recomputed for every case that gets a new
+  version. ``cases`` points at it, so a follow-up replaces the earlier version whole (drugs, reactions,
+  indications) for current-state queries, while every version stays in ``case_versions`` for as-of replay.
+- ``cases.initial_received_date`` is the earliest of the versions' initial (or, lacking it, received) dates;
+  ``cases.latest_received_date`` the latest received date of any version.
+
+Drugs are mapped to products with :class:`~pv.normalise.ProductDictionary` (each distinct
+drugname/ingredient pair once); ``drug_key`` is the product when mapped, else the normalised verbatim name.
+Reaction and indication terms get their normalised PT. ``event_group_terms`` is synced from the event
+groups on every load.
+
+Bulk writes use PostgreSQL ``COPY`` (psycopg 3) and ``executemany`` on SQLite. :func:`load_batch` does not
+commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from sqlalchemy import String, UniqueConstraint, delete, func, insert, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
+from sqlalchemy.sql.schema import Table
+
+from pv.db import backend_name
+from pv.ingest.batch import Batch
+from pv.models.casestore import (
+    Case,
+    CaseVersion,
+    DeletedCase,
+    Drug,
+    EventGroupTerm,
+    Indication,
+    Quarantine,
+    Reaction,
+    SourceFile,
+)
+from pv.normalise import (
+    EventGroups,
+    ProductDictionary,
+    default_event_groups,
+    default_products,
+    drug_key,
+    normalise_pt,
+)
+
+LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
+_LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
+_COPY_CHUNK = 200_000
+_BULK_MIN = 50_000  # new versions from which a PostgreSQL load may rebuild indexes instead of updating them
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What one :func:`load_batch` call changed."""
+
+    cases_added: int = 0
+    cases_updated: int = 0
+    cases_deleted: int = 0
+    versions_loaded: int = 0
+    rows_quarantined: int = 0
+    skipped_duplicate_file: bool = False
+    source_file_id: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------- bulk writing
+def _driver(session: Session) -> Any:
+    """The DBAPI connection (psycopg or sqlite3) under the session's current transaction."""
+    conn = session.connection().connection.driver_connection
+    assert conn is not None
+    return conn
+
+
+def _arrow_column(values: pd.Series, length: int | None) -> pa.Array:
+    """One column for COPY: pandas values as Arrow (None/NaN/NaT null), strings cut to ``length``."""
+    if values.dtype == object:
+        arr = pa.array(values.to_numpy(), from_pandas=True)
+        if pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+    else:
+        arr = pa.Array.from_pandas(values)
+    if length and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.utf8_slice_codeunits(arr, 0, length)
+    return arr
+
+
+def _copy_frame(session: Session, table: str, frame: pd.DataFrame, lengths: dict[str, int]) -> None:
+    """PostgreSQL COPY of ``frame`` (columns named as in the table) as CSV written by Arrow.
+
+    Every non-null value is quoted and nulls are left empty and unquoted, which is exactly PostgreSQL's CSV
+    convention (so empty strings and NULL stay distinct).
+    """
+    if frame.empty:
+        return
+    conn = _driver(session)
+    arrays = [_arrow_column(frame[c], lengths.get(c)) for c in frame.columns]
+    data = pa.Table.from_arrays(arrays, names=list(frame.columns))
+    cols = ", ".join(frame.columns)
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+        for start in range(0, len(frame), _COPY_CHUNK):
+            buf = io.BytesIO()
+            pacsv.write_csv(data.slice(start, _COPY_CHUNK), buf, options)
+            copy.write(buf.getvalue())
+
+
+def _python_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dt.datetime):  # SQLAlchemy's SQLite DateTime storage format (UTC, naive)
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _executemany(session: Session, table: str, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        return
+    cols = list(frame.columns)
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+    rows = [tuple(_python_value(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
+    cur = _driver(session).cursor()
+    try:
+        cur.executemany(sql, rows)
+    finally:
+        cur.close()
+
+
+def _fit(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Truncate strings to the column lengths (PostgreSQL enforces them; SQLite would not)."""
+    frame = frame.copy()
+    for col in table.columns:
+        if col.name in frame.columns and isinstance(col.type, String) and col.type.length:
+            s = frame[col.name]
+            if s.dtype == object:
+                frame[col.name] = s.where(s.isna(), s.astype(str).str.slice(0, col.type.length))
+    return frame
+
+
+def _lengths(table: Table) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+
+
+def _bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
+    if backend_name(session) == "postgresql":
+        _copy_frame(session, table.name, frame, _lengths(table))
+    else:
+        _executemany(session, table.name, _fit(frame, table))
+
+
+def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
+    """A temporary table filled with ``frame`` (used to join large key sets on both backends)."""
+    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    cols = ", ".join(f"{c} {t}" for c, t in columns.items())
+    session.execute(text(f"CREATE TEMPORARY TABLE {name} ({cols})"))
+    frame = frame[list(columns)]
+    if backend_name(session) == "postgresql":
+        _copy_frame(session, name, frame, {})
+    else:
+        _executemany(session, name, frame)
+
+
+def _drop_temp(session: Session, *names: str) -> None:
+    for name in names:
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def _is_bulk(session: Session, n_new: int) -> bool:
+    """A load big enough to rebuild indexes: >= 50,000 new versions and at least half the stored ones."""
+    if backend_name(session) != "postgresql" or n_new < _BULK_MIN:
+        return False
+    stored = session.execute(text(
+        "SELECT GREATEST(reltuples, 0) FROM pg_class WHERE relname = 'case_versions'")).scalar()
+    return n_new >= 0.5 * float(stored or 0)
+
+
+@contextmanager
+def _bulk_mode(session: Session, tables: list[Table], enabled: bool) -> Iterator[None]:
+    """For a large load on PostgreSQL: drop the tables' secondary indexes and foreign keys, then rebuild them.
+
+    This is PostgreSQL's own advice for populating a database: building an index by one sort and checking a
+    foreign key by one join are much faster than maintaining them row by row. Unique constraints are
+    re-added (and so re-checked) too; primary keys stay. Everything is inside the load's transaction, so a
+    failure rolls it all back; the drop holds an exclusive lock on those tables until commit (readers wait
+    for the load), which is why it is used only when the batch is large relative to the store.
+    """
+    if not enabled:
+        yield
+        return
+    indexes = [idx for table in tables for idx in table.indexes]
+    foreign_keys = [fk for table in tables for fk in table.foreign_key_constraints]
+    uniques = [c for table in tables for c in table.constraints if isinstance(c, UniqueConstraint)]
+    for constraint in [*foreign_keys, *uniques]:
+        session.execute(DropConstraint(constraint))
+    for idx in indexes:
+        session.execute(DropIndex(idx))
+    yield
+    for idx in indexes:
+        session.execute(CreateIndex(idx))
+    for constraint in [*uniques, *foreign_keys]:
+        session.execute(AddConstraint(constraint))
+
+
+def _reserve_ids(session: Session, n: int) -> int:
+    """First of ``n`` consecutive new case_versions ids."""
+    if backend_name(session) == "postgresql":
+        last = session.execute(text(
+            "SELECT setval(pg_get_serial_sequence('case_versions', 'id'), "
+            "nextval(pg_get_serial_sequence('case_versions', 'id')) + :n - 1)"), {"n": n}).scalar_one()
+        return int(last) - n + 1
+    top = session.execute(select(func.max(CaseVersion.id))).scalar()
+    return int(top or 0) + 1
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
+    """One row per case_key: the current version (see module docstring for the ordering)."""
+    frame = versions.copy()
+    frame["_received"] = pd.to_datetime(frame["received_date"], errors="coerce")
+    frame["_report_num"] = pd.to_numeric(frame["report_id"], errors="coerce")
+    frame["_report_txt"] = frame["report_id"].astype(str)
+    frame = frame.sort_values(
+        ["case_key", "version", "_received", "_report_num", "_report_txt"],
+        ascending=True, na_position="first", kind="mergesort",
+    )
+    return frame.drop_duplicates("case_key", keep="last").drop(
+        columns=["_received", "_report_num", "_report_txt"])
+
+
+def _case_dates(versions: pd.DataFrame) -> pd.DataFrame:
+    received = pd.to_datetime(versions["received_date"], errors="coerce")
+    initial = pd.to_datetime(versions["initial_received_date"], errors="coerce").fillna(received)
+    frame = pd.DataFrame({"case_key": versions["case_key"].to_numpy(), "initial": initial.to_numpy(),
+                          "latest": received.to_numpy()})
+    out = frame.groupby("case_key", sort=False).agg(initial=("initial", "min"), latest=("latest", "max"))
+    for col in ("initial", "latest"):
+        values = out[col]
+        out[col] = values.astype(object).where(values.notna(), None)
+        out[col] = [v.date() if v is not None else None for v in out[col]]
+    return out
+
+
+def _sync_event_groups(session: Session, groups: EventGroups) -> None:
+    wanted = set(groups.pairs())
+    have = {(g, pt) for g, pt in session.execute(select(EventGroupTerm.group_name, EventGroupTerm.pt))}
+    if wanted == have:
+        return
+    session.execute(delete(EventGroupTerm))
+    if wanted:
+        session.execute(insert(EventGroupTerm), [{"group_name": g, "pt": pt} for g, pt in sorted(wanted)])
+
+
+def _delete_cases(session: Session, keys: list[str]) -> int:
+    """Remove the cases with these keys and every version (with drugs, reactions, indications)."""
+    if not keys:
+        return 0
+    _temp_table(session, "_pv_del", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": keys}))
+    in_keys = "SELECT case_key FROM _pv_del"
+    removed = session.execute(text(f"SELECT COUNT(*) FROM cases WHERE case_key IN ({in_keys})")).scalar_one()
+    session.execute(text(f"DELETE FROM cases WHERE case_key IN ({in_keys})"))
+    versions = f"SELECT id FROM case_versions WHERE case_key IN ({in_keys})"
+    for child in ("drugs", "reactions", "indications"):
+        session.execute(text(f"DELETE FROM {child} WHERE case_version_id IN ({versions})"))
+    session.execute(text(f"DELETE FROM case_versions WHERE case_key IN ({in_keys})"))
+    _drop_temp(session, "_pv_del")
+    return int(removed)
+
+
+def _children(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows of ``frame`` that belong to a newly inserted version, with that version's id."""
+    if frame.empty:
+        return frame, pd.Series(dtype="int64")
+    position = ids.index.get_indexer(_version_key(frame))
+    keep = position >= 0
+    return frame[keep], pd.Series(ids.to_numpy()[position[keep]], index=frame.index[keep], dtype="int64")
+
+
+def _version_key(frame: pd.DataFrame) -> pd.Index:
+    """(case_key, report_id) as one string, for hash joins (no sorting, unlike a MultiIndex)."""
+    return pd.Index(frame["case_key"].astype(str) + "\x1f" + frame["report_id"].astype(str))
+
+
+def _map_drugs(drugs: pd.DataFrame, products: ProductDictionary) -> tuple[list[str | None], list[str]]:
+    names = drugs["drugname"].tolist()
+    ingredients = drugs["active_ingredient"].tolist()
+    ingredients = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in ingredients]
+    pairs = dict.fromkeys(zip(names, ingredients, strict=True))
+    mapped = {pair: products.match(*pair) for pair in pairs}
+    keys: dict[tuple[Any, Any], str] = {}
+    for pair, product in mapped.items():
+        keys[pair] = product or drug_key(pair[0]) or drug_key(pair[1]) or ""
+    pair_list = list(zip(names, ingredients, strict=True))
+    return [mapped[p] for p in pair_list], [keys[p] for p in pair_list]
+
+
+def _normalised(values: pd.Series) -> pd.Series:
+    uniq = {v: normalise_pt(v) for v in pd.unique(values.astype(str))}
+    return values.astype(str).map(uniq)
+
+
+# ---------------------------------------------------------------------------------------------- load_batch
+def load_batch(
+    session: Session,
+    batch: Batch,
+    products: ProductDictionary | None = None,
+    event_groups: EventGroups | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LoadSummary:
+    """Write ``batch`` into the case store following the module's rules; the caller commits.
+
+    ``products``/``event_groups`` default to the configured dictionaries. ``progress`` is called with each
+    stage name of :data:`LOAD_STAGES` as it completes.
+    """
+    step = progress or (lambda _stage: None)
+    products = products or default_products()
+    event_groups = event_groups or default_event_groups()
+    if backend_name(session) == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+
+    existing_file = session.execute(
+        select(SourceFile.id).where(SourceFile.kind == batch.kind, SourceFile.sha256 == batch.sha256)
+    ).scalar()
+    if existing_file is not None:
+        return LoadSummary(skipped_duplicate_file=True, source_file_id=int(existing_file))
+
+    source = SourceFile(kind=batch.kind, name=batch.name[:500], sha256=batch.sha256, quarter=batch.quarter,
+                        rows_read=batch.rows_read)
+    session.add(source)
+    session.flush()
+    _sync_event_groups(session, event_groups)
+
+    # deletions: persistent, applied to what is stored and to this and every later batch
+    already_deleted = set(session.execute(select(DeletedCase.case_key)).scalars())
+    new_deleted = [k for k in dict.fromkeys(str(k)[:100] for k in batch.deleted_case_keys)
+                   if k not in already_deleted]
+    cases_deleted = _delete_cases(session, new_deleted)
+    if new_deleted:
+        session.execute(insert(DeletedCase),
+                        [{"case_key": k, "source_file_id": source.id} for k in new_deleted])
+    deleted = already_deleted | set(new_deleted)
+    step("deletions")
+
+    versions = batch.versions.copy()
+    versions["case_key"] = versions["case_key"].astype(str).str.slice(0, 100)
+    versions["report_id"] = versions["report_id"].astype(str).str.slice(0, 100)
+    versions = versions[~versions["case_key"].isin(deleted)]
+    versions = versions.drop_duplicates(["case_key", "report_id"], keep="first")
+    stored, stored_cases = _stored_versions(session, versions)
+
+    new = versions[~_version_key(versions).isin(_version_key(stored))].reset_index(drop=True)
+    n_new = len(new)
+    new["id"] = np.arange(n_new, dtype="int64") + (_reserve_ids(session, n_new) if n_new else 0)
+    new["version"] = pd.to_numeric(new["version"], errors="coerce").fillna(1).astype("int64")
+    ids = pd.Series(new["id"].to_numpy(), index=_version_key(new), dtype="int64")
+    for flag, values in _outcome_flags(new["outcomes"]).items():
+        new[flag] = values
+    tables = [CaseVersion.__table__, Drug.__table__, Reaction.__table__, Indication.__table__, Case.__table__]
+    added = updated = 0
+    with _bulk_mode(session, tables, _is_bulk(session, n_new)):  # type: ignore[arg-type]
+        _insert_versions(session, new, source.id, batch.kind)
+        step("versions")
+        _insert_drugs(session, batch.drugs, ids, products)
+        step("drugs")
+        _insert_reactions(session, batch.reactions, ids)
+        step("reactions")
+        _insert_indications(session, batch.indications, ids)
+        step("indications")
+        if n_new:
+            affected = set(new["case_key"])
+            cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
+            pool = pd.concat([stored[stored["case_key"].isin(affected)][cols], new[cols]], ignore_index=True)
+            pool["version"] = pool["version"].astype("int64")
+            current = current_versions(pool).join(_case_dates(pool), on="case_key")
+            before = current["case_key"].map(stored_cases)
+            added = int(before.isna().sum())
+            updated = int((before.notna() & (before != current["id"])).sum())
+            _write_cases(session, current, before.isna().to_numpy(), new, batch.kind)
+    step("cases")
+
+    quarantine = batch.quarantine
+    if len(quarantine):
+        _bulk_insert(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "source_file_id": source.id, "file": quarantine["file"].astype(str).to_numpy(),
+            "line": pd.to_numeric(quarantine["line"], errors="coerce").astype("Int64").to_numpy(),
+            "field": quarantine["field"].to_numpy(), "raw": quarantine["raw"].to_numpy(),
+            "reason": quarantine["reason"].astype(str).to_numpy(),
+            "created_at": dt.datetime.now(dt.UTC),
+        }))
+    step("quarantine")
+
+    summary = LoadSummary(cases_added=added, cases_updated=updated, cases_deleted=cases_deleted,
+                          versions_loaded=n_new, rows_quarantined=len(quarantine), source_file_id=source.id)
+    source.versions_loaded = n_new
+    source.cases_added = added
+    source.cases_updated = updated
+    source.cases_deleted = cases_deleted
+    source.rows_quarantined = len(quarantine)
+    session.flush()
+    return summary
+
+
+def _stored_versions(session: Session, versions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The stored versions of the batch's case keys, and their cases' current version ids."""
+    stored = pd.DataFrame(columns=["id", "case_key", "report_id", "version", "received_date",
+                                   "initial_received_date"])
+    keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
+    if not len(keys):
+        return stored, {}
+    _temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
+    rows = session.execute(text(
+        "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
+        "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
+    if rows:
+        stored = pd.DataFrame(rows, columns=stored.columns)
+    stored_cases = {k: int(v) for k, v in session.execute(text(
+        "SELECT c.case_key, c.current_version_id FROM cases c JOIN _pv_keys k ON k.case_key = c.case_key"))}
+    _drop_temp(session, "_pv_keys")
+    return stored, stored_cases
+
+
+_FLAGS = (("died", "DE"), ("life_threatening", "LT"), ("hospitalised", "HO"), ("disabled", "DS"),
+          ("congenital_anomaly", "CA"), ("required_intervention", "RI"), ("other_serious", "OT"))
+
+
+def _outcome_flags(outcomes: pd.Series) -> dict[str, np.ndarray]:
+    """Seriousness flags from the FAERS outcome codes; serious = any of them."""
+    sets = [set(o) if isinstance(o, (list, tuple, set)) else set() for o in outcomes]
+    flags = {flag: np.fromiter((code in o for o in sets), dtype=bool, count=len(sets))
+             for flag, code in _FLAGS}
+    flags["serious"] = np.logical_or.reduce(list(flags.values())) if sets else np.zeros(0, dtype=bool)
+    return flags
+
+
+def _insert_versions(session: Session, new: pd.DataFrame, source_id: int, kind: str) -> None:
+    if new.empty:
+        return
+    _bulk_insert(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
+        "version": new["version"], "source_file_id": source_id, "source": kind,
+        "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
+        "initial_received_date": new["initial_received_date"], "event_date": new["event_date"],
+        "age_years": pd.to_numeric(new["age_years"], errors="coerce"), "age_group": new["age_group"],
+        "sex": new["sex"], "weight_kg": pd.to_numeric(new["weight_kg"], errors="coerce"),
+        "reporter_country": new["reporter_country"], "occurrence_country": new["occurrence_country"],
+        "report_type": new["report_type"], "serious": new["serious"],
+        **{flag: new[flag] for flag, _ in _FLAGS},
+    }))
+
+
+def _insert_drugs(session: Session, drugs: pd.DataFrame, ids: pd.Series, products: ProductDictionary) -> None:
+    drugs, version_id = _children(drugs, ids)
+    if drugs.empty:
+        return
+    product, key = _map_drugs(drugs, products)
+    _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "case_version_id": version_id.to_numpy(),
+        "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
+        "role": drugs["role"].to_numpy(), "drugname": drugs["drugname"].fillna("").to_numpy(),
+        "active_ingredient": drugs["active_ingredient"].to_numpy(), "product": product,
+        "drug_key": key, "route": drugs["route"].to_numpy(), "dose_text": drugs["dose_text"].to_numpy(),
+        "start_date": drugs["start_date"].to_numpy(), "end_date": drugs["end_date"].to_numpy(),
+    }))
+
+
+def _insert_reactions(session: Session, reactions: pd.DataFrame, ids: pd.Series) -> None:
+    reactions, version_id = _children(reactions, ids)
+    if reactions.empty:
+        return
+    _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "case_version_id": version_id.to_numpy(),
+        "pt_verbatim": reactions["pt_verbatim"].astype(str).to_numpy(),
+        "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
+        "meddra_code": reactions["meddra_code"].to_numpy(), "outcome": reactions["outcome"].to_numpy(),
+    }))
+
+
+def _insert_indications(session: Session, indications: pd.DataFrame, ids: pd.Series) -> None:
+    indications, version_id = _children(indications, ids)
+    if indications.empty:
+        return
+    _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "case_version_id": version_id.to_numpy(),
+        "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
+        "term": indications["term"].astype(str).to_numpy(),
+        "pt": _normalised(indications["term"]).to_numpy(),
+    }))
+
+
+_CASE_COLUMNS = ("version", "source", "event_date", "age_years", "age_group", "sex", "weight_kg",
+                 "reporter_country", "occurrence_country", "serious", "died")
+
+
+def _write_cases(session: Session, current: pd.DataFrame, is_new_case: np.ndarray, new: pd.DataFrame,
+                 kind: str) -> None:
+    """Insert new cases whose current version is in this batch directly (COPY); upsert the others."""
+    fresh = is_new_case & current["id"].isin(new["id"]).to_numpy()
+    direct = current[fresh]
+    if len(direct):
+        rows = new.set_index("id").loc[direct["id"].to_numpy()]
+        _bulk_insert(session, Case.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "case_key": direct["case_key"].to_numpy(), "current_version_id": direct["id"].to_numpy(),
+            "version": rows["version"].to_numpy(), "source": kind,
+            "initial_received_date": direct["initial"].to_numpy(),
+            "latest_received_date": direct["latest"].to_numpy(),
+            **{c: rows[c].to_numpy() for c in ("event_date", "age_group", "sex", "reporter_country",
+                                               "occurrence_country")},
+            "age_years": pd.to_numeric(rows["age_years"], errors="coerce").to_numpy(),
+            "weight_kg": pd.to_numeric(rows["weight_kg"], errors="coerce").to_numpy(),
+            "serious": rows["serious"].to_numpy(dtype=bool), "died": rows["died"].to_numpy(dtype=bool),
+        }))
+    if (~fresh).any():
+        _upsert_cases(session, current[~fresh])
+
+
+def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
+    """Insert or update the ``cases`` rows from the chosen current versions (an INSERT ... SELECT upsert)."""
+    frame = pd.DataFrame({"case_key": current["case_key"].to_numpy(), "version_id": current["id"].to_numpy(),
+                          "initial_date": current["initial"].to_numpy(),
+                          "latest_date": current["latest"].to_numpy()})
+    _temp_table(session, "_pv_current", {"case_key": "VARCHAR(100)", "version_id": "BIGINT",
+                                         "initial_date": "DATE", "latest_date": "DATE"}, frame)
+    targets = ["case_key", "current_version_id", "initial_received_date", "latest_received_date",
+               *_CASE_COLUMNS]
+    sources = ["t.case_key", "cv.id", "t.initial_date", "t.latest_date", *(f"cv.{c}" for c in _CASE_COLUMNS)]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in targets[1:])
+    session.execute(text(
+        f"INSERT INTO cases ({', '.join(targets)}) "
+        f"SELECT {', '.join(sources)} FROM _pv_current t JOIN case_versions cv ON cv.id = t.version_id "
+        f"WHERE true ON CONFLICT (case_key) DO UPDATE SET {updates}"))
+    _drop_temp(session, "_pv_current")
+
+
+__all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch"]

@@ -1,0 +1,132 @@
+"""The GVP Module IX signal lifecycle: states, the allowed transitions, and recording them in the audit trail.
+
+::
+
+    new ──> validated ──> prioritised ──> assessed ──> action_recommended ──> monitoring ──> closed
+     │          │                            │   │            │                   │
+     └> refuted <┘                            │   └──────> monitoring             └> validated (reopened)
+                                              └──────────> closed                       closed
+    refuted ──> validated (reconsidered)
+
+Manual transitions (``pv signal transition``) follow :data:`TRANSITIONS`. The feedback loop (``by='pv'``) may
+also make the :data:`AUTOMATIC_TRANSITIONS`: when a label change covers the event, any open state moves to
+``monitoring``; a monitored signal that strengthens reopens to ``validated``. Every change, manual or
+automatic, adds a row to ``signal_audit`` with who, when and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+from sqlalchemy.orm import Session
+
+from pv.errors import InputError, InvalidTransitionError
+from pv.models.signals import Signal, SignalAudit
+
+STATES: Final[tuple[str, ...]] = (
+    "new", "validated", "refuted", "prioritised", "assessed", "action_recommended", "monitoring", "closed",
+)
+OPEN_STATES: Final[frozenset[str]] = frozenset(
+    {"new", "validated", "prioritised", "assessed", "action_recommended", "monitoring"}
+)
+#: Manual (human) transitions.
+TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
+    "new": ("validated", "refuted"),
+    "validated": ("prioritised", "refuted"),
+    "refuted": ("validated",),
+    "prioritised": ("assessed",),
+    "assessed": ("action_recommended", "monitoring", "closed"),
+    "action_recommended": ("monitoring", "closed"),
+    "monitoring": ("validated", "closed"),
+    "closed": (),
+}
+#: Extra transitions the feedback loop makes on its own (recorded with by='pv').
+AUTOMATIC_TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
+    "new": ("monitoring",),
+    "validated": ("monitoring",),
+    "prioritised": ("monitoring",),
+    "assessed": (),
+    "action_recommended": (),
+    "monitoring": (),
+    "refuted": (),
+    "closed": (),
+}
+SYSTEM_USER: Final[str] = "pv"
+
+
+def allowed_targets(status: str, *, automatic: bool = False) -> tuple[str, ...]:
+    targets = TRANSITIONS.get(status, ())
+    if automatic:
+        targets = targets + AUTOMATIC_TRANSITIONS.get(status, ())
+    return targets
+
+
+def check_transition(signal_id: int | None, current: str, target: str, *, automatic: bool = False) -> None:
+    """Raise InvalidTransitionError (naming the allowed targets) unless current -> target is allowed."""
+    if target not in STATES:
+        raise InvalidTransitionError(f"unknown status {target!r}; statuses are: {', '.join(STATES)}")
+    allowed = allowed_targets(current, automatic=automatic)
+    if target not in allowed:
+        who = f"signal {signal_id}" if signal_id is not None else "a signal"
+        options = ", ".join(allowed) if allowed else "none (final state)"
+        raise InvalidTransitionError(
+            f"cannot move {who} from {current!r} to {target!r}; allowed from {current!r}: {options}"
+        )
+
+
+def record(
+    session: Session,
+    signal: Signal,
+    *,
+    action: str,
+    by: str,
+    reason: str,
+    to_status: str | None = None,
+    run_id: int | None = None,
+    as_of: dt.date | None = None,
+) -> SignalAudit:
+    """Append an audit row (no status check: callers check first)."""
+    row = SignalAudit(
+        signal_id=signal.id,
+        by=by,
+        action=action,
+        from_status=signal.status if action != "created" else None,
+        to_status=to_status or signal.status,
+        reason=reason,
+        run_id=run_id,
+        as_of=as_of,
+    )
+    session.add(row)
+    return row
+
+
+def transition(
+    session: Session,
+    signal: Signal,
+    target: str,
+    *,
+    by: str,
+    reason: str,
+    automatic: bool = False,
+    run_id: int | None = None,
+    as_of: dt.date | None = None,
+) -> SignalAudit:
+    """Move ``signal`` to ``target`` if the lifecycle allows it, recording who, when and why.
+
+    Entering ``monitoring`` records the date (the registry also sets the baseline used for reopening). The
+    caller commits.
+    """
+    if not by or not by.strip():
+        raise InputError("a transition needs who made it", field="by")
+    if not reason or not reason.strip():
+        raise InputError("a transition needs a reason", field="reason")
+    check_transition(signal.id, signal.status, target, automatic=automatic)
+    audit = record(
+        session, signal, action="transition", by=by.strip(), reason=reason.strip(), to_status=target,
+        run_id=run_id, as_of=as_of,
+    )
+    if target == "monitoring":
+        signal.monitoring_since = as_of or dt.date.today()
+    signal.status = target
+    return audit

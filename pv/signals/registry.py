@@ -1,0 +1,575 @@
+"""The signal registry and the dynamic feedback loop (docs/signals.md).
+
+:func:`evaluate_run` takes one analysis run's pair-level results and, in the caller's transaction:
+
+1. stores the detection rules used (``signal_rule_snapshots``);
+2. creates a signal (status ``new``) for every product x event x level that meets the rules for the first
+   time, and records every known signal's measures in this run (``signal_measures``: the trend);
+3. classifies each signal as labelled or unlabelled in each jurisdiction, using the label in force at the
+   run's as-of date (:class:`~pv.signals.labels.LabelIndex`);
+4. runs the feedback loop: an open signal unlabelled somewhere that meets the rules in K consecutive runs, or
+   meets the strong criterion, is escalated and flagged "label update recommended" with its evidence; when the
+   label comes to cover it the flag clears and the signal moves to ``monitoring``; a monitored signal whose
+   measure reaches ``factor`` x its value when monitoring began reopens (and is flagged again if unlabelled);
+5. scores every measured signal (:mod:`pv.signals.priority`).
+
+It returns the :class:`~pv.signals.changes.SignalChange` events, highest priority first. Automatic changes are
+recorded in the audit trail with ``by='pv'``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pv.errors import InputError, NotFoundError
+from pv.models.signals import Label, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
+from pv.normalise import EventGroups, ProductDictionary, default_products, normalise_pt
+from pv.signals import lifecycle
+from pv.signals.changes import ChangeKind, SignalChange
+from pv.signals.labels import LabelIndex, add_label
+from pv.signals.priority import priority_score
+from pv.signals.rules import (
+    MEASURES,
+    RuleSet,
+    check_results,
+    describe_detection,
+    evaluate_rules,
+    select_result_set,
+)
+
+#: Optional evidence hook: (session, product, event, level, as_of) -> cumulative incidence summary or None.
+#: The cohort analysis (issue 4) can supply e.g. {"cohort": ..., "time_years": 2, "cuminc": 0.012,
+#: "lower": ..., "upper": ..., "n_patients": ...}; it is stored in the evidence of a label update
+#: recommendation.
+IncidenceHook = Callable[[Session, str, str, str, dt.date], Mapping[str, Any] | None]
+
+CHANGE_MEASURES = tuple(m for m in MEASURES if m not in ("n_serious", "n_deaths"))
+LIST_MEASURES = ("n", "prr", "prr_chi2", "ror_lower", "ic025", "eb05")
+SYSTEM = lifecycle.SYSTEM_USER
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _finite(x: Any) -> float | None:
+    """A JSON-safe number: None for missing and for infinite values (e.g. PRR when no other product has the
+    event)."""
+    v = _num(x)
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _int(x: Any) -> int | None:
+    v = _num(x)
+    return None if v is None else int(round(v))
+
+
+def _measure_values(m: SignalMeasure) -> dict[str, float | None]:
+    return {k: getattr(m, k) for k in MEASURES}
+
+
+def _product_filter(rules: RuleSet, products: ProductDictionary | None) -> set[str] | None:
+    spec = rules.detection.products
+    if spec == "all":
+        return None
+    if spec == "dictionary":
+        return set((products or default_products()).products)
+    return set(spec)
+
+
+def _prepare(results: pd.DataFrame, rules: RuleSet, products: ProductDictionary | None) -> pd.DataFrame:
+    check_results(results)
+    frame = results.copy()
+    frame["level"] = frame["level"].astype(str)
+    frame["product"] = frame["product"].astype(str)
+    frame["event"] = frame["event"].astype(str)
+    pt = frame["level"] == "pt"
+    frame.loc[pt, "event"] = frame.loc[pt, "event"].map(normalise_pt)
+    keep = _product_filter(rules, products)
+    if keep is not None:
+        frame = frame[frame["product"].isin(keep)]
+    frame = select_result_set(frame, rules.detection.result_set)
+    return evaluate_rules(frame, rules)
+
+
+def _latest_evaluated(session: Session) -> dt.date | None:
+    return session.scalar(select(func.max(SignalRuleSnapshot.as_of)))
+
+
+def _history(session: Session, signal_ids: Sequence[int]) -> dict[int, list[SignalMeasure]]:
+    out: dict[int, list[SignalMeasure]] = defaultdict(list)
+    if not signal_ids:
+        return out
+    stmt = select(SignalMeasure).order_by(SignalMeasure.as_of, SignalMeasure.run_id)
+    if len(signal_ids) < 5000:
+        stmt = stmt.where(SignalMeasure.signal_id.in_(list(signal_ids)))
+    for m in session.scalars(stmt):
+        out[m.signal_id].append(m)
+    return out
+
+
+class _Run:
+    """State of one evaluation (keeps evaluate_run readable)."""
+
+    def __init__(self, session: Session, run_id: int | None, as_of: dt.date, rules: RuleSet,
+                 labels: LabelIndex, incidence: IncidenceHook | None) -> None:
+        self.session = session
+        self.run_id = run_id
+        self.as_of = as_of
+        self.rules = rules
+        self.labels = labels
+        self.incidence = incidence
+        self.events: list[tuple[ChangeKind, Signal, SignalMeasure | None]] = []
+        fb = rules.feedback
+        self.jurisdictions = list(fb.jurisdictions)
+        self.sections = list(fb.labelled_sections)
+
+    def emit(self, kind: ChangeKind, signal: Signal, measure: SignalMeasure | None) -> None:
+        self.events.append((kind, signal, measure))
+
+    def classify(self, signal: Signal, as_of: dt.date | None = None) -> dict[str, bool]:
+        return self.labels.classify(signal.product, signal.event, signal.level, as_of or self.as_of,
+                                    jurisdictions=self.jurisdictions, sections=self.sections)
+
+    # -- feedback ------------------------------------------------------------------------------------
+    def clear_flag_if_labelled(self, signal: Signal, unlabelled: list[str], measure: SignalMeasure | None,
+                               by: str = SYSTEM, why: str | None = None) -> bool:
+        if not signal.label_update_recommended:
+            return False
+        still = [j for j in signal.label_update_jurisdictions if j in unlabelled]
+        if still:
+            if still != list(signal.label_update_jurisdictions):
+                signal.label_update_jurisdictions = still
+            return False
+        covered = ", ".join(signal.label_update_jurisdictions) or "every judged jurisdiction"
+        reason = why or f"label in force at {self.as_of} now covers the event in {covered}"
+        lifecycle.record(self.session, signal, action="label_update_cleared", by=by, reason=reason,
+                         run_id=self.run_id, as_of=self.as_of)
+        signal.label_update_recommended = False
+        signal.label_update_jurisdictions = []
+        signal.consecutive_unlabelled = 0
+        if signal.status != "monitoring" and "monitoring" in lifecycle.allowed_targets(signal.status,
+                                                                                      automatic=True):
+            enter_monitoring(self.session, signal, self.rules, by=by, reason=f"label updated: {reason}",
+                             automatic=True, run_id=self.run_id, as_of=self.as_of, measure=measure)
+        self.emit("label_update_cleared", signal, measure)
+        return True
+
+    def maybe_reopen(self, signal: Signal, measure: SignalMeasure) -> bool:
+        if signal.status != "monitoring":
+            return False
+        reo = self.rules.feedback.reopening
+        baseline = signal.monitoring_baseline
+        value = _num(getattr(measure, reo.measure))
+        if baseline is None or baseline <= 0 or value is None or value < reo.factor * baseline:
+            return False
+        reason = (f"reopened: {reo.measure} {value:.3g} >= {reo.factor:g} x {baseline:.3g} "
+                  f"(its value when monitoring began on {signal.monitoring_since})")
+        lifecycle.transition(self.session, signal, "validated", by=SYSTEM, reason=reason, automatic=True,
+                             run_id=self.run_id, as_of=self.as_of)
+        signal.reopened_count = (signal.reopened_count or 0) + 1
+        signal.monitoring_since = None
+        signal.monitoring_baseline = None
+        self.emit("reopened", signal, measure)
+        return True
+
+    def maybe_escalate(self, signal: Signal, measure: SignalMeasure, unlabelled: list[str],
+                       history: list[SignalMeasure], *, reopened: bool) -> None:
+        if signal.label_update_recommended or not unlabelled or not measure.meets_rules:
+            return
+        if signal.status == "monitoring" and not reopened:
+            return
+        esc = self.rules.feedback.escalation
+        values = _measure_values(measure)
+        strong = esc.strong is not None and esc.strong.holds(values)
+        persistent = signal.consecutive_unlabelled >= esc.consecutive_unlabelled_runs
+        if not (strong or persistent or reopened):
+            return
+        why = []
+        if persistent:
+            why.append(f"unlabelled in {', '.join(unlabelled)} for {signal.consecutive_unlabelled} "
+                       f"consecutive runs meeting the rules (threshold {esc.consecutive_unlabelled_runs})")
+        if strong and esc.strong is not None:
+            why.append(esc.strong.describe(values))
+        if reopened and not why:
+            why.append(f"reopened while unlabelled in {', '.join(unlabelled)}")
+        reason = "; ".join(why)
+        if not signal.escalated:
+            signal.escalated = True
+            signal.escalated_at = self.as_of
+            lifecycle.record(self.session, signal, action="escalated", by=SYSTEM, reason=reason,
+                             run_id=self.run_id, as_of=self.as_of)
+            self.emit("escalated", signal, measure)
+        signal.label_update_recommended = True
+        signal.label_update_since = self.as_of
+        signal.label_update_jurisdictions = list(unlabelled)
+        signal.evidence = self.evidence(signal, measure, unlabelled, history, reason)
+        lifecycle.record(self.session, signal, action="label_update_recommended", by=SYSTEM,
+                         reason=f"label update recommended for {signal.product} in {', '.join(unlabelled)}: "
+                                f"{reason}", run_id=self.run_id, as_of=self.as_of)
+        self.emit("label_update_recommended", signal, measure)
+
+    def evidence(self, signal: Signal, measure: SignalMeasure, unlabelled: list[str],
+                 history: list[SignalMeasure], reason: str) -> dict[str, Any]:
+        trend = [
+            {"run_id": m.run_id, "as_of": m.as_of.isoformat(), "meets_rules": m.meets_rules,
+             **{k: _finite(getattr(m, k)) for k in ("n", "prr", "prr_chi2", "ror_lower", "ic025", "ebgm",
+                                                     "eb05", "eb95", "n_serious", "n_deaths")}}
+            for m in history
+        ]
+        incidence = None
+        if self.incidence is not None:
+            found = self.incidence(self.session, signal.product, signal.event, signal.level, self.as_of)
+            incidence = dict(found) if found else None
+        return {
+            "as_of": self.as_of.isoformat(),
+            "run_id": self.run_id,
+            "reason": reason,
+            "unlabelled_in": list(unlabelled),
+            "labelled": dict(signal.labelled or {}),
+            "cases": _finite(measure.n),
+            "serious_cases": _finite(measure.n_serious),
+            "deaths": _finite(measure.n_deaths),
+            "criteria_met": list(measure.criteria_met or []),
+            "first_detected": signal.first_detected.isoformat(),
+            "trend": trend,
+            "cumulative_incidence": incidence,
+        }
+
+    def score(self, signal: Signal, measure: SignalMeasure, history: list[SignalMeasure],
+              unlabelled: list[str]) -> None:
+        p = priority_score(
+            eb05=measure.eb05, ic025=measure.ic025, n=measure.n, n_serious=measure.n_serious,
+            n_deaths=measure.n_deaths, unlabelled=bool(unlabelled),
+            days_since_first=(self.as_of - signal.first_detected).days,
+            eb05_history=[m.eb05 for m in history], config=self.rules.priority,
+        )
+        signal.priority = p.score
+        signal.strength = round(p.strength, 4)
+        measure.priority = p.score
+
+    def changes(self) -> list[SignalChange]:
+        out = []
+        for kind, s, m in self.events:
+            run_id = self.run_id if self.run_id is not None else s.last_run_id
+            measures = {}
+            if m is not None:
+                measures = {k: v for k in CHANGE_MEASURES if (v := _num(getattr(m, k))) is not None}
+            out.append(SignalChange(
+                kind=kind, signal_id=s.id, run_id=run_id, as_of=self.as_of, product=s.product,
+                event=s.event, level=cast(Any, s.level), status=s.status, priority=float(s.priority or 0.0),
+                labelled=dict(s.labelled or {}), measures=measures,
+                serious_cases=_int(m.n_serious) if m is not None else None,
+                deaths=_int(m.n_deaths) if m is not None else None,
+            ))
+        out.sort(key=lambda c: (-c.priority, c.signal_id))  # stable: emission order per signal
+        return out
+
+
+def enter_monitoring(session: Session, signal: Signal, rules: RuleSet, *, by: str, reason: str,
+                     automatic: bool = False, run_id: int | None = None, as_of: dt.date | None = None,
+                     measure: SignalMeasure | None = None) -> None:
+    """Transition to monitoring and record the baseline of the reopening measure."""
+    lifecycle.transition(session, signal, "monitoring", by=by, reason=reason, automatic=automatic,
+                         run_id=run_id, as_of=as_of)
+    name = rules.feedback.reopening.measure
+    if measure is None:
+        measure = session.scalars(
+            select(SignalMeasure).where(SignalMeasure.signal_id == signal.id)
+            .order_by(SignalMeasure.as_of.desc(), SignalMeasure.run_id.desc())
+        ).first()
+    signal.monitoring_baseline = _num(getattr(measure, name)) if measure is not None else None
+    if as_of is not None:
+        signal.monitoring_since = as_of
+
+
+def evaluate_run(
+    session: Session,
+    *,
+    run_id: int,
+    as_of: dt.date,
+    results: pd.DataFrame,
+    rules: RuleSet | None = None,
+    labels: LabelIndex | None = None,
+    incidence: IncidenceHook | None = None,
+    groups: EventGroups | None = None,
+    products: ProductDictionary | None = None,
+) -> list[SignalChange]:
+    """Update the registry from one run's pair results; return what changed, highest priority first.
+
+    ``results``: one row per product x event x level x result set with columns product, event, level
+    ('pt' | 'group'), stratified (bool), n, expected, prr, prr_chi2, ror, ror_lower, ror_upper, ic, ic025,
+    ic975, ebgm, eb05, eb95, n_serious, n_deaths. Runs must be evaluated in as-of order, each once. The caller
+    commits.
+    """
+    rules = rules or RuleSet.load()
+    if session.scalar(select(SignalRuleSnapshot.id).where(SignalRuleSnapshot.run_id == run_id)) is not None:
+        raise InputError(f"run {run_id} was already evaluated by the signal registry", field="run_id")
+    latest = _latest_evaluated(session)
+    if latest is not None and as_of < latest:
+        raise InputError(f"run {run_id} is as of {as_of}, before the last evaluated run ({latest}): "
+                         "runs must be evaluated in as-of order", field="as_of")
+    frame = _prepare(results, rules, products)
+    labels = labels or LabelIndex.from_session(session, groups=groups, products=products)
+    session.add(SignalRuleSnapshot(run_id=run_id, as_of=as_of, sha256=rules.digest(), rules=rules.snapshot()))
+
+    run = _Run(session, run_id, as_of, rules, labels, incidence)
+    signals = {(s.product, s.event, s.level): s for s in session.scalars(select(Signal))}
+    history = _history(session, [s.id for s in signals.values()])
+    measured: set[int] = set()
+
+    records = frame.to_dict("records")
+    # create the new signals first, in one flush (their ids are needed below)
+    created: set[int] = set()
+    fresh = []
+    for row in records:
+        key = (row["product"], row["event"], row["level"])
+        if key in signals or not row["meets"]:
+            continue
+        signal = Signal(
+            product=key[0], event=key[1], level=key[2], status="new", first_detected=as_of,
+            first_run_id=run_id, last_run_id=run_id, last_as_of=as_of, labelled={},
+            label_update_jurisdictions=[], consecutive_unlabelled=0, escalated=False,
+            label_update_recommended=False, reopened_count=0, priority=0.0, strength=0.0,
+        )
+        signals[key] = signal
+        fresh.append((signal, row))
+    if fresh:
+        session.add_all([sig for sig, _ in fresh])
+        session.flush()
+    for signal, row in fresh:
+        level_rule = rules.detection.levels[cast(Any, signal.level)]
+        lifecycle.record(session, signal, action="created", by=SYSTEM, to_status="new",
+                         reason=f"detected: {describe_detection(row, level_rule)}", run_id=run_id, as_of=as_of)
+        created.add(signal.id)
+
+    for row in records:
+        key = (row["product"], row["event"], row["level"])
+        maybe = signals.get(key)
+        if maybe is None:
+            continue
+        signal = maybe
+        meets = bool(row["meets"])
+        measure = SignalMeasure(
+            signal_id=signal.id, run_id=run_id, as_of=as_of, stratified=bool(row["stratified"]),
+            meets_rules=meets, criteria_met=list(row["criteria_met"]),
+            **{k: _num(row.get(k)) for k in MEASURES},
+        )
+        session.add(measure)
+        if signal.id in created:
+            run.emit("created", signal, measure)
+        hist = [*history.get(signal.id, []), measure]
+        measured.add(signal.id)
+        signal.last_run_id = run_id
+        signal.last_as_of = as_of
+        if meets:
+            signal.last_met_as_of = as_of
+        labelled = run.classify(signal)
+        signal.labelled = labelled
+        measure.labelled = labelled
+        unlabelled = [j for j, v in labelled.items() if not v]
+
+        if signal.status in lifecycle.OPEN_STATES:
+            run.clear_flag_if_labelled(signal, unlabelled, measure)
+            reopened = run.maybe_reopen(signal, measure)
+            persists = meets and bool(unlabelled)
+            signal.consecutive_unlabelled = signal.consecutive_unlabelled + 1 if persists else 0
+            run.maybe_escalate(signal, measure, unlabelled, hist, reopened=reopened)
+        else:
+            signal.consecutive_unlabelled = 0
+        run.score(signal, measure, hist, unlabelled)
+
+    # signals this run did not measure: they did not persist; a label now in force may still clear a flag
+    for signal in signals.values():
+        if signal.id in measured:
+            continue
+        signal.consecutive_unlabelled = 0
+        if signal.label_update_recommended and signal.status in lifecycle.OPEN_STATES:
+            labelled = run.classify(signal)
+            signal.labelled = labelled
+            run.clear_flag_if_labelled(signal, [j for j, v in labelled.items() if not v], None)
+    session.flush()
+    return run.changes()
+
+
+def get_signal(session: Session, signal_id: int) -> Signal:
+    signal = session.get(Signal, signal_id)
+    if signal is None:
+        raise NotFoundError(f"signal {signal_id} does not exist")
+    return signal
+
+
+def transition_signal(session: Session, signal_id: int, status: str, *, by: str, reason: str,
+                      rules: RuleSet | None = None) -> Signal:
+    """A manual lifecycle transition (``pv signal transition``). The caller commits."""
+    signal = get_signal(session, signal_id)
+    if status == "monitoring":
+        lifecycle.check_transition(signal.id, signal.status, status)
+        enter_monitoring(session, signal, rules or RuleSet.load(), by=by, reason=reason,
+                         as_of=dt.date.today())
+    else:
+        lifecycle.transition(session, signal, status, by=by, reason=reason)
+    session.flush()
+    return signal
+
+
+def record_label_change(
+    session: Session,
+    *,
+    product: str,
+    jurisdiction: str,
+    event: str,
+    section: str,
+    effective_date: dt.date,
+    by: str,
+    reason: str,
+    source: str | None = None,
+    note: str | None = None,
+    check: bool = False,
+    rules: RuleSet | None = None,
+    groups: EventGroups | None = None,
+    products: ProductDictionary | None = None,
+) -> tuple[Label, list[SignalChange]]:
+    """``pv labels add``: record the label entry, re-classify the product's signals with the label in force at
+    the entry's effective date (or their last run, if later); flagged signals now covered are cleared and move
+    to monitoring. The caller commits.
+    """
+    rules = rules or RuleSet.load()
+    label = add_label(session, product=product, jurisdiction=jurisdiction, event=event, section=section,
+                      effective_date=effective_date, by=by, reason=reason, source=source, note=note,
+                      check=check, groups=groups, products=products)
+    session.flush()
+    index = LabelIndex.from_session(session, groups=groups, products=products, seed=False)
+    changes: list[SignalChange] = []
+    for signal in session.scalars(select(Signal).where(Signal.product == label.product)):
+        at = max(signal.last_as_of, effective_date)
+        run = _Run(session, None, at, rules, index, None)
+        labelled = run.classify(signal, at)
+        signal.labelled = labelled
+        if signal.status in lifecycle.OPEN_STATES:
+            run.clear_flag_if_labelled(
+                signal, [j for j, v in labelled.items() if not v], None, by=by,
+                why=f"label change recorded by {by}: {label.jurisdiction} {label.section} now lists "
+                    f"{label.event} from {label.effective_date} ({reason})",
+            )
+        changes.extend(run.changes())
+    session.flush()
+    changes.sort(key=lambda c: (-c.priority, c.signal_id))
+    return label, changes
+
+
+# -- queries for the CLI and the report -------------------------------------------------------------------
+def list_signals(session: Session, *, status: str | None = None, product: str | None = None,
+                 flagged: bool | None = None, open_only: bool = False) -> list[Signal]:
+    """Signals ordered by priority (highest first), then id. ``open_only``: not refuted or closed."""
+    stmt = select(Signal)
+    if open_only:
+        stmt = stmt.where(Signal.status.in_(sorted(lifecycle.OPEN_STATES)))
+    if status:
+        if status not in lifecycle.STATES:
+            raise InputError(f"unknown status {status!r}; statuses are: {', '.join(lifecycle.STATES)}",
+                             field="status")
+        stmt = stmt.where(Signal.status == status)
+    if product:
+        from pv.signals.labels import canonical_product
+
+        stmt = stmt.where(Signal.product == canonical_product(product))
+    if flagged is not None:
+        stmt = stmt.where(Signal.label_update_recommended.is_(flagged))
+    return list(session.scalars(stmt.order_by(Signal.priority.desc(), Signal.id)))
+
+
+def rules_for_run(session: Session, run_id: int) -> dict[str, Any]:
+    """The detection rules a run was evaluated with (the snapshot stored by :func:`evaluate_run`)."""
+    snap = session.scalars(select(SignalRuleSnapshot).where(SignalRuleSnapshot.run_id == run_id)).first()
+    if snap is None:
+        raise NotFoundError(f"run {run_id} has not been evaluated by the signal registry")
+    return dict(snap.rules)
+
+
+def flagged_products(session: Session) -> dict[str, list[Signal]]:
+    """Products with at least one signal flagged "label update recommended", with those signals."""
+    out: dict[str, list[Signal]] = defaultdict(list)
+    for s in list_signals(session, flagged=True):
+        out[s.product].append(s)
+    return dict(out)
+
+
+def latest_measures(session: Session, signal_ids: Sequence[int]) -> dict[int, SignalMeasure]:
+    out: dict[int, SignalMeasure] = {}
+    if not signal_ids:
+        return out
+    for m in session.scalars(
+        select(SignalMeasure).where(SignalMeasure.signal_id.in_(list(signal_ids)))
+        .order_by(SignalMeasure.as_of, SignalMeasure.run_id)
+    ):
+        out[m.signal_id] = m
+    return out
+
+
+def signal_as_dict(signal: Signal, measure: SignalMeasure | None) -> dict[str, Any]:
+    return {
+        "id": signal.id,
+        "product": signal.product,
+        "event": signal.event,
+        "level": signal.level,
+        "status": signal.status,
+        "first_detected": signal.first_detected.isoformat(),
+        "first_run": signal.first_run_id,
+        "last_run": signal.last_run_id,
+        "last_as_of": signal.last_as_of.isoformat(),
+        "measures": {k: (_finite(getattr(measure, k)) if measure is not None else None) for k in LIST_MEASURES},
+        "labelled": dict(signal.labelled or {}),
+        "label_update_recommended": bool(signal.label_update_recommended),
+        "label_update_since": signal.label_update_since.isoformat() if signal.label_update_since else None,
+        "label_update_jurisdictions": list(signal.label_update_jurisdictions or []),
+        "escalated": bool(signal.escalated),
+        "priority": float(signal.priority or 0.0),
+        "strength": float(signal.strength or 0.0),
+    }
+
+
+def signal_detail(session: Session, signal_id: int) -> dict[str, Any]:
+    """Everything about one signal: summary, trend of measures, audit trail, evidence."""
+    signal = get_signal(session, signal_id)
+    measures = list(session.scalars(
+        select(SignalMeasure).where(SignalMeasure.signal_id == signal.id)
+        .order_by(SignalMeasure.as_of, SignalMeasure.run_id)
+    ))
+    audit = list(session.scalars(select(SignalAudit).where(SignalAudit.signal_id == signal.id)
+                                 .order_by(SignalAudit.id)))
+    out = signal_as_dict(signal, measures[-1] if measures else None)
+    out.update({
+        "consecutive_unlabelled": signal.consecutive_unlabelled,
+        "monitoring_since": signal.monitoring_since.isoformat() if signal.monitoring_since else None,
+        "monitoring_baseline": signal.monitoring_baseline,
+        "reopened_count": signal.reopened_count,
+        "allowed_transitions": list(lifecycle.allowed_targets(signal.status)),
+        "evidence": signal.evidence,
+        "trend": [
+            {"run_id": m.run_id, "as_of": m.as_of.isoformat(), "meets_rules": m.meets_rules,
+             "criteria_met": m.criteria_met, "labelled": m.labelled, "priority": m.priority,
+             **{k: _finite(getattr(m, k)) for k in MEASURES}}
+            for m in measures
+        ],
+        "audit": [
+            {"at": a.at.isoformat(), "by": a.by, "action": a.action, "from": a.from_status, "to": a.to_status,
+             "reason": a.reason, "run_id": a.run_id, "as_of": a.as_of.isoformat() if a.as_of else None}
+            for a in audit
+        ],
+    })
+    return out

@@ -1,0 +1,74 @@
+"""Backtest on synthetic per-quarter results against the seeded label registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from pv.errors import InputError
+from pv.models.signals import Signal
+from pv.signals.backtest import as_of_dates, backtest
+from pv.signals.labels import ensure_seeded
+from pv.signals.rules import RuleSet
+from tests.conftest import REPO
+from tests.signals.helpers import frame, strong_row, weak_row
+
+D = dt.date
+AXI = "axicabtagene ciloleucel"
+
+
+def synthetic_quarter(as_of: dt.date) -> pd.DataFrame:
+    """CRS from the start; T-cell lymphoma reports for axi-cel emerging in Q4 2022 and growing."""
+    rows = [strong_row(AXI, "Cytokine release syndrome", eb05=9.0, n=200, serious=150, deaths=5)]
+    if as_of >= D(2022, 12, 31):
+        quarters = (as_of.year - 2022) * 4 + (as_of.month - 12) // 3
+        eb05 = 2.2 + 0.3 * quarters
+        rows.append(strong_row(AXI, "T-cell lymphoma", eb05=eb05, n=4 + quarters, serious=4 + quarters,
+                               deaths=1))
+    else:
+        rows.append(weak_row(AXI, "T-cell lymphoma", n=1))
+    rows.append(weak_row(AXI, "Nausea", n=10))
+    return frame(*rows)
+
+
+def test_as_of_dates_are_period_ends_within_the_range() -> None:
+    assert as_of_dates(D(2023, 2, 15), D(2023, 12, 31)) == [D(2023, 3, 31), D(2023, 6, 30), D(2023, 9, 30),
+                                                            D(2023, 12, 31)]
+    assert as_of_dates(D(2023, 1, 1), D(2023, 3, 30), "month") == [D(2023, 1, 31), D(2023, 2, 28)]
+    assert as_of_dates(D(2020, 6, 1), D(2023, 6, 1), "year") == [D(2020, 12, 31), D(2021, 12, 31),
+                                                                 D(2022, 12, 31)]
+    with pytest.raises(InputError, match="before --from"):
+        as_of_dates(D(2023, 1, 1), D(2022, 1, 1))
+    with pytest.raises(InputError, match="unknown period 'week'"):
+        as_of_dates(D(2023, 1, 1), D(2024, 1, 1), "week")  # type: ignore[arg-type]
+
+
+def test_backtest_reports_raise_recommendation_label_change_and_lead_time(session) -> None:  # type: ignore[no-untyped-def]
+    ensure_seeded(session)
+    session.commit()
+    seen: list[dt.date] = []
+
+    def producer(as_of: dt.date) -> pd.DataFrame:
+        seen.append(as_of)
+        return synthetic_quarter(as_of)
+
+    rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    report = backtest(session, producer, start=D(2022, 1, 1), end=D(2024, 12, 31), rules=rules)
+    assert seen == report.as_of and len(seen) == 12 and seen[0] == D(2022, 3, 31)
+    tcl = report.row(AXI, "t-cell lymphoma")
+    assert tcl.raised == D(2022, 12, 31)                        # first quarter the reports meet the rules
+    assert tcl.label_update_recommended == D(2023, 6, 30)       # K = 3 consecutive unlabelled runs
+    assert tcl.recommended_in == ("FDA",)                       # NMPA label already stresses malignancy
+    assert (tcl.label_changed, tcl.label_changed_in) == (D(2024, 4, 19), "FDA")
+    assert tcl.lead_days_recommended == (D(2024, 4, 19) - D(2023, 6, 30)).days == 294
+    assert tcl.lead_days_raised == (D(2024, 4, 19) - D(2022, 12, 31)).days
+    assert tcl.flag_cleared == D(2024, 6, 30) and tcl.status == "monitoring"
+    crs = report.row(AXI, "cytokine release syndrome")
+    assert crs.raised == D(2022, 3, 31) and crs.label_update_recommended is None and crs.label_changed is None
+    assert [r.event for r in report.rows][0] == "t-cell lymphoma"  # recommended ones first
+    assert "nausea" not in set(report.to_frame()["event"])
+    # the live registry is untouched
+    assert session.scalar(select(func.count()).select_from(Signal)) == 0

@@ -1,0 +1,109 @@
+"""Property tests: arbitrary bytes in any member never crash the loader.
+
+Each example ends either in one clear :class:`PvError` (an unreadable quarter) or in a load where every
+non-blank data line of the damaged file was loaded or quarantined.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pv.errors import PvError
+from pv.ingest.faers import parse_quarter
+from pv.ingest.store import load_batch
+
+from .faers_fixtures import FAERS_HEADERS, case, tables_from_cases, write_quarter
+
+MEMBERS = ["DEMO", "DRUG", "REAC", "OUTC", "RPSR", "THER", "INDI", "DELETE"]
+CASES = [
+    case(11, 1, 1, "20230110", drugs=[("PS", "YESCARTA"), ("C", "ASPIRIN")], reactions=["Pyrexia", "Rash"],
+         outcomes=["HO"], age="40", age_cod="YR"),
+    case(21, 2, 2, "202302", drugs=[("SS", "KYMRIAH")], reactions=["Cytokine release syndrome"]),
+]
+TABLES = tables_from_cases(CASES)
+TABLES["THER"] = [{"primaryid": 11, "caseid": 1, "dsg_drug_seq": 1, "start_dt": "2022", "end_dt": "202301"}]
+TABLES["INDI"] = [{"primaryid": 11, "caseid": 1, "indi_drug_seq": 1, "indi_pt": "Lymphoma"}]
+TABLES["RPSR"] = [{"primaryid": 11, "caseid": 1, "rpsr_cod": "HP"}]
+
+# bytes that matter to the format, mixed with anything at all
+_special = st.sampled_from([b"$", b"\n", b"\r", b"\r\n", b"\x00", b"\"", b"\\N", b"11", b"$$$", b"\xff\xfe",
+                            b"\xc3\xa9", b"20231399", b" ", b"\t", b"1e9", b"9" * 30])
+_chunks = st.lists(st.one_of(st.binary(max_size=12), _special), max_size=30).map(b"".join)
+
+
+def _original(member: str) -> bytes:
+    if member == "DELETE":
+        return b"2\n"
+    header = FAERS_HEADERS[member]
+    rows = TABLES.get(member, [])
+    return (header + "\n" + "".join("$".join("" if r.get(c) is None else str(r.get(c))
+                                             for c in header.split("$")) + "$\n" for r in rows)).encode()
+
+
+def _body_lines(data: bytes) -> int:
+    data = data.replace(b"\x00", b"")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    data = data.replace(b"\r\n", b"\n")
+    lines = data.split(b"\n")[1:]
+    return sum(1 for raw in lines if raw.decode("latin-1").strip())
+
+
+@settings(max_examples=int(os.environ.get("PV_FUZZ_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(member=st.sampled_from(MEMBERS), mode=st.sampled_from(["replace", "splice", "append", "body"]),
+       junk=_chunks, where=st.floats(0, 1))
+def test_arbitrary_bytes_never_crash(session: Session, member: str, mode: str, junk: bytes,
+                                     where: float) -> None:
+    original = _original(member)
+    if mode == "replace":
+        data = junk
+    elif mode == "append":
+        data = original + junk
+    elif mode == "body":  # keep the header intact: every body line must be loaded or quarantined
+        head, _, body = original.partition(b"\n")
+        cut = int(len(body) * where)
+        data = head + b"\n" + body[:cut] + junk + body[cut:]
+    else:
+        cut = int(len(original) * where)
+        data = original[:cut] + junk + original[cut:]
+    root = Path(tempfile.mkdtemp())
+    try:
+        path = write_quarter(root, "23Q1", tables=TABLES, raw={member: data}, deleted=["2"])
+        try:
+            batch = parse_quarter(path)
+        except PvError:
+            assert mode != "body"  # with the header intact, bad bytes only ever quarantine rows
+            return
+        summary = load_batch(session, batch)
+        assert summary.rows_quarantined == len(batch.quarantine)
+        stored = session.execute(text("SELECT COUNT(*) FROM case_versions")).scalar()
+        assert stored == summary.versions_loaded
+        if mode == "body" and member in ("DRUG", "REAC"):
+            frame = batch.drugs if member == "DRUG" else batch.reactions
+            quarantined = batch.quarantine["file"].str.contains(member).sum()
+            assert len(frame) + quarantined == _body_lines(data)
+    finally:
+        session.rollback()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("member", MEMBERS)
+def test_empty_member(session: Session, tmp_path: Path, member: str) -> None:
+    path = write_quarter(tmp_path, "23Q1", tables=TABLES, raw={member: b""}, deleted=["2"])
+    if member == "DEMO":
+        with pytest.raises(PvError):
+            parse_quarter(path)
+        return
+    summary = load_batch(session, parse_quarter(path))
+    assert summary.versions_loaded == (2 if member == "DELETE" else 1)  # the DELETE file removes case 2
+    session.rollback()

@@ -1,0 +1,266 @@
+"""Celery tasks of pv. Thin: ids and plain values in, one database session per task, a service call, small
+dicts out. No DataFrame ever goes through the broker: a run's stages share data through the database.
+
+Run pipeline (:func:`run_pipeline`)::
+
+    build_counts(run) -> fit_prior(run) -> chord([shard(run, 0) ... shard(run, k-1)], finalise(run))
+
+The stage tasks are idempotent (each replaces what an interrupted attempt left, in one transaction) and so are
+``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-stage has the stage redelivered and the run
+still ends complete, with no duplicate rows. When a stage fails for good (any error but a retryable
+database OperationalError, or retries exhausted) its run is marked failed with the stage and the error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery import Task, chain, chord
+from celery.canvas import Signature
+from sqlalchemy.exc import OperationalError
+
+from pv.analysis import cycle
+from pv.analysis import runs as run_service
+from pv.analysis.config import AnalysisConfig
+from pv.db import session_scope
+from pv.settings import get_settings
+from workers.alerts import register as register_alerts
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (OperationalError,)
+
+
+class PvTask(Task):
+    """Base task: exponential backoff retries for retryable errors only."""
+
+    abstract = True
+    autoretry_for = RETRYABLE
+    retry_backoff = 5
+    retry_backoff_max = 600
+    retry_jitter = True
+    max_retries = 5
+
+
+class RunStageTask(PvTask):
+    """A stage of an analysis run: idempotent, hence acknowledged late; marks its run failed on failure."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    stage = "stage"
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        run_id = args[0] if args else kwargs.get("run_id")
+        where = self.stage
+        if self.stage == "shard":
+            shard = args[1] if len(args) > 1 else kwargs.get("shard")
+            where = f"shard {shard}"
+        message = f"{where} failed: {type(exc).__name__}: {exc}"
+        log.error("run %s: %s", run_id, message)
+        try:
+            with session_scope() as session:
+                run_service.fail_run(session, int(run_id), message)
+        except Exception:  # the failure is already logged; never mask the task's own error
+            log.exception("run %s: could not record the failure", run_id)
+
+
+def _stage(name: str, stage: str) -> dict[str, Any]:
+    return {"name": name, "base": RunStageTask, "bind": True, "stage": stage}
+
+
+@app.task(**_stage("pv.run.build_counts", "counting"))
+def build_counts(self: Task, run_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        return run_service.build_counts(session, run_id)
+
+
+@app.task(**_stage("pv.run.fit_prior", "MGPS fit"))
+def fit_prior(self: Task, run_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        return run_service.fit_prior(session, run_id)
+
+
+@app.task(**_stage("pv.run.shard", "shard"))
+def compute_shard(self: Task, run_id: int, shard: int) -> dict[str, Any]:
+    with session_scope() as session:
+        return run_service.compute_shard(session, run_id, shard)
+
+
+@app.task(**_stage("pv.run.finalise", "finalisation"))
+def finalise(self: Task, _shard_results: Any, run_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        return run_service.finalise_run(session, run_id)
+
+
+def run_pipeline(run_id: int, shards: int) -> Signature:
+    """The canvas computing one run: counts, the MGPS prior, a chord of shards, finalisation."""
+    return chain(
+        build_counts.si(run_id),
+        fit_prior.si(run_id),
+        chord([compute_shard.si(run_id, k) for k in range(shards)], finalise.s(run_id=run_id)),
+    )
+
+
+def request_run(
+    as_of: dt.date, config_file: str | None = None, scope: str = "all", parameters: dict[str, Any] | None = None
+) -> tuple[int, bool]:
+    """Create (or find) the run for (as_of, scope, configuration); returns (run id, should_compute)."""
+    cfg = AnalysisConfig.load(config_file) if config_file else None
+    with session_scope() as session:
+        run, should = run_service.request_run(session, as_of, cfg, scope=scope, parameters=parameters)
+        return run.id, should
+
+
+def submit_run(
+    as_of: dt.date, config_file: str | None = None, scope: str = "all",
+    follow: Callable[[int], Signature] | None = None,
+) -> tuple[int, bool]:
+    """Request a run and, unless the same run exists already, dispatch its pipeline (then ``follow(run_id)``).
+
+    Embedded mode runs the whole canvas in this process before returning; a failure is recorded on the run
+    (read its status). Returns (run id, dispatched).
+    """
+    run_id, should = request_run(as_of, config_file, scope)
+    if not should:
+        return run_id, False
+    with session_scope() as session:
+        shards = run_service.get_run(session, run_id).shards
+    canvas = run_pipeline(run_id, shards)
+    if follow is not None:
+        canvas = chain(canvas, follow(run_id))
+    try:
+        canvas.apply_async()
+    except Exception:
+        if not app.conf.task_always_eager:
+            raise
+        # embedded: the stage that failed has recorded the failure on the run
+        log.exception("run %s failed", run_id)
+    return run_id, True
+
+
+@app.task(name="pv.analyze", base=PvTask)
+def analyze(as_of: str | None = None, config_file: str | None = None, scope: str = "all") -> dict[str, Any]:
+    """Request and dispatch one run (as_of ISO date, default today)."""
+    day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    run_id, dispatched = submit_run(day, config_file, scope)
+    return {"run_id": run_id, "dispatched": dispatched}
+
+
+def quarter_ends(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every quarter end between start and end, inclusive."""
+    out = []
+    for year in range(start.year, end.year + 1):
+        for month, day in ((3, 31), (6, 30), (9, 30), (12, 31)):
+            d = dt.date(year, month, day)
+            if start <= d <= end:
+                out.append(d)
+    return out
+
+
+def as_of_series(start: dt.date, end: dt.date, every: str = "quarter") -> list[dt.date]:
+    if every == "quarter":
+        return quarter_ends(start, end)
+    if every == "month":
+        out = []
+        year, month = start.year, start.month
+        while True:
+            nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
+            d = nxt - dt.timedelta(days=1)
+            if d > end:
+                break
+            if d >= start:
+                out.append(d)
+            year, month = nxt.year, nxt.month
+        return out
+    if every == "year":
+        return [dt.date(y, 12, 31) for y in range(start.year, end.year + 1) if start <= dt.date(y, 12, 31) <= end]
+    raise ValueError(f"unknown interval {every!r} (quarter, month or year)")
+
+
+@app.task(name="pv.reanalyze", base=PvTask)
+def reanalyze(start: str, end: str, every: str = "quarter", config_file: str | None = None,
+              scope: str = "all") -> dict[str, Any]:
+    """A run at every as-of date of the series with one configuration, each dispatched on its own (a failed
+    date does not stop the others; runs already computed are not computed again)."""
+    dates = as_of_series(dt.date.fromisoformat(start), dt.date.fromisoformat(end), every)
+    run_ids, dispatched = [], 0
+    for day in dates:
+        run_id, sent = submit_run(day, config_file, scope)
+        run_ids.append(run_id)
+        dispatched += int(sent)
+    return {"run_ids": run_ids, "dispatched": dispatched}
+
+
+def drop_folder() -> Path:
+    return get_settings().var_dir / "drop"
+
+
+@app.task(name="pv.ingest.file", base=PvTask, acks_late=True, reject_on_worker_lost=True)
+def ingest_file(path: str, kind: str | None = None, archive: bool = False) -> dict[str, Any]:
+    """Load one report file (idempotent: the store skips a file it has loaded before, by sha256).
+
+    With ``archive`` (the drop folder) the file then moves to drop/done, or to drop/failed when unreadable.
+    """
+    from pv.errors import InputError
+    from pv.ingest import drop
+
+    file = Path(path)
+    try:
+        with session_scope() as session:
+            summary = drop.ingest(session, file, kind)
+    except InputError as exc:  # unreadable whole: nothing loaded; not retryable
+        if not archive:
+            raise
+        drop.archive(file, drop_folder(), error=str(exc))
+        return {"file": path, "error": str(exc)}
+    if archive:
+        drop.archive(file, drop_folder())
+    return summary
+
+
+@app.task(name="pv.signals.evaluate", base=PvTask, acks_late=True, reject_on_worker_lost=True)
+def evaluate_signals(run_id: int) -> dict[str, Any]:
+    """Evaluate a succeeded run in the signal registry and queue the alerts of what changed."""
+    with session_scope() as session:
+        return cycle.evaluate_signals(session, run_id)
+
+
+# the alerts task (workers/alerts.py: retries with backoff for retryable SMTP errors only), on this app
+send_alerts = register_alerts(app)
+
+
+def cycle_follow_ups(run_id: int) -> Signature:
+    """What follows a weekly run: signal evaluation (which queues the alerts), then sending the alerts."""
+    return chain(evaluate_signals.si(run_id), send_alerts.si())
+
+
+@app.task(name="pv.weekly_cycle", base=PvTask)
+def weekly_cycle(as_of: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+    """The weekly cycle: ingest new files from the drop folder, run as of today, then signals, report, alerts.
+
+    The ingestion tasks run first (in name order); the run is requested by :func:`start_cycle_run` once they
+    are done, so that it sees the new data.
+    """
+    files = [str(p) for p in _pending_drop_files()]
+    canvas = chain(*[ingest_file.si(f, None, True) for f in files], start_cycle_run.si(as_of, config_file))
+    canvas.apply_async()
+    return {"files": files, "as_of": as_of or dt.date.today().isoformat()}
+
+
+def _pending_drop_files() -> list[Path]:
+    from pv.ingest import drop
+
+    return drop.pending(drop_folder())
+
+
+@app.task(name="pv.weekly_cycle.run", base=PvTask)
+def start_cycle_run(as_of: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+    day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    run_id, dispatched = submit_run(day, config_file, follow=cycle_follow_ups)
+    return {"run_id": run_id, "dispatched": dispatched}
