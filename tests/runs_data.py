@@ -9,6 +9,7 @@ and PT change) and a deleted case.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -137,3 +138,11 @@ def make_store(session: Session, seed: int = 7, n_background: int = 300) -> None
     w.case("DEL1", dt.date(2023, 3, 1), [("tisagenlecleucel", "PS")], ["t-cell lymphoma"])
     session.add(DeletedCase(case_key="DEL1", source_file_id=w.source.id))
     session.flush()
+
+
+def fast_config(tmp_path) -> Path:  # type: ignore[no-untyped-def]
+    """config/analysis.yaml without the stratified tables (half the MGPS fits): for tests about the machinery."""
+    text = (Path(__file__).resolve().parents[1] / "config" / "analysis.yaml").read_text()
+    path = Path(tmp_path) / "analysis-fast.yaml"
+    path.write_text(text.replace("  by: [sex, age_band, report_year]", "  by: []"))
+    return path

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from pv.cli import main
 from pv.settings import get_settings
 from tests.conftest import REPO
-from tests.runs_data import make_store
+from tests.runs_data import fast_config, make_store
 from workers.app import app, configure
 
 
@@ -36,13 +36,16 @@ def embedded(pv_env: str):  # type: ignore[no-untyped-def]
     yield pv_env
 
 
-def test_analyze_list_show_embedded(embedded: str, session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_list_show_embedded(
+    embedded: str, session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_store(session)
     session.commit()
-    code, out, err = _pv(capsys, "analyze", "--as-of", "2024-03-31")
+    fast = str(fast_config(tmp_path))
+    code, out, err = _pv(capsys, "analyze", "--as-of", "2024-03-31", "--config", fast)
     assert code == 0, err
     run_id = int(out.strip())
-    code, again, _ = _pv(capsys, "analyze", "--as-of", "2024-03-31", "--wait")
+    code, again, _ = _pv(capsys, "analyze", "--as-of", "2024-03-31", "--wait", "--config", fast)
     assert code == 0 and int(again.strip()) == run_id  # the same run is not computed twice
     code, out, _ = _pv(capsys, "runs", "list", "--format", "json")
     rows = json.loads(out)
@@ -57,6 +60,7 @@ def test_analyze_list_show_embedded(embedded: str, session: Session, capsys: pyt
         k: row[k] for k in ("id", "status", "as_of", "pairs", "config_hash")
     }
     assert set(shown["hyperparameters"]["pt:crude"]) == {"alpha1", "beta1", "alpha2", "beta2", "p"}
+    assert set(shown["hyperparameters"]) == {"pt:crude", "group:crude"}  # no strata in this configuration
     code, out, _ = _pv(capsys, "runs", "list")
     assert code == 0 and "succeeded" in out and "2024-03-31" in out
 
@@ -66,9 +70,10 @@ def test_analyze_with_another_configuration_is_another_run(
 ) -> None:
     make_store(session)
     session.commit()
+    fast = fast_config(tmp_path)
     cfg = tmp_path / "analysis.yaml"
-    cfg.write_text((REPO / "config" / "analysis.yaml").read_text().replace("roles: [PS, SS]", "roles: [PS]"))
-    _, first, _ = _pv(capsys, "analyze", "--as-of", "2024-06-30")
+    cfg.write_text(fast.read_text().replace("roles: [PS, SS]", "roles: [PS]"))
+    _, first, _ = _pv(capsys, "analyze", "--as-of", "2024-06-30", "--config", str(fast))
     code, second, err = _pv(capsys, "analyze", "--as-of", "2024-06-30", "--config", str(cfg))
     assert code == 0, err
     assert int(first) != int(second)
@@ -76,10 +81,14 @@ def test_analyze_with_another_configuration_is_another_run(
     assert json.loads(out)["status"] == "succeeded"
 
 
-def test_reanalyze_every_quarter(embedded: str, session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reanalyze_every_quarter(
+    embedded: str, session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_store(session)
     session.commit()
-    code, out, err = _pv(capsys, "reanalyze", "--from", "2023-06-01", "--to", "2023-12-31", "--every", "quarter")
+    fast = str(fast_config(tmp_path))
+    code, out, err = _pv(capsys, "reanalyze", "--from", "2023-06-01", "--to", "2023-12-31", "--every", "quarter",
+                         "--config", fast)
     assert code == 0, err
     ids = [int(x) for x in out.split()]
     assert len(ids) == 3
@@ -88,7 +97,7 @@ def test_reanalyze_every_quarter(embedded: str, session: Session, capsys: pytest
     assert [runs[i]["as_of"] for i in ids] == ["2023-06-30", "2023-09-30", "2023-12-31"]
     assert all(runs[i]["status"] == "succeeded" for i in ids)
     # replaying the same series computes nothing new
-    _, again, _ = _pv(capsys, "reanalyze", "--from", "2023-06-01", "--to", "2023-12-31")
+    _, again, _ = _pv(capsys, "reanalyze", "--from", "2023-06-01", "--to", "2023-12-31", "--config", fast)
     assert [int(x) for x in again.split()] == ids
 
 
@@ -104,7 +113,8 @@ def test_cli_errors_are_clear(embedded: str, capsys: pytest.CaptureFixture[str])
 
 
 def test_failed_run_is_reported_and_exit_status_1(
-    embedded: str, session: Session, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    embedded: str, session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from pv.analysis import runs as service
 
@@ -115,7 +125,7 @@ def test_failed_run_is_reported_and_exit_status_1(
         raise ValueError("the prior exploded")
 
     monkeypatch.setattr(service, "fit_prior", broken)
-    code, out, err = _pv(capsys, "analyze", "--as-of", "2024-06-30")
+    code, out, err = _pv(capsys, "analyze", "--as-of", "2024-06-30", "--config", str(fast_config(tmp_path)))
     assert code == 1
     assert "failed: MGPS fit failed: ValueError: the prior exploded" in err
     _, out, _ = _pv(capsys, "runs", "list", "--format", "json")
@@ -134,7 +144,8 @@ def test_pv_analyze_with_redis_and_a_worker(pv_env: str, session: Session, tmp_p
     worker = subprocess.Popen([*pv, "worker", "--concurrency", "1"], cwd=REPO, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        done = subprocess.run([*pv, "analyze", "--as-of", "2024-06-30", "--wait", "--timeout", "180"], cwd=REPO,
+        done = subprocess.run([*pv, "analyze", "--as-of", "2024-06-30", "--wait", "--timeout", "180", "--config",
+                               str(fast_config(tmp_path))], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()[-3000:]
         run_id = int(done.stdout.strip())

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pv.analysis import runs as service
-from pv.analysis.config import AnalysisConfig
+from pv.analysis.config import AnalysisConfig, StrataConfig
 from pv.analysis.extract import extract
 from pv.errors import ConfigError
 from pv.models import CaseVersion, Run, RunCount, RunResult, RunTrend
@@ -20,9 +20,11 @@ from tests.conftest import REPO
 from tests.runs_data import SIGNAL_START, make_store
 
 CONFIG_DIR = REPO / "config"
+FULL = AnalysisConfig.load(CONFIG_DIR / "analysis.yaml")
+FAST = FULL.model_copy(update={"strata": StrataConfig()})  # no stratified tables: half the MGPS fits
 
 
-def _run(session: Session, as_of: dt.date, cfg: AnalysisConfig | None = None) -> Run:
+def _run(session: Session, as_of: dt.date, cfg: AnalysisConfig = FAST) -> Run:
     run, should = service.request_run(session, as_of, cfg, config_dir=CONFIG_DIR)
     assert should
     service.execute_run(session, run.id)
@@ -69,7 +71,7 @@ def test_run_results_match_direct_computation(session: Session) -> None:
     make_store(session)
     session.commit()
     as_of = dt.date(2024, 6, 30)
-    run = _run(session, as_of)
+    run = _run(session, as_of, FULL)
     assert run.status == "succeeded" and run.error is None
     results = service.results_frame(session, run.id)
 
@@ -144,11 +146,11 @@ def test_same_data_same_config_identical_results_and_run_computed_once(session: 
     session.commit()
     as_of = dt.date(2024, 6, 30)
     run = _run(session, as_of)
-    again, should = service.request_run(session, as_of, config_dir=CONFIG_DIR)
+    again, should = service.request_run(session, as_of, FAST, config_dir=CONFIG_DIR)
     assert again.id == run.id and not should
     first = service.results_frame(session, run.id)
     # a different configuration is a different run; recomputing a stage replaces, never duplicates
-    cfg = AnalysisConfig.load(CONFIG_DIR / "analysis.yaml").model_copy(update={"shards": 3})
+    cfg = FAST.model_copy(update={"shards": 3})
     other = _run(session, as_of, cfg)
     assert other.id != run.id and other.config_hash != run.config_hash
     second = service.results_frame(session, other.id)
@@ -159,7 +161,7 @@ def test_same_data_same_config_identical_results_and_run_computed_once(session: 
 def test_stage_retry_replaces_rows_and_succeeded_runs_are_immutable(session: Session) -> None:
     make_store(session)
     session.commit()
-    run, _ = service.request_run(session, dt.date(2024, 6, 30), config_dir=CONFIG_DIR)
+    run, _ = service.request_run(session, dt.date(2024, 6, 30), FAST, config_dir=CONFIG_DIR)
     service.build_counts(session, run.id)
     service.build_counts(session, run.id)  # an interrupted attempt, redelivered
     service.fit_prior(session, run.id)
@@ -180,7 +182,7 @@ def test_stage_retry_replaces_rows_and_succeeded_runs_are_immutable(session: Ses
 def test_incomplete_shard_fails_finalisation(session: Session) -> None:
     make_store(session)
     session.commit()
-    run, _ = service.request_run(session, dt.date(2024, 6, 30), config_dir=CONFIG_DIR)
+    run, _ = service.request_run(session, dt.date(2024, 6, 30), FAST, config_dir=CONFIG_DIR)
     service.build_counts(session, run.id)
     service.fit_prior(session, run.id)
     service.compute_shard(session, run.id, 0)

@@ -27,7 +27,7 @@ from pv.analysis.config import AnalysisConfig
 from pv.models import Run, RunCount, RunResult
 from pv.settings import get_settings
 from tests.conftest import REPO
-from tests.runs_data import make_store
+from tests.runs_data import fast_config, make_store
 from workers.app import app, configure
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -117,9 +117,9 @@ def _wait_status(session: Session, run_id: int, timeout: float = 120) -> Run:
     raise AssertionError(f"run {run_id} still {run.status} after {timeout} s")
 
 
-def _in_process(session: Session) -> pd.DataFrame:
+def _in_process(session: Session, config: Path | None = None) -> pd.DataFrame:
     """The same analysis computed in this process (a different shard count, hence a distinct run)."""
-    cfg = AnalysisConfig.load(CONFIG_DIR / "analysis.yaml").model_copy(update={"shards": 1})
+    cfg = AnalysisConfig.load(config or CONFIG_DIR / "analysis.yaml").model_copy(update={"shards": 1})
     run, _ = service.request_run(session, AS_OF, cfg, config_dir=CONFIG_DIR)
     service.execute_run(session, run.id)
     session.commit()
@@ -162,7 +162,8 @@ def test_failing_shard_fails_the_run_with_a_clear_message(
 
     _store(session)
     _start(workers, broker, tmp_path, module="tests.faulty_worker", fault="fail-shard:1")
-    run_id, _ = submit_run(AS_OF)
+    fast = str(fast_config(tmp_path))
+    run_id, _ = submit_run(AS_OF, fast)
     run = _wait_status(session, run_id)
     assert run.status == "failed"
     assert run.error == "shard 1 failed: RuntimeError: injected failure in shard 1"
@@ -172,7 +173,7 @@ def test_failing_shard_fails_the_run_with_a_clear_message(
     # requesting it again recomputes it (here on a healthy worker)
     workers[0].stop()
     _start(workers, broker, tmp_path)
-    again, dispatched = submit_run(AS_OF)
+    again, dispatched = submit_run(AS_OF, fast)
     assert again == run_id and dispatched
     assert _wait_status(session, run_id).status == "succeeded"
 
@@ -184,7 +185,8 @@ def test_worker_killed_mid_run_and_restarted_leaves_one_complete_run(
 
     _store(session)
     first = _start(workers, broker, tmp_path, module="tests.faulty_worker", fault="slow-shard:1.5")
-    run_id, _ = submit_run(AS_OF)
+    fast = fast_config(tmp_path)
+    run_id, _ = submit_run(AS_OF, str(fast))
     # wait until some shards are written and others are not, then SIGKILL the worker
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -207,4 +209,4 @@ def test_worker_killed_mid_run_and_restarted_leaves_one_complete_run(
     results = service.results_frame(session, run_id)
     assert not results.duplicated(["level", "stratified", "product", "event"]).any()
     assert session.scalar(select(func.count()).select_from(RunCount).where(RunCount.run_id == run_id)) == 0
-    pd.testing.assert_frame_equal(results, _in_process(session))
+    pd.testing.assert_frame_equal(results, _in_process(session, fast))

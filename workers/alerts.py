@@ -12,8 +12,8 @@ Run eagerly (the embedded default, no broker) the task does not retry in process
 hammer the server with no delay): it returns with the alerts still pending, due again after the service's
 own backoff.
 
-``send_alerts_task`` is the task on the shared app (``workers.app``, which lists this module in ``include``);
-``register`` puts the same task on another app (tests).
+``register(app)`` puts the task on a Celery app: workers/tasks.py registers it once on the shared app
+(``workers.tasks.send_alerts``); tests register it on apps of their own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pv.alerts.service import DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, send_pendin
 from pv.alerts.transport import transport_from_settings
 from pv.errors import PvError
 from pv.settings import get_settings
-from workers.app import app
 
 TASK_NAME = "pv.alerts.send_pending"
 
@@ -77,5 +76,3 @@ def register(app: Any, **overrides: Any) -> Any:
     send_alerts_task.__doc__ = send_alerts.__doc__
     return app.task(bind=True, shared=False, **{**TASK_OPTIONS, **overrides})(send_alerts_task)
 
-
-send_alerts_task = register(app)

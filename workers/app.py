@@ -31,7 +31,7 @@ from pv.db import dispose_engines
 from pv.errors import ConfigError
 from pv.settings import Settings, get_settings
 
-app = Celery("pv", include=["workers.tasks", "workers.alerts"])
+app = Celery("pv", include=["workers.tasks"])
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:

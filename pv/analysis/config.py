@@ -70,6 +70,7 @@ class AnalysisConfig(_Strict):
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     trend: TrendConfig = Field(default_factory=TrendConfig)
     shards: int = Field(default=4, ge=1, le=256)
+    mgps_fit: Literal["per_run", "per_table"] = "per_run"
 
     @field_validator("roles", "levels")
     @classmethod

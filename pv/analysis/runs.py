@@ -591,20 +591,27 @@ def _as_bool(v: object) -> bool:
 
 
 def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
-    """Stage 2: fit the MGPS prior once per count table of the run, over all its pairs."""
+    """Stage 2: fit the MGPS prior over all the pairs (n >= 1) of a count table.
+
+    ``mgps_fit: per_run`` (the default) fits once per run, on the PT-level table (stratified when strata are
+    configured), and every table of the run is scored with that prior; ``per_table`` fits each table on its own.
+    """
     run = get_run(session, run_id, for_update=True)
     if run.status == "succeeded":
         return {"run_id": run_id, "skipped": "succeeded"}
     cfg = _config(run)
     t0 = time.perf_counter()
-    counts = _read_counts(session, run_id)
+    analyses = cfg.analyses()
+    fitted_on = analyses if cfg.mgps_fit == "per_table" else [prior_table(cfg)]
     hyper: dict[str, dict[str, float | None]] = {}
     loglik: dict[str, float | None] = {}
     failed: dict[str, str] = {}
-    for level, stratified in cfg.analyses():
-        table = counts[(counts["level"] == level) & (counts["stratified"] == stratified)]
+    for level, stratified in fitted_on:
         key = analysis_key(level, stratified)
+        table = _read_counts(session, run_id, "AND level = :level AND stratified = :stratified",
+                             {"level": level, "stratified": stratified})
         if table.empty:
+            failed[key] = "no pairs"
             continue
         try:
             model = MGPS().fit(table.reset_index(drop=True))
@@ -618,13 +625,27 @@ def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
             continue
         hyper[key] = h
         loglik[key] = _finite(model.loglik_)
+    if cfg.mgps_fit == "per_run":
+        source = analysis_key(*fitted_on[0])
+        if source in hyper:
+            hyper = {analysis_key(level, stratified): hyper[source] for level, stratified in analyses}
+        run.parameters = {**(run.parameters or {}), "mgps_fitted_on": source}
     run.hyperparameters = hyper
     run.loglik = loglik
     if failed:
         run.parameters = {**(run.parameters or {}), "mgps_not_fitted": failed}
     _record_timing(run, "fit_prior", time.perf_counter() - t0)
     session.flush()
-    return {"run_id": run_id, "hyperparameters": hyper, "loglik": loglik, "not_fitted": failed}
+    return {"run_id": run_id, "fitted_on": [analysis_key(*a) for a in fitted_on], "not_fitted": failed}
+
+
+def prior_table(cfg: AnalysisConfig) -> tuple[str, bool]:
+    """The table the once-per-run prior is fitted on: PT level (stratified when configured), else the first."""
+    analyses = cfg.analyses()
+    for candidate in (("pt", True), ("pt", False)):
+        if candidate in analyses:
+            return candidate
+    return analyses[0]
 
 
 def _prior(run: Run, key: str) -> Hyperparameters | None:

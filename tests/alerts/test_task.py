@@ -139,9 +139,9 @@ def test_worker_gives_up_after_max_retries_without_losing_the_alerts(
 def test_task_on_the_shared_app_in_the_embedded_default(
     session: Session, small_routing: AlertRouting, pv_env: str
 ) -> None:
-    """The shared app (workers.app) has the task; without a broker it runs in process and writes .eml files."""
-    from workers.alerts import send_alerts_task
+    """The shared app has the task (workers.tasks); without a broker it runs in process and writes .eml files."""
     from workers.app import app
+    from workers.tasks import send_alerts as send_alerts_task
 
     shared = app.tasks[TASK_NAME]
     assert shared.autoretry_for == (AlertsRetryLater, OperationalError) and shared.max_retries == 5
