@@ -614,7 +614,7 @@ def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
             failed[key] = "no pairs"
             continue
         try:
-            model = MGPS().fit(table.reset_index(drop=True))
+            model = MGPS(subsample=cfg.mgps_subsample).fit(table.reset_index(drop=True))
         except (ConvergenceError, InputError) as exc:
             # a table too small or degenerate for the prior: its pairs get every measure but EBGM
             failed[key] = str(exc)
