@@ -48,13 +48,13 @@ def read_frame(
         query = sql
         for name in sorted(params, key=len, reverse=True):
             query = query.replace(f":{name}", _bind_literal(params[name]))
-        buf = io.BytesIO()
+        chunks = bytearray()
         conn = _dbapi_connection(session)
         with conn.cursor() as cur:
             with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT CSV, HEADER TRUE)") as copy:
-                for block in copy:
-                    buf.write(block)
-        buf.seek(0)
+                while block := copy.read():
+                    chunks += block
+        buf = io.BytesIO(chunks)
         if buf.getbuffer().nbytes == 0:
             cols = [c.name for c in cur.description] if cur.description else []
             return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})

@@ -682,10 +682,12 @@ def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     counts = _read_counts(session, run_id, "AND shard = :shard", {"shard": shard})
     counts = counts[counts["n"] >= cfg.min_count]
+    t_read = time.perf_counter() - t0
     frames = []
     for (level, stratified), table in counts.groupby(["level", "stratified"], sort=True):
         scored = score(table, _prior(run, analysis_key(str(level), bool(stratified))))
         frames.append(scored)
+    t_compute = time.perf_counter() - t0 - t_read
     session.execute(delete(RunResult).where(RunResult.run_id == run_id, RunResult.shard == shard))
     written = 0
     if frames:
@@ -696,6 +698,8 @@ def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     run = get_run(session, run_id, for_update=True)  # shards run concurrently: lock the row to record timing
     _record_timing(run, f"shard_{shard}", seconds)
+    _record_timing(run, f"shard_{shard}_read", t_read)
+    _record_timing(run, f"shard_{shard}_compute", t_compute)
     session.flush()
     return {"run_id": run_id, "shard": shard, "rows": written, "seconds": round(seconds, 3)}
 
