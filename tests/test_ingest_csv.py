@@ -201,11 +201,9 @@ def test_mapping_file_errors(tmp_path: Path) -> None:
     assert str(info.value).startswith(expected)
 
 
-def test_shipped_mappings_are_valid() -> None:
-    names = sorted(p.name for p in MAPPINGS.glob("*.yaml"))
-    assert names == ["caers.yaml", "example_per_case.yaml"]
-    for name in names:
-        assert load_mapping(MAPPINGS / name).columns["case_id"]
+@pytest.mark.parametrize("name", ["caers.yaml", "example_per_case.yaml"])
+def test_shipped_report_mappings_are_valid(name: str) -> None:
+    assert load_mapping(MAPPINGS / name).columns["case_id"]
 
 
 def test_empty_file_is_unreadable() -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pv.cli import main
 from pv.ingest.csv import parse_csv
-from pv.ingest.e2b import parse_e2b
+from pv.ingest.e2b import parse_e2b, parse_e2b_bytes
 from pv.ingest.store import load_batch
 from pv.models.casestore import Case, CaseVersion, DeletedCase, Drug, Quarantine, Reaction
 from pv.store_summary import store_summary
@@ -136,3 +139,27 @@ def test_cli_csv_with_mapping(pv_env: str, capsys: pytest.CaptureFixture[str]) -
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert "caers.yaml: columns.case_id: column 'id' is not in the header" in err
+
+
+MUTABLE = re.compile(r'(?:value|code|unit|extension|root|displayName)="([^"]*)"')
+FOLLOW_UP = (E2B / "kymriah_followup.xml").read_text(encoding="utf-8")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_icsrs_load_or_quarantine_in_postgresql(session: Session, data: st.DataObject) -> None:
+    text = FOLLOW_UP
+    for _ in range(data.draw(st.integers(1, 4))):
+        start, end = data.draw(st.sampled_from([m.span(1) for m in MUTABLE.finditer(text)]))
+        value = data.draw(st.one_of(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]),
+                                            max_size=400),
+                                    st.sampled_from(["", "5", "true", "1e309", "20240230", "{decade}", "x" * 200])))
+        text = text[:start] + value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;") + text[end:]
+    batch = parse_e2b_bytes(text.encode("utf-8"), "mutated.xml")
+    try:
+        summary = load_batch(session, batch)
+        assert summary.versions_loaded + summary.rows_quarantined >= 1
+        assert len(batch.deleted_case_keys) or summary.versions_loaded + summary.rows_quarantined == 1
+    finally:
+        session.rollback()

@@ -228,3 +228,41 @@ def test_sqlite_smoke_matches_postgresql(session: Session, sqlite_session: Sessi
     for name in ("faers_ascii_2017q2.zip", "aers_ascii_2004q1.zip"):
         load(sqlite_session, REAL_DATA / name)
     assert sqlite_session.execute(text("SELECT COUNT(*) FROM cases")).scalar() == 4 + 200
+
+
+def test_bulk_mode_gives_the_same_store_and_restores_indexes(
+        pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large-load path (indexes and foreign keys dropped and rebuilt) changes nothing but speed."""
+    from pv.ingest import store
+
+    batches = {name: parse_quarter(path) for name, path in quarters(tmp_path).items()}
+    Session_ = sessionmaker(bind=pg_engine)
+    snaps = []
+    taken: list[bool] = []
+    is_bulk = store._is_bulk
+
+    def spy(session: Session, n_new: int) -> bool:
+        taken.append(is_bulk(session, n_new))
+        return taken[-1]
+
+    monkeypatch.setattr(store, "_is_bulk", spy)
+    for bulk_min in (10**9, 1):
+        monkeypatch.setattr(store, "_BULK_MIN", bulk_min)
+        _truncate_all(pg_engine)
+        with Session_() as session:
+            for name in ("Q1", "Q2", "Q3"):
+                load_batch(session, batches[name])
+                session.commit()
+            snaps.append(snapshot(session))
+            indexes = set(session.execute(text(
+                "SELECT indexname FROM pg_indexes WHERE tablename IN "
+                "('case_versions', 'drugs', 'reactions', 'indications', 'cases')")).scalars())
+            fks = set(session.execute(text(
+                "SELECT conname FROM pg_constraint WHERE contype IN ('f', 'u') "
+                "AND conrelid::regclass::text IN "
+                "('case_versions', 'drugs', 'reactions', 'indications', 'cases')")).scalars())
+    assert snaps[0] == snaps[1]
+    assert {"ix_drugs_product_version", "ix_reactions_pt_version", "ix_cases_latest_received_date"} <= indexes
+    assert {"fk_drugs_case_version_id_case_versions", "fk_cases_current_version_id_case_versions",
+            "uq_case_versions_case_key"} <= fks
+    assert taken == [False, False, False, True, True, True]

@@ -9,7 +9,9 @@ import typer
 from pv.cli import alerts as alerts_cli
 from pv.cli import cohort as cohort_cli
 from pv.cli import db as db_cli
+from pv.cli import disproportionality as disproportionality_cli
 from pv.cli import ingest as ingest_cli
+from pv.cli import report as report_cli
 from pv.cli import runs as runs_cli
 from pv.cli import signals as signals_cli
 from pv.cli import simulate as simulate_cli
@@ -31,6 +33,8 @@ cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
 app.add_typer(alerts_cli.app, name="alerts")
 signals_cli.register(app)
 runs_cli.register(app)
+app.add_typer(report_cli.app, name="report")
+app.command("disproportionality")(disproportionality_cli.command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ app = typer.Typer(help="Case store schema.", no_args_is_help=True)
 
 
 @app.command()
-def upgrade(revision: str = typer.Argument("heads", help="Target revision (default: latest).")) -> None:
+def upgrade(revision: str = typer.Argument("head", help="Target revision (default: latest).")) -> None:
     """Apply pending migrations to the configured database (PV_DATABASE_URL)."""
     url = get_settings().database_url
     db.upgrade(url, revision)

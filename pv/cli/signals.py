@@ -128,6 +128,11 @@ def signal_show(
     if d["label_update_recommended"]:
         typer.echo(f"LABEL UPDATE RECOMMENDED since {d['label_update_since']} in "
                    f"{', '.join(d['label_update_jurisdictions'])}")
+    ev = d.get("evidence")
+    if ev:
+        typer.echo(f"evidence ({ev['as_of']}): {ev['reason']}; cases {_cell(ev['cases'])}, serious "
+                   f"{_cell(ev['serious_cases'])}, deaths {_cell(ev['deaths'])}; cumulative incidence: "
+                   f"{_cell(ev['cumulative_incidence']) or 'no cohort'}")
     typer.echo(f"allowed transitions: {', '.join(d['allowed_transitions']) or 'none'}")
     typer.echo("\ntrend:")
     typer.echo(_table(d["trend"], ("run_id", "as_of", "meets_rules", "n", "prr", "prr_chi2", "ror_lower",
@@ -240,15 +245,22 @@ def backtest(
     start: str = typer.Option(..., "--from", help="First date (YYYY-MM-DD)."),
     end: str = typer.Option(..., "--to", help="Last date (YYYY-MM-DD)."),
     every: Period = typer.Option(Period.quarter, "--every", help="month, quarter or year."),
-    results: Path = typer.Option(..., "--results",
-                                 help="Folder of run results per as-of date: YYYY-MM-DD.csv or .parquet."),
+    results: Path | None = typer.Option(
+        None, "--results",
+        help="Folder of saved run results per as-of date (YYYY-MM-DD.csv or .parquet); default: the analysis "
+             "run of each as-of date, computed in this process when not done yet."),
     fmt: Format = typer.Option(Format.table, "--format"),
 ) -> None:
     """Replay as-of runs: when each signal is raised, flagged for a label update, and the label change."""
     d0, d1 = _date(start, "from"), _date(end, "to")
     assert d0 is not None and d1 is not None
-    producer = backtest_service.results_from_folder(results)
     with session_scope() as session:
+        if results is not None:
+            producer = backtest_service.results_from_folder(results)
+        else:
+            from pv.signals.store import run_pipeline_producer
+
+            producer = run_pipeline_producer(session)
         report = backtest_service.backtest(session, producer, start=d0, end=d1, every=every.value)
     rows = [r.as_dict() for r in report.rows]
     if fmt is Format.table:

@@ -64,7 +64,7 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
-def upgrade(url: str | None = None, revision: str = "heads") -> None:
+def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Apply every pending migration to the database at ``url`` (default: the configured one)."""
     url = url or get_settings().database_url
     engine = make_engine(url)

@@ -99,7 +99,8 @@ class _Bad(Exception):
 
 # ------------------------------------------------------------------------------------------- safe parsing
 class _LineTreeBuilder(ET.TreeBuilder):
-    """A tree builder that remembers the source line of every element."""
+    """A tree builder that drops namespaces from tags (E2B elements are all HL7 v3) and remembers the source
+    line of every element."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,9 +108,12 @@ class _LineTreeBuilder(ET.TreeBuilder):
         self.parser: Any = None
 
     def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:  # type: ignore[override]
-        element = super().start(tag, attrs)
+        element = super().start(tag.rpartition("}")[2], attrs)
         self.lines[element] = self.parser.parser.CurrentLineNumber
         return element
+
+    def end(self, tag: str) -> ET.Element:
+        return super().end(tag.rpartition("}")[2])
 
 
 def parse_xml(data: bytes, name: str) -> tuple[ET.Element, dict[ET.Element, int]]:
@@ -140,22 +144,16 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element, dict[ET.Element, int]
 
 # ------------------------------------------------------------------------------------------- small helpers
 def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+    """The tag of an element (namespaces are dropped while parsing); '' for comments."""
+    return tag if isinstance(tag, str) else ""
 
 
 def _kids(element: ET.Element | None, name: str) -> list[ET.Element]:
-    if element is None:
-        return []
-    return [child for child in element if _local(child.tag) == name]
+    return [] if element is None else element.findall(name)
 
 
 def _kid(element: ET.Element | None, *path: str) -> ET.Element | None:
-    for name in path:
-        found = _kids(element, name)
-        if not found:
-            return None
-        element = found[0]
-    return element
+    return None if element is None else element.find("/".join(path))
 
 
 def _text(element: ET.Element | None) -> str | None:
@@ -180,12 +178,7 @@ def _code_is(element: ET.Element | None, code: str, system: str) -> bool:
 
 
 def _descendant(element: ET.Element | None, name: str) -> ET.Element | None:
-    if element is None:
-        return None
-    for node in element.iter():
-        if node is not element and _local(node.tag) == name:
-            return node
-    return None
+    return None if element is None else element.find(f".//{name}")
 
 
 @dataclass
@@ -278,7 +271,7 @@ class _Reader:
             characteristic = _kid(subject, "investigationCharacteristic")
             code = _attr(_kid(characteristic, "value"), "code")
             if _code_is(characteristic, "1", OID_REPORT_CHARACTERISATION):
-                report_type = REPORT_TYPES.get(code or "", code)
+                report_type = REPORT_TYPES.get(code or "", (code or "")[:16] or None)
             elif _code_is(characteristic, "3", OID_REPORT_CHARACTERISATION):
                 nullification = code
 
@@ -524,9 +517,7 @@ def e2b_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def messages(root: ET.Element) -> list[ET.Element]:
     """The ICSR messages of a document: the root itself or each PORR_IN049016UV of a batch."""
-    if _local(root.tag) == "PORR_IN049016UV":
-        return [root]
-    return [node for node in root.iter() if _local(node.tag) == "PORR_IN049016UV"]
+    return list(root.iter("PORR_IN049016UV"))
 
 
 def parse_e2b_bytes(data: bytes, name: str) -> Batch:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pv.errors import UnreadableFileError
 from pv.ingest.batch import (
@@ -41,6 +43,7 @@ from pv.ingest.batch import (
 )
 from pv.ingest.delimited import (
     RAW_LIMIT,
+    STRING,
     Table,
     clean,
     date_objects,
@@ -48,6 +51,7 @@ from pv.ingest.delimited import (
     parse_partial_dates,
     raw_text,
     read_table,
+    text,
 )
 
 KINDS = ("DEMO", "DRUG", "REAC", "OUTC", "RPSR", "THER", "INDI")
@@ -151,13 +155,13 @@ class _Quarantine:
         self.rows.extend(rows)
 
     def take(self, table: Table, frame: pd.DataFrame, mask: pd.Series, field: str | None,
-             reason: str | pd.Series) -> pd.DataFrame:
-        """Quarantine ``frame[mask]``; return the rest."""
+             reason: str | Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
+        """Quarantine ``frame[mask]`` (``reason`` a text or a function of the bad rows); return the rest."""
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
             return frame
         bad = frame[mask]
-        reasons = reason[mask] if isinstance(reason, pd.Series) else reason
+        reasons = reason(bad).astype(object) if callable(reason) else reason
         self.frames.append(pd.DataFrame({
             "file": table.member, "line": bad["_line"].astype("int64"), "field": field,
             "raw": raw_text(bad, table.header), "reason": reasons,
@@ -191,21 +195,41 @@ def _first(table: Table, *names: str) -> str | None:
 
 def _col(frame: pd.DataFrame, name: str | None) -> pd.Series:
     if name is None or name not in frame.columns:
-        return pd.Series(None, index=frame.index, dtype=object)
+        return pd.Series(pd.NA, index=frame.index, dtype=STRING)
     return clean(frame[name])
+
+
+def _code(series: pd.Series) -> pd.Series:
+    return text(series).str.strip().str.upper()
+
+
+def _key(*parts: pd.Series) -> pd.Series:
+    """A composite string key (report id + drug seq) for fast joins."""
+    out = text(parts[0])
+    for part in parts[1:]:
+        out = out + "#" + text(part)
+    return out.astype(object)
 
 
 def _ids(q: _Quarantine, table: Table, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for col in columns:
         ok = is_digits(frame[col])
         frame = q.take(table, frame, ~ok, col, "non-numeric id")
-        frame[col] = frame[col].str.strip().str.lstrip("0").replace("", "0")
+        stripped = frame[col].str.strip().str.lstrip("0")
+        frame[col] = stripped.where((stripped != "").astype(bool), "0")
     return frame
 
 
 def _known(q: _Quarantine, table: Table, frame: pd.DataFrame, col: str, known: pd.Index) -> pd.DataFrame:
-    return q.take(table, frame, ~frame[col].isin(known), col,
+    # pyarrow's is_in directly: pandas' isin on Arrow strings converts the value set one by one
+    values = pa.array(known.to_numpy(dtype=object), type=pa.string())
+    found = pc.is_in(pa.array(text(frame[col])), value_set=values).to_numpy(zero_copy_only=False)
+    return q.take(table, frame, pd.Series(~found, index=frame.index), col,
                   "report not in DEMO (unknown or quarantined report)")
+
+
+def _date_reason(col: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda bad: "impossible date: " + text(bad[col]).str.slice(0, 40)
 
 
 def _dates(q: _Quarantine, table: Table, frame: pd.DataFrame,
@@ -214,39 +238,39 @@ def _dates(q: _Quarantine, table: Table, frame: pd.DataFrame,
     for col in columns:
         if col is None or col not in frame.columns:
             continue
-        _, impossible = parse_partial_dates(frame[col])
-        frame = q.take(table, frame, impossible, col,
-                       "impossible date: " + frame[col].fillna("").astype(str).str.slice(0, 40))
-    for col in columns:
-        if col is None or col not in frame.columns:
-            continue
-        out[col] = parse_partial_dates(frame[col])[0]
+        out[col], impossible = parse_partial_dates(frame[col])
+        frame = q.take(table, frame, impossible, col, _date_reason(col))
+    for col in out:
+        out[col] = out[col].reindex(frame.index)
     out["_frame"] = frame  # type: ignore[assignment]
     return out
 
 
+def _number(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(text(series).str.strip().str.replace(",", ".", regex=False),
+                         errors="coerce").astype("float64")
+
+
 def _ages(age: pd.Series, unit: pd.Series) -> pd.Series:
-    value = pd.to_numeric(age.fillna("").astype(str).str.strip().str.replace(",", ".", regex=False),
-                          errors="coerce")
-    factor = unit.fillna("").astype(str).str.strip().str.upper().map(AGE_UNITS)
+    value = _number(age)
+    factor = _code(unit).map(AGE_UNITS).astype("float64")
     years = (value * factor).round(4)
     years = years.where((years >= 0) & (years <= 150))
     return years.astype(object).where(years.notna(), None)
 
 
 def _weights(wt: pd.Series, unit: pd.Series) -> pd.Series:
-    value = pd.to_numeric(wt.fillna("").astype(str).str.strip().str.replace(",", ".", regex=False),
-                          errors="coerce")
-    factor = unit.fillna("").astype(str).str.strip().str.upper().map(WEIGHT_UNITS)
+    value = _number(wt)
+    factor = _code(unit).map(WEIGHT_UNITS).astype("float64")
     kg = (value * factor).round(3)
     kg = kg.where((kg > 0) & (kg <= 700))
     return kg.astype(object).where(kg.notna(), None)
 
 
 def _sex(series: pd.Series) -> pd.Series:
-    s = series.fillna("").astype(str).str.strip().str.upper()
+    s = _code(series)
     out = s.where(s.isin(["F", "M"]), "UNK")
-    return out.where(s != "", None).astype(object)
+    return out.where((s != "").astype(bool), None).astype(object)
 
 
 def _upper(series: pd.Series, limit: int) -> pd.Series:
@@ -284,7 +308,7 @@ def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd
         return parsed[col].reindex(frame.index)
 
     if layout is FAERS:
-        version = frame["caseversion"].astype("int64")
+        version = pd.to_numeric(frame["caseversion"]).astype("int64")
     else:
         version = pd.Series(1, index=frame.index, dtype="int64")
     i_f = _col(frame, _first(table, "i_f_code", "i_f_cod")).str.upper().str.slice(0, 1)
@@ -321,9 +345,8 @@ def _parse_drugs(q: _Quarantine, table: Table, source: Path, layout: _Layout, kn
     frame = _ids(q, table, frame, ["drug_seq"])
     if layout is FAERS:
         frame = q.take(table, frame, frame["drug_seq"].str.len().gt(9), "drug_seq", "drug_seq out of range")
-    role = frame["role_cod"].fillna("").astype(str).str.strip().str.upper()
-    frame = q.take(table, frame, ~role.isin(ROLES), "role_cod",
-                   "unknown role code: " + role.str.slice(0, 20))
+    frame = q.take(table, frame, ~_code(frame["role_cod"]).isin(ROLES), "role_cod",
+                   lambda bad: "unknown role code: " + _code(bad["role_cod"]).str.slice(0, 20))
     name = _col(frame, "drugname")
     ingredient = _col(frame, _first(table, "prod_ai"))
     frame = q.take(table, frame, name.isna() & ingredient.isna(), "drugname", "drug without a name")
@@ -331,7 +354,7 @@ def _parse_drugs(q: _Quarantine, table: Table, source: Path, layout: _Layout, kn
     frame = q.take(table, frame, dup, "drug_seq", "duplicate drug_seq for the report")
     report = frame[layout.report]
     if layout is FAERS:
-        seq = frame["drug_seq"].astype("int64")
+        seq = pd.to_numeric(frame["drug_seq"]).astype("int64")
     else:  # AERS drug_seq is a global id: number the drugs 1..n within each report, in file order
         seq = frame.groupby(layout.report, sort=False).cumcount().astype("int64") + 1
     drugs = pd.DataFrame({
@@ -339,7 +362,7 @@ def _parse_drugs(q: _Quarantine, table: Table, source: Path, layout: _Layout, kn
         "report_id": report.astype(object),
         "seq": seq,
         "source_seq": frame["drug_seq"].astype(object),
-        "role": frame["role_cod"].str.strip().str.upper().astype(object),
+        "role": _code(frame["role_cod"]).astype(object),
         "drugname": _col(frame, "drugname").fillna("").astype(object),
         "active_ingredient": _col(frame, _first(table, "prod_ai")),
         "route": _col(frame, "route").str.slice(0, 100),
@@ -353,14 +376,13 @@ def _parse_therapies(q: _Quarantine, table: Table, source: Path, layout: _Layout
     seq_col = "dsg_drug_seq" if layout is FAERS else "drug_seq"
     frame = _child(q, table, source, layout, known, [seq_col])
     frame = _ids(q, table, frame, [seq_col])
-    drug_ids = pd.MultiIndex.from_arrays([drugs["report_id"], drugs["source_seq"]])
-    keys = pd.MultiIndex.from_arrays([frame[layout.report], frame[seq_col]])
-    frame = q.take(table, frame, pd.Series(~keys.isin(drug_ids), index=frame.index), seq_col,
-                   "therapy for a drug not in DRUG")
+    drug_ids = pd.Index(_key(drugs["report_id"], drugs["source_seq"]))
+    keys = _key(frame[layout.report], frame[seq_col])
+    frame = q.take(table, frame, ~keys.isin(drug_ids), seq_col, "therapy for a drug not in DRUG")
     parsed = _dates(q, table, frame, ["start_dt", "end_dt"])
     frame = parsed.pop("_frame")  # type: ignore[assignment]
     ther = pd.DataFrame({
-        "report_id": frame[layout.report], "source_seq": frame[seq_col],
+        "report_id": frame[layout.report].astype(object), "source_seq": frame[seq_col].astype(object),
         "start_date": parsed.get("start_dt", pd.Series(None, index=frame.index, dtype=object)),
         "end_date": parsed.get("end_dt", pd.Series(None, index=frame.index, dtype=object)),
     })
@@ -383,10 +405,11 @@ def _parse_indications(q: _Quarantine, table: Table, source: Path, layout: _Layo
     term = _col(frame, "indi_pt")
     frame = q.take(table, frame, term.isna(), "indi_pt", "empty indication term")
     seq_ok = is_digits(frame[seq_col])
-    source_seq = frame[seq_col].str.strip().str.lstrip("0").replace("", "0").where(seq_ok, None)
-    lookup = drugs.set_index(["report_id", "source_seq"])["seq"]
+    stripped = text(frame[seq_col]).str.strip().str.lstrip("0")
+    source_seq = stripped.where((stripped != "").astype(bool), "0").where(seq_ok, pd.NA)
+    lookup = pd.Series(drugs["seq"].to_numpy(), index=_key(drugs["report_id"], drugs["source_seq"]))
     lookup = lookup[~lookup.index.duplicated()]
-    keys = pd.MultiIndex.from_arrays([frame[layout.report], source_seq])
+    keys = _key(frame[layout.report], source_seq)
     seq = pd.to_numeric(pd.Series(lookup.reindex(keys).to_numpy(), index=frame.index), errors="coerce")
     if layout is FAERS:  # keep the given seq even when DRUG lacks it
         given = pd.to_numeric(source_seq, errors="coerce")
@@ -419,12 +442,15 @@ def _parse_outcomes(q: _Quarantine, table: Table, source: Path, layout: _Layout,
                     known: pd.Index) -> pd.Series:
     code_col = _first(table, "outc_cod", "outc_code") or "outc_cod"
     frame = _child(q, table, source, layout, known, [code_col])
-    code = frame[code_col].fillna("").astype(str).str.strip().str.upper()
-    frame = q.take(table, frame, ~code.isin(OUTCOMES), code_col,
-                   "unknown outcome code: " + code.str.slice(0, 20))
-    codes = frame[code_col].str.strip().str.upper()
-    grouped = codes.groupby(frame[layout.report].to_numpy()).agg(lambda s: sorted(set(s)))
-    return grouped
+    frame = q.take(table, frame, ~_code(frame[code_col]).isin(OUTCOMES), code_col,
+                   lambda bad: "unknown outcome code: " + _code(bad[code_col]).str.slice(0, 20))
+    pairs = pd.DataFrame({"report": frame[layout.report].astype(object),
+                          "code": _code(frame[code_col]).astype(object)})
+    pairs = pairs.drop_duplicates().sort_values(["report", "code"])
+    lists: dict[str, list[str]] = {}
+    for report, code in zip(pairs["report"].tolist(), pairs["code"].tolist(), strict=True):
+        lists.setdefault(report, []).append(code)
+    return pd.Series(lists, dtype=object)
 
 
 def _parse_deletions(q: _Quarantine, name: str, data: bytes) -> list[str]:
@@ -447,7 +473,9 @@ def _nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in frame.columns:
         s = frame[col]
-        if s.dtype == object and s.isna().any():
+        if isinstance(s.dtype, pd.StringDtype):
+            frame[col] = s.astype(object).where(s.notna(), None)
+        elif s.dtype == object and s.isna().any():
             frame[col] = s.where(s.notna(), None)
     return frame
 

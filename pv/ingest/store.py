@@ -25,22 +25,27 @@ commit: the caller owns the transaction.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, delete, func, insert, select, text
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from sqlalchemy import String, UniqueConstraint, delete, func, insert, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 from sqlalchemy.sql.schema import Table
 
 from pv.db import backend_name
 from pv.ingest.batch import Batch
 from pv.models.casestore import (
+    Case,
     CaseVersion,
     DeletedCase,
     Drug,
@@ -62,6 +67,7 @@ from pv.normalise import (
 LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
 _LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
 _COPY_CHUNK = 200_000
+_BULK_MIN = 50_000  # new versions from which a PostgreSQL load may rebuild indexes instead of updating them
 
 
 @dataclass(frozen=True)
@@ -85,22 +91,36 @@ def _driver(session: Session) -> Any:
     return conn
 
 
-def _copy_frame(session: Session, table: str, frame: pd.DataFrame, nullable: Iterable[str]) -> None:
-    """PostgreSQL COPY of ``frame`` (columns named as in the table) in CSV form."""
+def _arrow_column(values: pd.Series, length: int | None) -> pa.Array:
+    """One column for COPY: pandas values as Arrow (None/NaN/NaT null), strings cut to ``length``."""
+    if values.dtype == object:
+        arr = pa.array(values.to_numpy(), from_pandas=True)
+        if pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+    else:
+        arr = pa.Array.from_pandas(values)
+    if length and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.utf8_slice_codeunits(arr, 0, length)
+    return arr
+
+
+def _copy_frame(session: Session, table: str, frame: pd.DataFrame, lengths: dict[str, int]) -> None:
+    """PostgreSQL COPY of ``frame`` (columns named as in the table) as CSV written by Arrow.
+
+    Every non-null value is quoted and nulls are left empty and unquoted, which is exactly PostgreSQL's CSV
+    convention (so empty strings and NULL stay distinct).
+    """
     if frame.empty:
         return
     conn = _driver(session)
+    arrays = [_arrow_column(frame[c], lengths.get(c)) for c in frame.columns]
+    data = pa.Table.from_arrays(arrays, names=list(frame.columns))
     cols = ", ".join(frame.columns)
-    force_null = [c for c in frame.columns if c in set(nullable)]
-    options = "FORMAT csv"
-    if force_null:
-        options += f", FORCE_NULL ({', '.join(force_null)})"
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH ({options})") as copy:
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
         for start in range(0, len(frame), _COPY_CHUNK):
-            part = frame.iloc[start:start + _COPY_CHUNK]
-            buf = io.StringIO()
-            part.to_csv(buf, header=False, index=False, quoting=csv.QUOTE_ALL, na_rep="",
-                        lineterminator="\n")
+            buf = io.BytesIO()
+            pacsv.write_csv(data.slice(start, _COPY_CHUNK), buf, options)
             copy.write(buf.getvalue())
 
 
@@ -144,13 +164,15 @@ def _fit(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return frame
 
 
+def _lengths(table: Table) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+
+
 def _bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
-    frame = _fit(frame, table)
     if backend_name(session) == "postgresql":
-        nullable = [c.name for c in table.columns if c.nullable]
-        _copy_frame(session, table.name, frame, nullable)
+        _copy_frame(session, table.name, frame, _lengths(table))
     else:
-        _executemany(session, table.name, frame)
+        _executemany(session, table.name, _fit(frame, table))
 
 
 def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
@@ -160,7 +182,7 @@ def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.
     session.execute(text(f"CREATE TEMPORARY TABLE {name} ({cols})"))
     frame = frame[list(columns)]
     if backend_name(session) == "postgresql":
-        _copy_frame(session, name, frame, list(columns))
+        _copy_frame(session, name, frame, {})
     else:
         _executemany(session, name, frame)
 
@@ -168,6 +190,42 @@ def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.
 def _drop_temp(session: Session, *names: str) -> None:
     for name in names:
         session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def _is_bulk(session: Session, n_new: int) -> bool:
+    """A load big enough to rebuild indexes: >= 50,000 new versions and at least half the stored ones."""
+    if backend_name(session) != "postgresql" or n_new < _BULK_MIN:
+        return False
+    stored = session.execute(text(
+        "SELECT GREATEST(reltuples, 0) FROM pg_class WHERE relname = 'case_versions'")).scalar()
+    return n_new >= 0.5 * float(stored or 0)
+
+
+@contextmanager
+def _bulk_mode(session: Session, tables: list[Table], enabled: bool) -> Iterator[None]:
+    """For a large load on PostgreSQL: drop the tables' secondary indexes and foreign keys, then rebuild them.
+
+    This is PostgreSQL's own advice for populating a database: building an index by one sort and checking a
+    foreign key by one join are much faster than maintaining them row by row. Unique constraints are
+    re-added (and so re-checked) too; primary keys stay. Everything is inside the load's transaction, so a
+    failure rolls it all back; the drop holds an exclusive lock on those tables until commit (readers wait
+    for the load), which is why it is used only when the batch is large relative to the store.
+    """
+    if not enabled:
+        yield
+        return
+    indexes = [idx for table in tables for idx in table.indexes]
+    foreign_keys = [fk for table in tables for fk in table.foreign_key_constraints]
+    uniques = [c for table in tables for c in table.constraints if isinstance(c, UniqueConstraint)]
+    for constraint in [*foreign_keys, *uniques]:
+        session.execute(DropConstraint(constraint))
+    for idx in indexes:
+        session.execute(DropIndex(idx))
+    yield
+    for idx in indexes:
+        session.execute(CreateIndex(idx))
+    for constraint in [*uniques, *foreign_keys]:
+        session.execute(AddConstraint(constraint))
 
 
 def _reserve_ids(session: Session, n: int) -> int:
@@ -239,10 +297,14 @@ def _children(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, pd.Ser
     """Rows of ``frame`` that belong to a newly inserted version, with that version's id."""
     if frame.empty:
         return frame, pd.Series(dtype="int64")
-    key = pd.MultiIndex.from_arrays([frame["case_key"].astype(str), frame["report_id"].astype(str)])
-    version_id = pd.Series(ids.reindex(key).to_numpy(), index=frame.index)
-    keep = version_id.notna()
-    return frame[keep], version_id[keep].astype("int64")
+    position = ids.index.get_indexer(_version_key(frame))
+    keep = position >= 0
+    return frame[keep], pd.Series(ids.to_numpy()[position[keep]], index=frame.index[keep], dtype="int64")
+
+
+def _version_key(frame: pd.DataFrame) -> pd.Index:
+    """(case_key, report_id) as one string, for hash joins (no sorting, unlike a MultiIndex)."""
+    return pd.Index(frame["case_key"].astype(str) + "\x1f" + frame["report_id"].astype(str))
 
 
 def _map_drugs(drugs: pd.DataFrame, products: ProductDictionary) -> tuple[list[str | None], list[str]]:
@@ -310,101 +372,36 @@ def load_batch(
     versions["report_id"] = versions["report_id"].astype(str).str.slice(0, 100)
     versions = versions[~versions["case_key"].isin(deleted)]
     versions = versions.drop_duplicates(["case_key", "report_id"], keep="first")
+    stored, stored_cases = _stored_versions(session, versions)
 
-    keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
-    stored = pd.DataFrame(columns=["id", "case_key", "report_id", "version", "received_date",
-                                   "initial_received_date"])
-    stored_cases: dict[str, int] = {}
-    if len(keys):
-        _temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
-        rows = session.execute(text(
-            "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
-            "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
-        if rows:
-            stored = pd.DataFrame(rows, columns=stored.columns)
-        stored_cases = {k: int(v) for k, v in session.execute(text(
-            "SELECT c.case_key, c.current_version_id FROM cases c "
-            "JOIN _pv_keys k ON k.case_key = c.case_key"))}
-        _drop_temp(session, "_pv_keys")
-
-    seen = pd.MultiIndex.from_arrays([stored["case_key"].astype(str), stored["report_id"].astype(str)])
-    mine = pd.MultiIndex.from_arrays([versions["case_key"], versions["report_id"]])
-    new = versions[~mine.isin(seen)].reset_index(drop=True)
+    new = versions[~_version_key(versions).isin(_version_key(stored))].reset_index(drop=True)
     n_new = len(new)
-    if n_new:
-        first = _reserve_ids(session, n_new)
-        new["id"] = np.arange(first, first + n_new, dtype="int64")
-        outcomes = new["outcomes"].map(lambda o: set(o) if isinstance(o, (list, tuple, set)) else set())
-        rows_out = pd.DataFrame({
-            "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
-            "version": pd.to_numeric(new["version"], errors="coerce").fillna(1).astype("int64"),
-            "source_file_id": source.id, "source": batch.kind,
-            "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
-            "initial_received_date": new["initial_received_date"], "event_date": new["event_date"],
-            "age_years": pd.to_numeric(new["age_years"], errors="coerce"), "age_group": new["age_group"],
-            "sex": new["sex"], "weight_kg": pd.to_numeric(new["weight_kg"], errors="coerce"),
-            "reporter_country": new["reporter_country"], "occurrence_country": new["occurrence_country"],
-            "report_type": new["report_type"],
-            "died": outcomes.map(lambda o: "DE" in o), "life_threatening": outcomes.map(lambda o: "LT" in o),
-            "hospitalised": outcomes.map(lambda o: "HO" in o), "disabled": outcomes.map(lambda o: "DS" in o),
-            "congenital_anomaly": outcomes.map(lambda o: "CA" in o),
-            "required_intervention": outcomes.map(lambda o: "RI" in o),
-            "other_serious": outcomes.map(lambda o: "OT" in o), "serious": outcomes.map(bool),
-        })
-        new["version"] = rows_out["version"]
-        _bulk_insert(session, CaseVersion.__table__, rows_out)  # type: ignore[arg-type]
-    step("versions")
-
-    ids = pd.Series(new["id"].to_numpy() if n_new else np.array([], dtype="int64"),
-                    index=pd.MultiIndex.from_arrays([new["case_key"], new["report_id"]]) if n_new
-                    else pd.MultiIndex.from_arrays([[], []]))
-
-    drugs, drug_version = _children(batch.drugs, ids)
-    if len(drugs):
-        product, key = _map_drugs(drugs, products)
-        _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
-            "case_version_id": drug_version.to_numpy(),
-            "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
-            "role": drugs["role"].to_numpy(), "drugname": drugs["drugname"].fillna("").to_numpy(),
-            "active_ingredient": drugs["active_ingredient"].to_numpy(), "product": product, "drug_key": key,
-            "route": drugs["route"].to_numpy(), "dose_text": drugs["dose_text"].to_numpy(),
-            "start_date": drugs["start_date"].to_numpy(), "end_date": drugs["end_date"].to_numpy(),
-        }))
-    step("drugs")
-
-    reactions, reaction_version = _children(batch.reactions, ids)
-    if len(reactions):
-        _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
-            "case_version_id": reaction_version.to_numpy(),
-            "pt_verbatim": reactions["pt_verbatim"].astype(str).to_numpy(),
-            "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
-            "meddra_code": reactions["meddra_code"].to_numpy(), "outcome": reactions["outcome"].to_numpy(),
-        }))
-    step("reactions")
-
-    indications, indication_version = _children(batch.indications, ids)
-    if len(indications):
-        _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
-            "case_version_id": indication_version.to_numpy(),
-            "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
-            "term": indications["term"].astype(str).to_numpy(),
-            "pt": _normalised(indications["term"]).to_numpy(),
-        }))
-    step("indications")
-
+    new["id"] = np.arange(n_new, dtype="int64") + (_reserve_ids(session, n_new) if n_new else 0)
+    new["version"] = pd.to_numeric(new["version"], errors="coerce").fillna(1).astype("int64")
+    ids = pd.Series(new["id"].to_numpy(), index=_version_key(new), dtype="int64")
+    for flag, values in _outcome_flags(new["outcomes"]).items():
+        new[flag] = values
+    tables = [CaseVersion.__table__, Drug.__table__, Reaction.__table__, Indication.__table__, Case.__table__]
     added = updated = 0
-    if n_new:
-        affected = set(new["case_key"])
-        cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
-        pool = pd.concat([stored[stored["case_key"].isin(affected)][cols], new[cols]], ignore_index=True)
-        pool["version"] = pool["version"].astype("int64")
-        current = current_versions(pool)
-        dates = _case_dates(pool)
-        current = current.join(dates, on="case_key")
-        before = current["case_key"].map(stored_cases)
-        added = int(before.isna().sum())
-        updated = int((before.notna() & (before != current["id"])).sum())
-        _upsert_cases(session, current)
+    with _bulk_mode(session, tables, _is_bulk(session, n_new)):  # type: ignore[arg-type]
+        _insert_versions(session, new, source.id, batch.kind)
+        step("versions")
+        _insert_drugs(session, batch.drugs, ids, products)
+        step("drugs")
+        _insert_reactions(session, batch.reactions, ids)
+        step("reactions")
+        _insert_indications(session, batch.indications, ids)
+        step("indications")
+        if n_new:
+            affected = set(new["case_key"])
+            cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
+            pool = pd.concat([stored[stored["case_key"].isin(affected)][cols], new[cols]], ignore_index=True)
+            pool["version"] = pool["version"].astype("int64")
+            current = current_versions(pool).join(_case_dates(pool), on="case_key")
+            before = current["case_key"].map(stored_cases)
+            added = int(before.isna().sum())
+            updated = int((before.notna() & (before != current["id"])).sum())
+            _write_cases(session, current, before.isna().to_numpy(), new, batch.kind)
     step("cases")
 
     quarantine = batch.quarantine
@@ -429,8 +426,117 @@ def load_batch(
     return summary
 
 
+def _stored_versions(session: Session, versions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The stored versions of the batch's case keys, and their cases' current version ids."""
+    stored = pd.DataFrame(columns=["id", "case_key", "report_id", "version", "received_date",
+                                   "initial_received_date"])
+    keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
+    if not len(keys):
+        return stored, {}
+    _temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
+    rows = session.execute(text(
+        "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
+        "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
+    if rows:
+        stored = pd.DataFrame(rows, columns=stored.columns)
+    stored_cases = {k: int(v) for k, v in session.execute(text(
+        "SELECT c.case_key, c.current_version_id FROM cases c JOIN _pv_keys k ON k.case_key = c.case_key"))}
+    _drop_temp(session, "_pv_keys")
+    return stored, stored_cases
+
+
+_FLAGS = (("died", "DE"), ("life_threatening", "LT"), ("hospitalised", "HO"), ("disabled", "DS"),
+          ("congenital_anomaly", "CA"), ("required_intervention", "RI"), ("other_serious", "OT"))
+
+
+def _outcome_flags(outcomes: pd.Series) -> dict[str, np.ndarray]:
+    """Seriousness flags from the FAERS outcome codes; serious = any of them."""
+    sets = [set(o) if isinstance(o, (list, tuple, set)) else set() for o in outcomes]
+    flags = {flag: np.fromiter((code in o for o in sets), dtype=bool, count=len(sets))
+             for flag, code in _FLAGS}
+    flags["serious"] = np.logical_or.reduce(list(flags.values())) if sets else np.zeros(0, dtype=bool)
+    return flags
+
+
+def _insert_versions(session: Session, new: pd.DataFrame, source_id: int, kind: str) -> None:
+    if new.empty:
+        return
+    _bulk_insert(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
+        "version": new["version"], "source_file_id": source_id, "source": kind,
+        "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
+        "initial_received_date": new["initial_received_date"], "event_date": new["event_date"],
+        "age_years": pd.to_numeric(new["age_years"], errors="coerce"), "age_group": new["age_group"],
+        "sex": new["sex"], "weight_kg": pd.to_numeric(new["weight_kg"], errors="coerce"),
+        "reporter_country": new["reporter_country"], "occurrence_country": new["occurrence_country"],
+        "report_type": new["report_type"], "serious": new["serious"],
+        **{flag: new[flag] for flag, _ in _FLAGS},
+    }))
+
+
+def _insert_drugs(session: Session, drugs: pd.DataFrame, ids: pd.Series, products: ProductDictionary) -> None:
+    drugs, version_id = _children(drugs, ids)
+    if drugs.empty:
+        return
+    product, key = _map_drugs(drugs, products)
+    _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "case_version_id": version_id.to_numpy(),
+        "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
+        "role": drugs["role"].to_numpy(), "drugname": drugs["drugname"].fillna("").to_numpy(),
+        "active_ingredient": drugs["active_ingredient"].to_numpy(), "product": product,
+        "drug_key": key, "route": drugs["route"].to_numpy(), "dose_text": drugs["dose_text"].to_numpy(),
+        "start_date": drugs["start_date"].to_numpy(), "end_date": drugs["end_date"].to_numpy(),
+    }))
+
+
+def _insert_reactions(session: Session, reactions: pd.DataFrame, ids: pd.Series) -> None:
+    reactions, version_id = _children(reactions, ids)
+    if reactions.empty:
+        return
+    _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "case_version_id": version_id.to_numpy(),
+        "pt_verbatim": reactions["pt_verbatim"].astype(str).to_numpy(),
+        "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
+        "meddra_code": reactions["meddra_code"].to_numpy(), "outcome": reactions["outcome"].to_numpy(),
+    }))
+
+
+def _insert_indications(session: Session, indications: pd.DataFrame, ids: pd.Series) -> None:
+    indications, version_id = _children(indications, ids)
+    if indications.empty:
+        return
+    _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        "case_version_id": version_id.to_numpy(),
+        "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
+        "term": indications["term"].astype(str).to_numpy(),
+        "pt": _normalised(indications["term"]).to_numpy(),
+    }))
+
+
 _CASE_COLUMNS = ("version", "source", "event_date", "age_years", "age_group", "sex", "weight_kg",
                  "reporter_country", "occurrence_country", "serious", "died")
+
+
+def _write_cases(session: Session, current: pd.DataFrame, is_new_case: np.ndarray, new: pd.DataFrame,
+                 kind: str) -> None:
+    """Insert new cases whose current version is in this batch directly (COPY); upsert the others."""
+    fresh = is_new_case & current["id"].isin(new["id"]).to_numpy()
+    direct = current[fresh]
+    if len(direct):
+        rows = new.set_index("id").loc[direct["id"].to_numpy()]
+        _bulk_insert(session, Case.__table__, pd.DataFrame({  # type: ignore[arg-type]
+            "case_key": direct["case_key"].to_numpy(), "current_version_id": direct["id"].to_numpy(),
+            "version": rows["version"].to_numpy(), "source": kind,
+            "initial_received_date": direct["initial"].to_numpy(),
+            "latest_received_date": direct["latest"].to_numpy(),
+            **{c: rows[c].to_numpy() for c in ("event_date", "age_group", "sex", "reporter_country",
+                                               "occurrence_country")},
+            "age_years": pd.to_numeric(rows["age_years"], errors="coerce").to_numpy(),
+            "weight_kg": pd.to_numeric(rows["weight_kg"], errors="coerce").to_numpy(),
+            "serious": rows["serious"].to_numpy(dtype=bool), "died": rows["died"].to_numpy(dtype=bool),
+        }))
+    if (~fresh).any():
+        _upsert_cases(session, current[~fresh])
 
 
 def _upsert_cases(session: Session, current: pd.DataFrame) -> None:

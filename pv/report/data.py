@@ -46,7 +46,7 @@ class EventSection:
     forest: product, estimate, lower, upper, n (one row per product with at least one case).
     trend: quarter (period end date), product, value (cumulative EB05 or IC025 up to that quarter).
     cif: group, time, estimate, lower, upper (cohort cumulative incidence, empty when no cohort).
-    counts: product, cases, serious, deaths, life_threatening, hospitalised.
+    counts: product, cases, serious, non_serious, deaths (cases of the run, as of its date).
     """
 
     group: str

@@ -39,9 +39,12 @@ def forest_plot(forest: pd.DataFrame, *, measure: str, title: str, threshold: fl
         ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="#1f4e79", ecolor="#7f9fbf", capsize=3)
         ax.set_yticks(y, [f"{p} (n={int(n)})" for p, n in zip(df["product"], df["n"], strict=True)])
         ax.set_xscale("log")
+        lo_x, hi_x = float(np.nanmin(lo)), float(np.nanmax(hi))
+        ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+                 if lo_x / 1.5 <= t <= hi_x * 1.5]
+        ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
-        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.axvline(1.0, color="grey", lw=0.8)
         if threshold is not None:
             ax.axvline(threshold, color="#c0392b", lw=0.8, ls="--", label=f"threshold {threshold:g}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import yaml
 
 from pv.report import plots
 from pv.report.data import JURISDICTIONS, ReportData
@@ -36,7 +37,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-_env.globals.update(fmt=_fmt, jurisdictions=JURISDICTIONS, headline_kinds=HEADLINE_KINDS)
+NEW_SIGNALS_SHOWN = 20  # the headline lists the new signals of highest priority; all are in the open-signals table
+_env.globals.update(fmt=_fmt, jurisdictions=JURISDICTIONS, headline_kinds=HEADLINE_KINDS, new_limit=NEW_SIGNALS_SHOWN)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ def render_html(data: ReportData) -> str:
                 "counts": s.counts.to_dict("records"),
             }
         )
-    return _env.get_template("weekly_report.html.j2").render(r=data, sections=sections)
+    rules_yaml = yaml.safe_dump(data.rules, sort_keys=False, default_flow_style=None, width=140)
+    return _env.get_template("weekly_report.html.j2").render(r=data, sections=sections, rules_yaml=rules_yaml)
 
 
 def write_report(data: ReportData, out_dir: str | Path) -> ReportFiles:

@@ -66,6 +66,13 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _finite(x: Any) -> float | None:
+    """A JSON-safe number: None for missing and for infinite values (e.g. PRR when no other product has the
+    event)."""
+    v = _num(x)
+    return v if v is not None and math.isfinite(v) else None
+
+
 def _int(x: Any) -> int | None:
     v = _num(x)
     return None if v is None else int(round(v))
@@ -197,7 +204,7 @@ class _Run:
             why.append(f"unlabelled in {', '.join(unlabelled)} for {signal.consecutive_unlabelled} "
                        f"consecutive runs meeting the rules (threshold {esc.consecutive_unlabelled_runs})")
         if strong and esc.strong is not None:
-            why.append(f"strong: {esc.strong.describe(values)}")
+            why.append(esc.strong.describe(values))
         if reopened and not why:
             why.append(f"reopened while unlabelled in {', '.join(unlabelled)}")
         reason = "; ".join(why)
@@ -220,8 +227,8 @@ class _Run:
                  history: list[SignalMeasure], reason: str) -> dict[str, Any]:
         trend = [
             {"run_id": m.run_id, "as_of": m.as_of.isoformat(), "meets_rules": m.meets_rules,
-             **{k: getattr(m, k) for k in ("n", "prr", "prr_chi2", "ror_lower", "ic025", "ebgm", "eb05",
-                                           "eb95", "n_serious", "n_deaths")}}
+             **{k: _finite(getattr(m, k)) for k in ("n", "prr", "prr_chi2", "ror_lower", "ic025", "ebgm",
+                                                     "eb05", "eb95", "n_serious", "n_deaths")}}
             for m in history
         ]
         incidence = None
@@ -234,9 +241,9 @@ class _Run:
             "reason": reason,
             "unlabelled_in": list(unlabelled),
             "labelled": dict(signal.labelled or {}),
-            "cases": measure.n,
-            "serious_cases": measure.n_serious,
-            "deaths": measure.n_deaths,
+            "cases": _finite(measure.n),
+            "serious_cases": _finite(measure.n_serious),
+            "deaths": _finite(measure.n_deaths),
             "criteria_met": list(measure.criteria_met or []),
             "first_detected": signal.first_detected.isoformat(),
             "trend": trend,
@@ -525,7 +532,7 @@ def signal_as_dict(signal: Signal, measure: SignalMeasure | None) -> dict[str, A
         "first_run": signal.first_run_id,
         "last_run": signal.last_run_id,
         "last_as_of": signal.last_as_of.isoformat(),
-        "measures": {k: (_num(getattr(measure, k)) if measure is not None else None) for k in LIST_MEASURES},
+        "measures": {k: (_finite(getattr(measure, k)) if measure is not None else None) for k in LIST_MEASURES},
         "labelled": dict(signal.labelled or {}),
         "label_update_recommended": bool(signal.label_update_recommended),
         "label_update_since": signal.label_update_since.isoformat() if signal.label_update_since else None,
@@ -556,7 +563,7 @@ def signal_detail(session: Session, signal_id: int) -> dict[str, Any]:
         "trend": [
             {"run_id": m.run_id, "as_of": m.as_of.isoformat(), "meets_rules": m.meets_rules,
              "criteria_met": m.criteria_met, "labelled": m.labelled, "priority": m.priority,
-             **{k: _num(getattr(m, k)) for k in MEASURES}}
+             **{k: _finite(getattr(m, k)) for k in MEASURES}}
             for m in measures
         ],
         "audit": [

@@ -146,9 +146,7 @@ def _normalised(w: np.ndarray) -> np.ndarray:
 class Universe:
     """Products and their reaction profiles, fixed for a seed. Index space: CAR-T products first."""
 
-    def __init__(
-        self, seed: int, config: SimulationConfig, products: ProductDictionary, groups: EventGroups
-    ) -> None:
+    def __init__(self, seed: int, config: SimulationConfig, products: ProductDictionary, groups: EventGroups) -> None:
         rng = np.random.default_rng([seed, 0])
         self.config = config
         scenario = config.scenario
@@ -212,9 +210,7 @@ class Universe:
         for t in tracked:
             for pt in t.pts:
                 if normalise_pt(pt) in seen:
-                    raise ConfigError(
-                        f"PT {pt!r} belongs to two tracked events ({seen[normalise_pt(pt)]}, {t.event})"
-                    )
+                    raise ConfigError(f"PT {pt!r} belongs to two tracked events ({seen[normalise_pt(pt)]}, {t.event})")
                 seen[normalise_pt(pt)] = t.event
 
         # --- PT vocabulary
@@ -248,9 +244,7 @@ class Universe:
         self.pt_index = {normalise_pt(pt): i for i, pt in enumerate(vocab_list)}
         n_pt = len(vocab_list)
         self.n_pts = n_pt
-        tracked_cols = np.array(
-            [self.pt_index[normalise_pt(pt)] for t in tracked for pt in t.pts], dtype=np.int64
-        )
+        tracked_cols = np.array([self.pt_index[normalise_pt(pt)] for t in tracked for pt in t.pts], dtype=np.int64)
         self.tracked_pt_ids = [np.array([self.pt_index[normalise_pt(pt)] for pt in t.pts]) for t in tracked]
         self.tracked_mask = np.zeros(n_pt, dtype=bool)
         self.tracked_mask[tracked_cols] = True
@@ -326,9 +320,7 @@ class Universe:
             approvals = products.products[prod_name].get("first_approvals") or {}
             dates = sorted(str(d) for d in approvals.values()) if isinstance(approvals, dict) else []
             self.cart_approved.append(dates[0] if dates else None)
-        self.chinese = np.array(
-            [str(products.products[p].get("first_approvals") or {}).find("FDA") < 0 for p in cart]
-        )
+        self.chinese = np.array([str(products.products[p].get("first_approvals") or {}).find("FDA") < 0 for p in cart])
 
         # --- tracked-event multipliers per product (exactly 1 for products of the scenario's pairs)
         self.tracked_rate = np.array([t.background_rate for t in tracked])
@@ -388,10 +380,7 @@ class Universe:
         self.brand = np.array([b or None for b in brands], dtype=object)
         scenario_products = {p.product for p in scenario.pairs}
         self.brand_prob = np.array(
-            [
-                0.4 if (b and str(self.names[i]) not in scenario_products) else 0.0
-                for i, b in enumerate(brands)
-            ]
+            [0.4 if (b and str(self.names[i]) not in scenario_products) else 0.0 for i, b in enumerate(brands)]
         )
         nda = rng.integers(10000, 220000, n_prod).astype(str).astype(object)
         for i, prod_name in enumerate(cart):
@@ -458,9 +447,7 @@ class Universe:
             m = product == i
             if m.any():
                 out[m] = self.variants[i][
-                    np.searchsorted(self.variant_cum[i], u[m], side="right").clip(
-                        0, len(self.variants[i]) - 1
-                    )
+                    np.searchsorted(self.variant_cum[i], u[m], side="right").clip(0, len(self.variants[i]) - 1)
                 ]
         return out
 
@@ -529,9 +516,7 @@ class Tables:
         return cls(*[pd.concat([getattr(p, n) for p in parts], ignore_index=True) for n in cls.NAMES])
 
     def subset(self, caseids: np.ndarray) -> Tables:
-        return Tables(
-            *[getattr(self, n)[getattr(self, n)["caseid"].isin(caseids)].copy() for n in self.NAMES]
-        )
+        return Tables(*[getattr(self, n)[getattr(self, n)["caseid"].isin(caseids)].copy() for n in self.NAMES])
 
     def __len__(self) -> int:
         return len(self.demo)
@@ -720,9 +705,7 @@ class QuarterGenerator:
         lbs = rng.random(n) < 0.12
         wt = np.round(np.where(lbs, wt_kg * 2.20462, wt_kg), 1)
         china = is_cart & np.isin(cart_ps, np.flatnonzero(u.chinese))
-        country = np.where(
-            is_cart, _choice(rng, vocab.CART_COUNTRIES_US, n), _choice(rng, vocab.COUNTRIES, n)
-        )
+        country = np.where(is_cart, _choice(rng, vocab.CART_COUNTRIES_US, n), _choice(rng, vocab.COUNTRIES, n))
         country = np.where(china & (rng.random(n) < 0.95), "CN", country)
         occr = np.where(rng.random(n) < 0.95, country, _choice(rng, vocab.COUNTRIES, n))
         mfr_sndr = u.mfr[ps].copy()
@@ -768,7 +751,8 @@ class QuarterGenerator:
                 "occr_country": occr,
                 "_ps": ps,
                 "_fda": fda,
-            }
+            },
+            copy=False,
         )
 
         # --- DRUG rows
@@ -808,13 +792,12 @@ class QuarterGenerator:
                 .mask(~cart_row[keep])
                 .to_numpy(),
                 "dur_cod": np.where(cart_row[keep], "DAY", _NA),
-            }
+            },
+            copy=False,
         )
 
         # --- INDI rows
-        indi = self.indi_rows(
-            primaryid[d_rep], caseid[d_rep], d_col + 1, d_prod, rng, np.where(cart_row, 0.95, 0.7)
-        )
+        indi = self.indi_rows(primaryid[d_rep], caseid[d_rep], d_col + 1, d_prod, rng, np.where(cart_row, 0.95, 0.7))
 
         # --- REAC rows
         reac = pd.DataFrame(
@@ -824,7 +807,8 @@ class QuarterGenerator:
                 "pt": u.pts[r_pt],
                 "drug_rec_act": _blank(len(r_rep)),
                 "_tracked": u.tracked_mask[r_pt],
-            }
+            },
+            copy=False,
         )
 
         # --- OUTC: seriousness codes, death forced for reports with the PT Death
@@ -839,7 +823,7 @@ class QuarterGenerator:
         outc_mat[died, 0] = True
         o_rep, o_code = np.nonzero(outc_mat)
         outc = pd.DataFrame(
-            {"primaryid": primaryid[o_rep], "caseid": caseid[o_rep], "outc_cod": OUTC_CODES[o_code]}
+            {"primaryid": primaryid[o_rep], "caseid": caseid[o_rep], "outc_cod": OUTC_CODES[o_code]}, copy=False
         )
 
         # --- RPSR
@@ -849,7 +833,8 @@ class QuarterGenerator:
                 "primaryid": primaryid[has_src],
                 "caseid": caseid[has_src],
                 "rpsr_cod": _choice(rng, vocab.RPSR_CODES, int(has_src.sum())),
-            }
+            },
+            copy=False,
         )
         return Tables(demo, drug, reac, outc, rpsr, ther, indi)
 
@@ -875,6 +860,8 @@ class QuarterGenerator:
         prod_ai[cart_row & (ai_var < 0.10)] = None
         lower = cart_row & (ai_var >= 0.10) & (ai_var < 0.15)
         prod_ai[lower] = u.names[prod[lower]]
+        as_reported = cart_row & (ai_var >= 0.15) & (ai_var < 0.19)  # the reporter's spelling, not the INN
+        prod_ai[as_reported] = drugname[as_reported]
         route = u.routes[prod].copy()
         route[rng.random(m) < 0.1] = "Unknown"
         suspect = role <= 1
@@ -882,9 +869,7 @@ class QuarterGenerator:
         rechal = np.where(suspect, _choice(rng, [("U", 0.7), ("N", 0.2), ("Y", 0.1)], m), _NA)
         has_lot = cart_row & (rng.random(m) < 0.3)
         lot = _blank(m)
-        lot[has_lot] = np.char.add("L", rng.integers(100000, 999999, int(has_lot.sum())).astype("U6")).astype(
-            object
-        )
+        lot[has_lot] = np.char.add("L", rng.integers(100000, 999999, int(has_lot.sum())).astype("U6")).astype(object)
         has_amt = ~cart_row & (rng.random(m) < 0.5)
         dose_amt = pd.Series(rng.choice([5, 10, 20, 40, 50, 100, 200, 500], m), dtype="Int64").mask(~has_amt)
         dose_vbm = np.where(
@@ -913,7 +898,8 @@ class QuarterGenerator:
                 "dose_form": u.dose_form[prod],
                 "dose_freq": np.where(cart_row, "ONCE", np.where(has_amt, "QD", _NA)),
                 "_product": prod,
-            }
+            },
+            copy=False,
         )
 
     def indi_rows(
@@ -937,7 +923,8 @@ class QuarterGenerator:
                 "caseid": caseid[keep],
                 "indi_drug_seq": seq[keep],
                 "indi_pt": term,
-            }
+            },
+            copy=False,
         )
 
     # ------------------------------------------------------------------------------------------------
@@ -988,7 +975,8 @@ class QuarterGenerator:
                 "pt": u.pts[new_pt],
                 "drug_rec_act": _blank(len(targets)),
                 "_tracked": np.zeros(len(targets), dtype=bool),
-            }
+            },
+            copy=False,
         )
         reac = pd.concat([reac, added], ignore_index=True).drop_duplicates(["caseid", "pt"])
 
@@ -1024,7 +1012,8 @@ class QuarterGenerator:
                         "primaryid": hosp["primaryid"].to_numpy(),
                         "caseid": hosp["caseid"].to_numpy(),
                         "outc_cod": "HO",
-                    }
+                    },
+                    copy=False,
                 ),
             ],
             ignore_index=True,
@@ -1052,9 +1041,7 @@ def _table_bytes(df: pd.DataFrame, columns: list[str]) -> bytes:
     return buf.getvalue()
 
 
-def write_zip(
-    path: Path, quarter: Quarter, tables: Tables, deleted: Iterable[int], compresslevel: int = 1
-) -> Path:
+def write_zip(path: Path, quarter: Quarter, tables: Tables, deleted: Iterable[int], compresslevel: int = 1) -> Path:
     """One FAERS quarterly extract: ASCII/<FILE>yyQn.txt for the seven tables, Deleted/DELETEyyQn.txt.
 
     Member timestamps are the quarter's last day, so the same tables give byte-identical zips.
@@ -1071,9 +1058,17 @@ def write_zip(
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         for name, columns in FILE_COLUMNS.items():
             df = getattr(tables, name.lower())
-            zf.writestr(member(f"ASCII/{name}{quarter.short}.txt"), _table_bytes(df, columns))
+            zf.writestr(
+                member(f"ASCII/{name}{quarter.short}.txt"),
+                _table_bytes(df, columns),
+                compresslevel=compresslevel,
+            )
         ids = sorted(set(int(c) for c in deleted))
-        zf.writestr(member(f"Deleted/DELETE{quarter.short}.txt"), "".join(f"{c}\n" for c in ids))
+        zf.writestr(
+            member(f"Deleted/DELETE{quarter.short}.txt"),
+            "".join(f"{c}\n" for c in ids),
+            compresslevel=compresslevel,
+        )
     tmp.replace(path)
     return path
 
@@ -1150,12 +1145,13 @@ def write_quarters(
             deleted = np.concatenate([*pending_del.pop(q.index, []), phantom])
             path = out / zip_name(q)
             paths.append(path)
+            generated = time.perf_counter() - t0
             if writing is not None:
                 line = writing.result()
                 if progress:
                     progress(line)
             writing = pool.submit(
-                _write_and_describe, path, q, tables, deleted, reports_per_quarter, cfg.compresslevel, t0
+                _write_and_describe, path, q, tables, deleted, reports_per_quarter, cfg.compresslevel, generated
             )
             del base, own, tables, fu, v2, v3, v3_prev
         if writing is not None:
@@ -1173,9 +1169,7 @@ def write_quarters(
             "reports_per_quarter": reports_per_quarter,
             "cart_share": cfg.cart_share,
             "files": [p.name for p in paths],
-            "known_risks": [
-                {"product": p, "event": e, "level": "group"} for p, e in cfg.scenario.known_risks
-            ],
+            "known_risks": [{"product": p, "event": e, "level": "group"} for p, e in cfg.scenario.known_risks],
         },
     )
     truth.write(out)
@@ -1183,13 +1177,21 @@ def write_quarters(
 
 
 def _write_and_describe(
-    path: Path, q: Quarter, tables: Tables, deleted: np.ndarray, initial: int, compresslevel: int, t0: float
+    path: Path,
+    q: Quarter,
+    tables: Tables,
+    deleted: np.ndarray,
+    initial: int,
+    compresslevel: int,
+    generated: float,
 ) -> str:
+    t0 = time.perf_counter()
     write_zip(path, q, tables, deleted.tolist(), compresslevel)
     n_fu = int((tables.demo["caseversion"] > 1).sum())
     return (
         f"{q}: {len(tables.demo):,} reports ({initial:,} initial, {n_fu:,} follow-up versions), "
-        f"{len(deleted):,} deletions -> {path.name} in {time.perf_counter() - t0:.1f} s"
+        f"{len(deleted):,} deletions -> {path.name} (generated in {generated:.1f} s, "
+        f"written in {time.perf_counter() - t0:.1f} s)"
     )
 
 

@@ -83,12 +83,12 @@ def default_scenario() -> Scenario:
     events = {
         "T-cell lymphoma": ("pt", 0.0015),
         "malignancy_myeloid": ("group", 0.005),
-        "malignancy_other": ("group", 0.004),
+        "malignancy_other": ("group", 0.012),
         "Interstitial lung disease": ("pt", 0.008),
         "Pancreatitis": ("pt", 0.006),
         "Acute kidney injury": ("pt", 0.02),
-        "Fall": ("pt", 0.015),
-        "Arthralgia": ("pt", 0.015),
+        "Fall": ("pt", 0.02),
+        "Arthralgia": ("pt", 0.02),
     }
     tcl = "secondary T-cell malignancy after CAR-T (FDA communication 28 Nov 2023)"
     pairs = [

@@ -72,16 +72,40 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes, labels[order]
 
 
-def _distinct_count_by(group: np.ndarray, n_groups: int, ids: np.ndarray, n_ids: int) -> np.ndarray:
-    """For each group code, the number of distinct ids among the rows (group, id)."""
+def _sorted_distinct(key: np.ndarray) -> np.ndarray:
+    """The distinct values of an int64 array, sorted (numpy's sort is much faster than hashing here)."""
+    s = np.sort(key)
+    if len(s) == 0:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def _distinct_count_by(group: np.ndarray, n_groups: int, ids: np.ndarray, id_bits: int) -> np.ndarray:
+    """For each group code, the number of distinct ids among the rows (group, id); ids < 2**id_bits."""
     if len(group) == 0:
         return np.zeros(n_groups, dtype=np.int64)
-    if n_groups * n_ids < _INT64_MAX:
-        key = group * n_ids + ids
-        uniq = pd.unique(key)
-        return np.bincount(uniq // n_ids, minlength=n_groups).astype(np.int64)
+    if max(n_groups, 1).bit_length() + id_bits <= 62:
+        key = np.left_shift(group, id_bits)
+        key |= ids
+        uniq = _sorted_distinct(key)
+        del key
+        return np.bincount(uniq >> id_bits, minlength=n_groups).astype(np.int64)
     frame = pd.DataFrame({"g": group, "i": ids}).drop_duplicates()
     return np.bincount(frame["g"].to_numpy(), minlength=n_groups).astype(np.int64)
+
+
+def _case_codes(col: pd.Series) -> np.ndarray:
+    """Non-negative integer codes for case ids (-1 for missing); not necessarily dense."""
+    if pd.api.types.is_integer_dtype(col.dtype) and not isinstance(col.dtype, pd.CategoricalDtype):
+        values = col.to_numpy()
+        if len(values) and values.dtype.kind in "iu":
+            lo, hi = int(values.min()), int(values.max())
+            if hi - lo < 4 * len(values) + 1024:  # dense enough: use the ids themselves
+                return values.astype(np.int64) - lo
+    return pd.factorize(col, sort=False, use_na_sentinel=True)[0].astype(np.int64, copy=False)
 
 
 def _empty() -> pd.DataFrame:
@@ -107,8 +131,7 @@ def count_table(rows: pd.DataFrame, *, id_col: str = "id", product_col: str = "p
         if col not in rows.columns:
             raise InputError(f"no column {col!r} (columns are: {', '.join(map(str, rows.columns))})",
                              field=col)
-    ids, _ = pd.factorize(rows[id_col], sort=False, use_na_sentinel=True)
-    ids = ids.astype(np.int64, copy=False)
+    ids = _case_codes(rows[id_col])
     pc, products = _codes(rows[product_col])
     ec, events = _codes(rows[event_col])
     keep = (ids >= 0) & (pc >= 0) & (ec >= 0)
@@ -123,36 +146,49 @@ def count_table(rows: pd.DataFrame, *, id_col: str = "id", product_col: str = "p
             sc = sc[keep]
     if len(ids) == 0:
         return _empty()
-    # re-code ids densely (rows dropped above may have left gaps)
-    ids, _ = pd.factorize(ids, sort=False)
-    ids = ids.astype(np.int64, copy=False)
-    n_ids = int(ids.max()) + 1
     n_p, n_e = len(products), len(events)
+    id_bits = max(int(ids.max()), 1).bit_length()
+    e_bits = max(n_e - 1, 1).bit_length()
+    p_bits = max(n_p - 1, 1).bit_length()
+    n_total = int(np.count_nonzero(np.bincount(ids)))
 
-    # distinct (pair, case) triples, sorted by pair
-    pair = pc * n_e + ec
-    if n_p * n_e * n_ids < _INT64_MAX:
-        key = np.sort(pd.unique(pair * n_ids + ids))
-        pair_of_triple = key // n_ids
+    # distinct (product, event, case) triples, sorted by product, event, case: one int64 key when it fits
+    if p_bits + e_bits + id_bits <= 62:
+        key = np.left_shift(pc, e_bits + id_bits)
+        key |= np.left_shift(ec, id_bits)
+        key |= ids
+        triples = _sorted_distinct(key)
+        del key
+        t_ids = triples & ((1 << id_bits) - 1)
+        pair_of_triple = triples >> id_bits
+        del triples
     else:
-        trip = pd.DataFrame({"pair": pair, "id": ids}).drop_duplicates()
-        pair_of_triple = np.sort(trip["pair"].to_numpy())
-    starts = np.flatnonzero(np.r_[True, pair_of_triple[1:] != pair_of_triple[:-1]])
-    n = np.diff(np.r_[starts, len(pair_of_triple)]).astype(np.int64)
+        trip = pd.DataFrame({"pair": np.left_shift(pc, e_bits) | ec, "id": ids})
+        trip = trip.drop_duplicates().sort_values(["pair", "id"])
+        pair_of_triple = trip["pair"].to_numpy()
+        t_ids = trip["id"].to_numpy()
+        del trip
+    first = np.empty(len(pair_of_triple), dtype=bool)
+    first[0] = True
+    np.not_equal(pair_of_triple[1:], pair_of_triple[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    del first
+    n = np.diff(np.append(starts, len(pair_of_triple))).astype(np.int64)
     upair = pair_of_triple[starts]
-    pp = upair // n_e
-    pe = upair - pp * n_e
+    pp = upair >> e_bits
+    pe = upair & ((1 << e_bits) - 1)
 
-    n_prod = _distinct_count_by(pc, n_p, ids, n_ids)
-    n_ev = _distinct_count_by(ec, n_e, ids, n_ids)
-    n_total = n_ids
+    # marginals from the distinct triples (fewer than the rows when rows repeat)
+    n_prod = _distinct_count_by(pair_of_triple >> e_bits, n_p, t_ids, id_bits)
+    n_ev = _distinct_count_by(pair_of_triple & ((1 << e_bits) - 1), n_e, t_ids, id_bits)
+    del pair_of_triple, t_ids
     a_b = n_prod[pp]
     a_c = n_ev[pe]
 
     if sc is None:
-        expected = a_b.astype(np.float64) * a_c.astype(np.float64) / float(n_total)
+        expected = a_b * (a_c / float(n_total))
     else:
-        expected = _stratified_expected(pc, ec, ids, sc, n_p, n_e, n_ids, n_strata, pp, pe)
+        expected = _stratified_expected(pc, ec, ids, sc, n_p, n_e, id_bits, n_strata, pp, pe)
 
     out = pd.DataFrame({
         "product": pd.Categorical.from_codes(pp, categories=products),
@@ -172,11 +208,11 @@ def count_table(rows: pd.DataFrame, *, id_col: str = "id", product_col: str = "p
 
 
 def _stratified_expected(pc: np.ndarray, ec: np.ndarray, ids: np.ndarray, sc: np.ndarray, n_p: int, n_e: int,
-                         n_ids: int, n_strata: int, pp: np.ndarray, pe: np.ndarray) -> np.ndarray:
+                         id_bits: int, n_strata: int, pp: np.ndarray, pe: np.ndarray) -> np.ndarray:
     """E = sum over strata s of N_product,s * N_event,s / N_s, all distinct-case counts within s."""
-    np_s = _distinct_count_by(sc * n_p + pc, n_strata * n_p, ids, n_ids).reshape(n_strata, n_p)
-    ne_s = _distinct_count_by(sc * n_e + ec, n_strata * n_e, ids, n_ids).reshape(n_strata, n_e)
-    n_s = _distinct_count_by(sc, n_strata, ids, n_ids)
+    np_s = _distinct_count_by(sc * n_p + pc, n_strata * n_p, ids, id_bits).reshape(n_strata, n_p)
+    ne_s = _distinct_count_by(sc * n_e + ec, n_strata * n_e, ids, id_bits).reshape(n_strata, n_e)
+    n_s = _distinct_count_by(sc, n_strata, ids, id_bits)
     expected = np.zeros(len(pp), dtype=np.float64)
     for s in range(n_strata):
         if n_s[s] == 0:

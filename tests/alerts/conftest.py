@@ -115,6 +115,7 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.refuse: str | None = None  # e.g. "451 4.3.0 Try again later"
+        self.refuse_first = 0  # with ``refuse``: refuse only the first N recipients, then accept
         self.refuse_data: str | None = None
         self.rcpt_attempts = 0
         self.lock = threading.Lock()
@@ -122,7 +123,7 @@ class Recorder:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         with self.lock:
             self.rcpt_attempts += 1
-        if self.refuse:
+        if self.refuse and (not self.refuse_first or self.rcpt_attempts <= self.refuse_first):
             return self.refuse
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -37,8 +37,8 @@ def make_data(with_cif: bool = True) -> ReportData:
     trend = pd.DataFrame({"quarter": [dt.date(2023, 12, 31), dt.date(2024, 3, 31)] * 2,
                           "product": ["ciltacabtagene autoleucel"] * 2 + ["axicabtagene ciloleucel"] * 2,
                           "value": [1.5, 3.2, 0.7, 0.9]})
-    counts = pd.DataFrame({"product": ["ciltacabtagene autoleucel"], "cases": [25], "serious": [25],
-                           "deaths": [6], "life_threatening": [3], "hospitalised": [20]})
+    counts = pd.DataFrame({"product": ["ciltacabtagene autoleucel"], "cases": [25], "serious": [20],
+                           "non_serious": [5], "deaths": [6]})
     cif = pd.DataFrame({"group": ["all"] * 3, "time": [0.0, 1.0, 2.0], "estimate": [0.0, 0.01, 0.02],
                         "lower": [0.0, 0.005, 0.01], "upper": [0.0, 0.02, 0.03]}) if with_cif else None
     sections = [
@@ -89,7 +89,7 @@ def test_html_has_every_section_with_embedded_figures() -> None:
     assert "faers_ascii_2024q1.zip" in prov and "2024Q1" in prov and "ab" * 32 in prov and "123,456" in prov
     counts = doc.xpath('//section[@data-group="malignancy_t_cell"]//table[@data-table="counts"]')[0]
     assert [td.text_content() for td in counts.xpath(".//tr[2]/td")] == [
-        "ciltacabtagene autoleucel", "25", "25", "6", "3", "20"]
+        "ciltacabtagene autoleucel", "25", "20", "5", "6", "24.0"]
 
 
 def test_html_escapes_untrusted_text() -> None:

@@ -212,7 +212,7 @@ def test_strong_signal_escalates_at_once_and_incidence_hook_feeds_the_evidence(s
     assert _kinds(changes, "nausea") == ["created"]
     sig = session.scalars(select(Signal).where(Signal.event == ptcl)).one()
     assert sig.evidence["cumulative_incidence"]["cuminc"] == 0.0123
-    assert "strong: criterion (eb05 4.5 >= 4, n 7 >= 5)" in sig.evidence["reason"]
+    assert "strong (eb05 4.5 >= 4, n 7 >= 5)" in sig.evidence["reason"]
     assert calls == [("brexucabtagene autoleucel", ptcl, "pt", D(2023, 3, 31))]
 
 

@@ -1,7 +1,7 @@
 """analysis runs
 
 Revision ID: 0003_runs
-Revises: 0001_case_store
+Revises: 0002_cohort
 Create Date: 2026-11-27 22:10:45.903018
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0003_runs'
-down_revision = '0001_case_store'
+down_revision = '0002_cohort'
 branch_labels = None
 depends_on = None
 

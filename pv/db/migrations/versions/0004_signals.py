@@ -1,7 +1,7 @@
 """signals: signal registry, label registry, append-only audit trails (triggers refuse UPDATE/DELETE)
 
 Revision ID: 0004_signals
-Revises: 0001_case_store
+Revises: 0003_runs
 Create Date: 2026-11-27 22:10:25.404666
 """
 
@@ -51,7 +51,7 @@ def _drop_append_only_triggers() -> None:
 
 
 revision = '0004_signals'
-down_revision = '0001_case_store'
+down_revision = '0003_runs'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """alert outbox
 
 Revision ID: 0005_alerts
-Revises: 0001_case_store
+Revises: 0004_signals
 Create Date: 2026-11-27 22:10:39.536310
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_alerts'
-down_revision = '0001_case_store'
+down_revision = '0004_signals'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,204 @@
+"""MGPS: agreement with openEBGM on real CAERS data, likelihood, gradient, posterior quantiles, robustness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+from pv.errors import ConvergenceError, InputError
+from pv.stats import (
+    MGPS,
+    RESULT_COLUMNS,
+    Hyperparameters,
+    count_table,
+    disproportionality,
+    ebgm_scores,
+    log_likelihood,
+)
+from pv.stats import mgps as mgps_module
+from tests.conftest import REAL_DATA, REFERENCE
+
+# openEBGM 0.9.1 autoHyper(squashed = FALSE, zeroes = FALSE) on caers_2012.csv (reference README)
+OPENEBGM = Hyperparameters(alpha1=3.25596853094, beta1=0.39999072070, alpha2=2.02375194827,
+                           beta2=1.90613421722, p=0.06530759723)
+
+
+@pytest.fixture(scope="module")
+def caers_counts() -> pd.DataFrame:
+    raw = pd.read_csv(REAL_DATA / "caers_2012.csv")
+    return count_table(raw, product_col="var1", event_col="var2")
+
+
+@pytest.fixture(scope="module")
+def reference(caers_counts: pd.DataFrame) -> pd.DataFrame:
+    ref = pd.read_csv(REFERENCE / "caers_openebgm_unstratified.csv")
+    ours = caers_counts.astype({"product": str, "event": str})
+    merged = ours.merge(ref, left_on=["product", "event"], right_on=["var1", "var2"], validate="1:1")
+    assert len(merged) == len(ref) == len(ours) == 17189
+    return merged
+
+
+def _nb_truncated_loglik(n: np.ndarray, e: np.ndarray, h: Hyperparameters) -> float:
+    """openEBGM's negLL written with scipy's negative binomial (an independent implementation)."""
+    r1, r2 = h.beta1 / (h.beta1 + e), h.beta2 / (h.beta2 + e)
+    f1 = stats.nbinom.pmf(n, h.alpha1, r1) / stats.nbinom.sf(0, h.alpha1, r1)
+    f2 = stats.nbinom.pmf(n, h.alpha2, r2) / stats.nbinom.sf(0, h.alpha2, r2)
+    return float(np.sum(np.log(h.p * f1 + (1 - h.p) * f2)))
+
+
+def test_counts_match_openebgm_processraw(reference: pd.DataFrame) -> None:
+    assert (reference["n"] == reference["N"]).all()
+    np.testing.assert_allclose(reference["expected"], reference["E"], rtol=1e-12)
+
+
+def test_scores_at_openebgm_hyperparameters_match(reference: pd.DataFrame) -> None:
+    s = ebgm_scores(reference["n"].to_numpy(), reference["expected"].to_numpy(), OPENEBGM)
+    for ours, theirs in (("ebgm", "EBGM"), ("eb05", "QUANT_05"), ("eb95", "QUANT_95")):
+        rel = np.abs(s[ours].to_numpy() / reference[theirs].to_numpy() - 1)
+        assert rel.max() < 1e-4, ours  # openEBGM rounds to 6 digits
+
+
+def test_openebgm_optimum_is_reproduced_from_its_own_start(reference: pd.DataFrame) -> None:
+    # the likelihood openEBGM maximises is the truncated one: its estimate is a stationary point of ours
+    m = MGPS(starts=[OPENEBGM], subsample=None).fit(reference)
+    got = m.hyperparameters_.as_array()
+    np.testing.assert_allclose(got, OPENEBGM.as_array(), rtol=2e-4)
+    scored = m.score(reference)
+    for ours, theirs in (("ebgm", "EBGM"), ("eb05", "QUANT_05"), ("eb95", "QUANT_95")):
+        assert np.max(np.abs(scored[ours] / scored[theirs] - 1)) < 0.005
+    # and the untruncated likelihood is maximised far away from it
+    untr = MGPS(starts=[OPENEBGM], subsample=None, truncated=False).fit(reference)
+    assert abs(untr.hyperparameters_.beta1 - OPENEBGM.beta1) > 0.1
+
+
+def test_loglik_matches_independent_formula(reference: pd.DataFrame) -> None:
+    n, e = reference["n"].to_numpy(), reference["expected"].to_numpy()
+    ll = log_likelihood(n, e, OPENEBGM)
+    assert ll == pytest.approx(_nb_truncated_loglik(n, e, OPENEBGM), rel=1e-10)
+    assert ll == pytest.approx(-4162.4557104, abs=1e-6)
+
+
+def test_default_fit_finds_higher_likelihood_than_openebgm(reference: pd.DataFrame) -> None:
+    m = MGPS().fit(reference)
+    openebgm_ll = log_likelihood(reference["n"], reference["expected"], OPENEBGM)
+    assert m.converged_
+    assert m.loglik_ == pytest.approx(log_likelihood(reference["n"], reference["expected"],
+                                                     m.hyperparameters_), rel=1e-12)
+    assert m.loglik_ > openebgm_ll + 0.2  # -4162.1808 against openEBGM's -4162.4557
+    h = m.hyperparameters_
+    np.testing.assert_allclose(h.as_array(), [20.958, 1.6578, 1.7383, 1.5643, 0.034938], rtol=2e-3)
+    assert {"start", "stage", "loglik", "converged", "alpha1", "p"} <= set(m.summary.columns)
+    assert len(m.summary) == len(mgps_module.DEFAULT_STARTS)
+
+
+@pytest.mark.parametrize("truncated", [True, False])
+def test_gradient_matches_finite_differences(truncated: bool) -> None:
+    rng = np.random.default_rng(3)
+    e = rng.lognormal(-1, 1.5, 4000)
+    n = rng.poisson(e * rng.gamma(1.0, 1.5, len(e))) + (1 if truncated else 0)
+    n = np.concatenate([n, np.full(3000, 1), np.full(2000, 2)]).astype(float)  # grouped counts
+    e = np.concatenate([e, rng.lognormal(-1, 1, 5000)])
+    data = mgps_module._prepare(*mgps_module._unique_pairs(n, e)[:3])
+    x = mgps_module._pack(Hyperparameters(0.7, 0.3, 2.5, 1.7, 0.2))
+    f0, g = mgps_module._objective(x, data, truncated)  # type: ignore[misc]
+    for i in range(5):
+        h = np.zeros(5)
+        h[i] = 1e-6
+        fd = (mgps_module._objective(x + h, data, truncated, grad=False)
+              - mgps_module._objective(x - h, data, truncated, grad=False)) / 2e-6  # type: ignore[operator]
+        assert g[i] == pytest.approx(fd, rel=1e-5, abs=1e-9)
+
+
+def test_recovers_simulated_prior() -> None:
+    rng = np.random.default_rng(11)
+    truth = Hyperparameters(alpha1=0.4, beta1=0.1, alpha2=3.0, beta2=3.0, p=0.15)
+    e = rng.lognormal(0.0, 1.2, 20_000)
+    comp = rng.random(len(e)) < truth.p
+    lam = np.where(comp, rng.gamma(truth.alpha1, 1 / truth.beta1, len(e)),
+                   rng.gamma(truth.alpha2, 1 / truth.beta2, len(e)))
+    n = rng.poisson(lam * e)
+    m = MGPS(subsample=4_000, seed=2).fit_arrays(n, e)  # pairs with n = 0 are dropped (truncated fit)
+    got = m.hyperparameters_
+    assert m.loglik_ >= log_likelihood(n, e, truth)  # the maximum is at least as likely as the truth
+    assert got.p == pytest.approx(truth.p, abs=0.07)
+    assert got.alpha2 / got.beta2 == pytest.approx(1.0, rel=0.15)
+    assert got.alpha1 / got.beta1 > 1.2  # the rarer component is the high-ratio one (weakly identified)
+    assert m.summary["stage"].tolist()[-1] == "full"
+    # choosing the start on a subsample lands on the same optimum as running every start on all pairs
+    every = MGPS(subsample=None).fit_arrays(n, e)
+    np.testing.assert_allclose(every.hyperparameters_.as_array(), got.as_array(), rtol=1e-3)
+    assert every.loglik_ == pytest.approx(m.loglik_, abs=1e-4)
+
+
+def test_posterior_quantiles_and_ebgm_by_integration() -> None:
+    h = Hyperparameters(0.5, 0.2, 2.0, 1.8, 0.1)
+    n = np.array([0, 1, 1, 2, 5, 40, 1])
+    e = np.array([0.3, 0.01, 2.0, 0.5, 1.0, 12.0, 1e-5])
+    s = ebgm_scores(n, e, h, quantiles=(0.05, 0.5, 0.95))
+    assert list(s.columns) == ["ebgm", "eb05", "eb50", "eb95"]
+    for i in range(len(n)):
+        f1 = stats.nbinom.pmf(n[i], h.alpha1, h.beta1 / (h.beta1 + e[i]))
+        f2 = stats.nbinom.pmf(n[i], h.alpha2, h.beta2 / (h.beta2 + e[i]))
+        q = h.p * f1 / (h.p * f1 + (1 - h.p) * f2)
+        g1 = stats.gamma(h.alpha1 + n[i], scale=1 / (h.beta1 + e[i]))
+        g2 = stats.gamma(h.alpha2 + n[i], scale=1 / (h.beta2 + e[i]))
+        for col, level in (("eb05", 0.05), ("eb50", 0.5), ("eb95", 0.95)):
+            x = s[col].iloc[i]
+            assert q * g1.cdf(x) + (1 - q) * g2.cdf(x) == pytest.approx(level, abs=1e-9)
+        def integrand(t: float, q: float = q, g1=g1, g2=g2) -> float:  # type: ignore[no-untyped-def]
+            return math.log(t) * (q * g1.pdf(t) + (1 - q) * g2.pdf(t))
+
+        mean_log = integrate.quad(integrand, 0, np.inf, limit=200)[0]
+        assert s["ebgm"].iloc[i] == pytest.approx(math.exp(mean_log), rel=1e-6)
+
+
+def test_shard_scoring_with_known_hyperparameters(caers_counts: pd.DataFrame) -> None:
+    full = MGPS.from_hyperparameters(OPENEBGM).score(caers_counts)
+    shard = caers_counts[caers_counts["product"].astype(str).str.startswith("C")]
+    part = MGPS.from_hyperparameters(OPENEBGM).score(shard)
+    cols = ["ebgm", "eb05", "eb95"]
+    pd.testing.assert_frame_equal(part[cols], full.loc[shard.index, cols])
+
+
+def test_convergence_error_when_the_fit_cannot_converge(caers_counts: pd.DataFrame) -> None:
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        MGPS(max_iter=2, subsample=None).fit(caers_counts)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(InputError):
+        MGPS().fit_arrays(np.array([1, 2, -1, 1, 1]), np.ones(5))
+    with pytest.raises(InputError):
+        MGPS().fit_arrays(np.array([1, 2, 1, 1, 1]), np.array([1.0, 0.0, 1.0, 1.0, 1.0]))
+    with pytest.raises(InputError):
+        MGPS().fit_arrays(np.array([1, 2]), np.array([1.0, 1.0]))
+    with pytest.raises(InputError):
+        MGPS().score(pd.DataFrame({"n": [1]}))
+
+
+def test_hyperparameters_are_frozen_and_canonical() -> None:
+    h = Hyperparameters(1.0, 2.0, 3.0, 4.0, 0.9)
+    with pytest.raises(AttributeError):
+        h.p = 0.1  # type: ignore[misc]
+    c = h.canonical()
+    assert c == Hyperparameters(3.0, 4.0, 1.0, 2.0, pytest.approx(0.1))  # type: ignore[arg-type]
+
+
+def test_stratified_fit_and_one_call_api() -> None:
+    raw = pd.read_csv(REAL_DATA / "caers_2012.csv")
+    table = disproportionality(raw, product_col="var1", event_col="var2", strata=["strat1"], min_count=3)
+    assert list(table.columns[:15]) == RESULT_COLUMNS
+    assert RESULT_COLUMNS == ["product", "event", "n", "expected", "prr", "prr_chi2", "ror", "ror_lower",
+                              "ror_upper", "ic", "ic025", "ic975", "ebgm", "eb05", "eb95"]
+    assert table["n"].min() == 3
+    assert table.attrs["converged"] and table.attrs["strata"] == ["strat1"]
+    unstrat = count_table(raw, product_col="var1", event_col="var2")
+    strat = count_table(raw, product_col="var1", event_col="var2", strata="strat1")
+    assert not np.allclose(unstrat["expected"], strat["expected"])
+    m = MGPS().fit(strat)
+    assert m.converged_ and math.isfinite(m.loglik_)
+    assert (table["eb05"] <= table["ebgm"]).all() and (table["ebgm"] <= table["eb95"]).all()
