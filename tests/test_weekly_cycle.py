@@ -51,6 +51,11 @@ def test_weekly_cycle_ingests_the_drop_folder_runs_and_evaluates_signals(
     assert session.scalar(select(func.count()).select_from(SignalRuleSnapshot)
                           .where(SignalRuleSnapshot.run_id == run.id)) == 1
 
+    # the weekly report of the run is written where its alerts point
+    report = get_settings().var_dir / "reports" / f"weekly-report-2017-06-30-run{run.id}.html"
+    assert report.exists() and report.with_suffix(".pdf").exists()
+    assert f"run {run.id}" in report.read_text() or str(run.id) in report.read_text()
+
     # the same cycle again: nothing new to load, the same run, not evaluated twice
     again = weekly_cycle.apply(kwargs={"as_of": "2017-06-30"}).get()
     assert again["files"] == []

@@ -235,9 +235,16 @@ def evaluate_signals(run_id: int) -> dict[str, Any]:
 send_alerts = register_alerts(app)
 
 
+@app.task(name="pv.report.weekly", base=PvTask, acks_late=True, reject_on_worker_lost=True)
+def weekly_report(run_id: int) -> dict[str, Any]:
+    """Write the weekly report (HTML and PDF) of a succeeded run under <var_dir>/reports."""
+    with session_scope() as session:
+        return cycle.write_report(session, run_id)
+
+
 def cycle_follow_ups(run_id: int) -> Signature:
-    """What follows a weekly run: signal evaluation (which queues the alerts), then sending the alerts."""
-    return chain(evaluate_signals.si(run_id), send_alerts.si())
+    """What follows a weekly run: signal evaluation (which queues the alerts), the report, sending the alerts."""
+    return chain(evaluate_signals.si(run_id), weekly_report.si(run_id), send_alerts.si())
 
 
 @app.task(name="pv.weekly_cycle", base=PvTask)

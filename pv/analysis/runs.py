@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import subprocess
 import time
@@ -103,6 +104,7 @@ TREND_COLUMNS = [
 _NO_EVENT = (
     "\x00none"  # placeholder event of cases without any group event (keeps group-level marginals right)
 )
+log = logging.getLogger(__name__)
 
 
 class RunFailedError(PvError):
@@ -664,11 +666,29 @@ def score(counts: pd.DataFrame, hyperparameters: Hyperparameters | None) -> pd.D
         return out
     out = measures(counts.reset_index(drop=True))
     if hyperparameters is not None:
-        out = MGPS.from_hyperparameters(hyperparameters).score(out)
+        out = _ebgm(out, MGPS.from_hyperparameters(hyperparameters))
     else:
         for col in ("ebgm", "eb05", "eb95"):
             out[col] = np.nan
     return out
+
+
+def _ebgm(table: pd.DataFrame, model: MGPS) -> pd.DataFrame:
+    """EBGM/EB05/EB95 for every pair; when the posterior quantiles of some pairs cannot be computed, those pairs
+    (found by bisecting the table) keep empty EBGM columns instead of failing the whole run, and are logged."""
+    try:
+        return model.score(table)
+    except ConvergenceError:
+        if len(table) == 1:
+            log.warning("EBGM not computed for %s x %s (n=%s, E=%s): posterior quantiles did not converge",
+                        table["product"].iloc[0], table["event"].iloc[0], table["n"].iloc[0],
+                        table["expected"].iloc[0])
+            out = table.copy()
+            for col in ("ebgm", "eb05", "eb95"):
+                out[col] = np.nan
+            return out
+        half = len(table) // 2
+        return pd.concat([_ebgm(table.iloc[:half], model), _ebgm(table.iloc[half:], model)])
 
 
 def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
