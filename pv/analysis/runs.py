@@ -761,7 +761,7 @@ def finalise_run(session: Session, run_id: int) -> dict[str, Any]:
             table = table.drop(columns=["ebgm", "eb05", "eb95"]).reset_index(drop=True)
             prior = _prior(run, analysis_key(str(level), False))
             if prior is not None:
-                table = MGPS.from_hyperparameters(prior).score(table)
+                table = _ebgm(table, MGPS.from_hyperparameters(prior))
             else:
                 for col in ("ebgm", "eb05", "eb95"):
                     table[col] = np.nan
