@@ -20,6 +20,7 @@ Reliability choices (docs/operations.md, "Workers"):
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Celery
@@ -99,6 +100,10 @@ def configure(celery_app: Celery, settings: Settings | None = None) -> Celery:
             task_always_eager=False,
         )
     celery_app.conf.update(conf)
+    # drop what the app cached from an earlier configuration (queues and router, producer pool, result backend)
+    celery_app._pool = None
+    celery_app.__dict__.pop("amqp", None)
+    celery_app._local = threading.local()
     return celery_app
 
 
