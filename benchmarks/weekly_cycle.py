@@ -139,10 +139,14 @@ def main() -> None:
     if status != "succeeded":
         raise SystemExit(f"run {run_id} {status}: {error}")
     print(f"run {run_id}: {cases:,} cases counted, {pairs:,} pairs (PT and group level)")
-    shard_total = sum(v for k, v in timings.items() if k.startswith("shard_"))
+    shard_total = sum(v for k, v in timings.items() if k.startswith("shard_") and k.count("_") == 1)
+    shard_read = sum(v for k, v in timings.items() if k.endswith("_read"))
+    shard_compute = sum(v for k, v in timings.items() if k.endswith("_compute"))
     for stage in ("extract", "rows", "count_tables", "trend", "write_counts", "fit_prior"):
         print(f"  {stage:14} {timings.get(stage, 0.0):7.1f} s")
-    print(f"  {'shards':14} {shard_total:7.1f} s  ({sum(k.startswith('shard_') for k in timings)} shards)")
+    n_shards = sum(k.startswith("shard_") and k.count("_") == 1 for k in timings)
+    print(f"  {'shards':14} {shard_total:7.1f} s  ({n_shards} shards: read {shard_read:.1f} s, measures "
+          f"{shard_compute:.1f} s, write {shard_total - shard_read - shard_compute:.1f} s)")
     print(f"  {'finalise':14} {timings.get('finalise', 0.0):7.1f} s")
     print(f"  {'total (wall)':14} {total:7.1f} s  (target <= 120 s with one worker)")
 

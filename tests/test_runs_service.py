@@ -213,3 +213,22 @@ def test_invalid_configuration_is_a_clear_error(tmp_path) -> None:  # type: igno
     bad.write_text("roles: [PS, XX]\n")
     with pytest.raises(ConfigError, match=r"analysis.yaml: roles.1"):
         AnalysisConfig.load(bad)
+
+
+def test_pairs_whose_ebgm_cannot_be_computed_keep_their_other_measures() -> None:
+    from pv.errors import ConvergenceError
+
+    class Flaky:
+        """Scores like MGPS, but fails (as a whole call) whenever the pair with n = 7 is in the table."""
+
+        def score(self, table: pd.DataFrame) -> pd.DataFrame:
+            if (table["n"] == 7).any():
+                raise ConvergenceError("posterior quantile 0.05 did not converge for 1 pairs")
+            return table.assign(ebgm=table["n"] / table["expected"], eb05=0.5, eb95=9.0)
+
+    table = pd.DataFrame({"product": ["a", "b", "c", "d", "e"], "event": ["x"] * 5, "n": [1, 7, 3, 4, 5],
+                          "expected": [1.0, 2.0, 3.0, 2.0, 1.0]})
+    out = service._ebgm(table, Flaky())  # type: ignore[arg-type]
+    assert list(out["product"]) == ["a", "b", "c", "d", "e"]
+    assert out["ebgm"].isna().tolist() == [False, True, False, False, False]
+    assert out.loc[out["product"] == "d", "ebgm"].item() == 2.0

@@ -100,22 +100,11 @@ def configure(celery_app: Celery, settings: Settings | None = None) -> Celery:
             task_always_eager=False,
         )
     celery_app.conf.update(conf)
-    _forget_connections(celery_app)
-    return celery_app
-
-
-def _forget_connections(celery_app: Celery) -> None:
-    """Drop the broker connection pool, producer pool and result backend Celery caches on first use.
-
-    Without this, an app reconfigured in a running process (tests, a CLI switching from the embedded default
-    to Redis) keeps sending to the broker it first connected to. Celery does the same after a fork.
-    """
+    # drop what the app cached from an earlier configuration (queues and router, producer pool, result backend)
     celery_app._pool = None
-    amqp = celery_app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
-    celery_app._backend_cache = None
+    celery_app.__dict__.pop("amqp", None)
     celery_app._local = threading.local()
+    return celery_app
 
 
 configure(app)

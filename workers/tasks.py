@@ -31,6 +31,8 @@ from pv.settings import get_settings
 from workers.alerts import register as register_alerts
 from workers.app import app
 
+# canvases name their app: other Celery apps made in the same process (tests) must not become theirs
+
 log = logging.getLogger(__name__)
 
 RETRYABLE = (OperationalError,)
@@ -103,7 +105,8 @@ def run_pipeline(run_id: int, shards: int) -> Signature:
     return chain(
         build_counts.si(run_id),
         fit_prior.si(run_id),
-        chord([compute_shard.si(run_id, k) for k in range(shards)], finalise.s(run_id=run_id)),
+        chord([compute_shard.si(run_id, k) for k in range(shards)], finalise.s(run_id=run_id), app=app),
+        app=app,
     )
 
 
@@ -133,7 +136,7 @@ def submit_run(
         shards = run_service.get_run(session, run_id).shards
     canvas = run_pipeline(run_id, shards)
     if follow is not None:
-        canvas = chain(canvas, follow(run_id))
+        canvas = chain(canvas, follow(run_id), app=app)
     try:
         canvas.apply_async()
     except Exception:
@@ -235,9 +238,16 @@ def evaluate_signals(run_id: int) -> dict[str, Any]:
 send_alerts = register_alerts(app)
 
 
+@app.task(name="pv.report.weekly", base=PvTask, acks_late=True, reject_on_worker_lost=True)
+def weekly_report(run_id: int) -> dict[str, Any]:
+    """Write the weekly report (HTML and PDF) of a succeeded run under <var_dir>/reports."""
+    with session_scope() as session:
+        return cycle.write_report(session, run_id)
+
+
 def cycle_follow_ups(run_id: int) -> Signature:
-    """What follows a weekly run: signal evaluation (which queues the alerts), then sending the alerts."""
-    return chain(evaluate_signals.si(run_id), send_alerts.si())
+    """What follows a weekly run: signal evaluation (which queues the alerts), the report, sending the alerts."""
+    return chain(evaluate_signals.si(run_id), weekly_report.si(run_id), send_alerts.si(), app=app)
 
 
 @app.task(name="pv.weekly_cycle", base=PvTask)
@@ -248,7 +258,8 @@ def weekly_cycle(as_of: str | None = None, config_file: str | None = None) -> di
     are done, so that it sees the new data.
     """
     files = [str(p) for p in _pending_drop_files()]
-    canvas = chain(*[ingest_file.si(f, None, True) for f in files], start_cycle_run.si(as_of, config_file))
+    canvas = chain(*[ingest_file.si(f, None, True) for f in files], start_cycle_run.si(as_of, config_file),
+                   app=app)
     canvas.apply_async()
     return {"files": files, "as_of": as_of or dt.date.today().isoformat()}
 

@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pv.analysis.bulk import read_frame
+from pv.analysis.bulk import csv_text, read_frame, read_lines
 from pv.db import backend_name
 
 _ORDER = "v.version DESC, v.received_date DESC, v.id DESC"
@@ -50,6 +50,9 @@ SELECT vid, sex, age_years, received_date, first_received, serious, died FROM (
     AND NOT EXISTS (SELECT 1 FROM deleted_cases d WHERE d.case_key = v.case_key)
 ) WHERE rn = 1
 """
+
+
+CASE_COLUMNS = ["vid", "sex", "age_years", "received_date", "first_received", "serious", "died"]
 
 
 @dataclass
@@ -83,37 +86,61 @@ def extract(
     if backend_name(session) == "postgresql":
         session.execute(text(_PG_CHOSEN.format(scope=scope_sql, order=_ORDER)), {"as_of": as_of})
         session.execute(text("ANALYZE pv_asof"))
-        chosen = "pv_asof"
-        cases = read_frame(session, "SELECT * FROM pv_asof", dtypes={"sex": "str"})
+        flag = "CASE WHEN {0} THEN 't' ELSE 'f' END"
+        cases = read_lines(
+            session,
+            "SELECT vid / 8192 AS grp, vid::text || ',' || " + csv_text("sex") + " || ',' || "
+            "COALESCE(age_years::text, '') || ',' || COALESCE(received_date::text, '') || ',' || "
+            "COALESCE(first_received::text, '') || ',' || " + flag.format("serious") + " || ',' || "
+            + flag.format("died") + " AS line FROM pv_asof",
+            CASE_COLUMNS, dtypes={"sex": "str"},
+        )
+        drugs = read_lines(
+            session,
+            "SELECT d.case_version_id / 8192 AS grp, d.case_version_id::text || ',' || "
+            + csv_text("d.drug_key") + " AS line FROM drugs d JOIN pv_asof c ON c.vid = d.case_version_id "
+            f"WHERE d.role IN ({roles_sql}) AND d.drug_key <> ''",
+            ["vid", "product"], dtypes={"product": "category"},
+        )
+        reactions = read_lines(
+            session,
+            "SELECT r.case_version_id / 8192 AS grp, r.case_version_id::text || ',' || " + csv_text("r.pt")
+            + " AS line FROM reactions r JOIN pv_asof c ON c.vid = r.case_version_id WHERE r.pt <> ''",
+            ["vid", "pt"], dtypes={"pt": "category"},
+        )
+        indications = None
+        if with_indications:
+            indications = read_lines(
+                session,
+                "SELECT i.case_version_id / 8192 AS grp, i.case_version_id::text || ',' || " + csv_text("i.pt")
+                + " AS line FROM indications i JOIN pv_asof c ON c.vid = i.case_version_id",
+                ["vid", "pt"], dtypes={"pt": "str"},
+            )
+        session.execute(text("DROP TABLE IF EXISTS pv_asof"))
     else:
         sqlite_chosen = _SQLITE_CHOSEN.format(scope=scope_sql, order=_ORDER)
         chosen = f"({sqlite_chosen})"
         cases = read_frame(session, sqlite_chosen, {"as_of": as_of})
-    drugs = read_frame(
-        session,
-        f"SELECT DISTINCT d.case_version_id AS vid, d.drug_key AS product FROM drugs d "
-        f"JOIN {chosen} c ON c.vid = d.case_version_id WHERE d.role IN ({roles_sql}) AND d.drug_key <> ''",
-        {"as_of": as_of},
-        dtypes={"product": "category"},
-    )
-    reactions = read_frame(
-        session,
-        f"SELECT DISTINCT r.case_version_id AS vid, r.pt FROM reactions r "
-        f"JOIN {chosen} c ON c.vid = r.case_version_id WHERE r.pt <> ''",
-        {"as_of": as_of},
-        dtypes={"pt": "category"},
-    )
-    indications = None
-    if with_indications:
-        indications = read_frame(
+        drugs = read_frame(
             session,
-            f"SELECT DISTINCT i.case_version_id AS vid, i.pt FROM indications i "
-            f"JOIN {chosen} c ON c.vid = i.case_version_id",
+            f"SELECT d.case_version_id AS vid, d.drug_key AS product FROM drugs d "
+            f"JOIN {chosen} c ON c.vid = d.case_version_id WHERE d.role IN ({roles_sql}) AND d.drug_key <> ''",
             {"as_of": as_of},
-            dtypes={"pt": "str"},
         )
-    if backend_name(session) == "postgresql":
-        session.execute(text("DROP TABLE IF EXISTS pv_asof"))
+        reactions = read_frame(
+            session,
+            f"SELECT r.case_version_id AS vid, r.pt FROM reactions r "
+            f"JOIN {chosen} c ON c.vid = r.case_version_id WHERE r.pt <> ''",
+            {"as_of": as_of},
+        )
+        indications = None
+        if with_indications:
+            indications = read_frame(
+                session,
+                f"SELECT i.case_version_id AS vid, i.pt FROM indications i "
+                f"JOIN {chosen} c ON c.vid = i.case_version_id",
+                {"as_of": as_of},
+            )
     return CaseData(
         as_of=as_of,
         cases=_clean_cases(cases),
@@ -131,7 +158,9 @@ def _sorted(frame: pd.DataFrame, col: str) -> pd.DataFrame:
         values = values.astype(str).astype("category")
     frame[col] = values.cat.as_ordered().cat.reorder_categories(sorted(values.cat.categories.astype(str)))
     frame[col] = frame[col].cat.as_unordered()
-    return frame.sort_values(["vid", col], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["vid", col], kind="stable")
+    # once per case and value (a report may list the same PT or drug twice)
+    return frame[~frame.duplicated(["vid", col])].reset_index(drop=True)
 
 
 def _to_date(s: pd.Series) -> pd.Series:
@@ -145,7 +174,8 @@ def _clean_cases(cases: pd.DataFrame) -> pd.DataFrame:
     cases["first_received"] = _to_date(cases["first_received"]).fillna(cases["received_date"])
     cases["age_years"] = pd.to_numeric(cases["age_years"], errors="coerce")
     for flag in ("serious", "died"):
-        cases[flag] = cases[flag].map(_truthy).astype(bool)
+        if cases[flag].dtype != bool:
+            cases[flag] = cases[flag].map(_truthy).astype(bool)
     return cases.sort_values("vid").reset_index(drop=True)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import subprocess
 import time
@@ -103,6 +104,7 @@ TREND_COLUMNS = [
 _NO_EVENT = (
     "\x00none"  # placeholder event of cases without any group event (keeps group-level marginals right)
 )
+log = logging.getLogger(__name__)
 
 
 class RunFailedError(PvError):
@@ -614,7 +616,7 @@ def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
             failed[key] = "no pairs"
             continue
         try:
-            model = MGPS().fit(table.reset_index(drop=True))
+            model = MGPS(subsample=cfg.mgps_subsample).fit(table.reset_index(drop=True))
         except (ConvergenceError, InputError) as exc:
             # a table too small or degenerate for the prior: its pairs get every measure but EBGM
             failed[key] = str(exc)
@@ -664,11 +666,29 @@ def score(counts: pd.DataFrame, hyperparameters: Hyperparameters | None) -> pd.D
         return out
     out = measures(counts.reset_index(drop=True))
     if hyperparameters is not None:
-        out = MGPS.from_hyperparameters(hyperparameters).score(out)
+        out = _ebgm(out, MGPS.from_hyperparameters(hyperparameters))
     else:
         for col in ("ebgm", "eb05", "eb95"):
             out[col] = np.nan
     return out
+
+
+def _ebgm(table: pd.DataFrame, model: MGPS) -> pd.DataFrame:
+    """EBGM/EB05/EB95 for every pair; when the posterior quantiles of some pairs cannot be computed, those pairs
+    (found by bisecting the table) keep empty EBGM columns instead of failing the whole run, and are logged."""
+    try:
+        return model.score(table)
+    except ConvergenceError:
+        if len(table) == 1:
+            log.warning("EBGM not computed for %s x %s (n=%s, E=%s): posterior quantiles did not converge",
+                        table["product"].iloc[0], table["event"].iloc[0], table["n"].iloc[0],
+                        table["expected"].iloc[0])
+            out = table.copy()
+            for col in ("ebgm", "eb05", "eb95"):
+                out[col] = np.nan
+            return out
+        half = len(table) // 2
+        return pd.concat([_ebgm(table.iloc[:half], model), _ebgm(table.iloc[half:], model)])
 
 
 def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
@@ -682,10 +702,12 @@ def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     counts = _read_counts(session, run_id, "AND shard = :shard", {"shard": shard})
     counts = counts[counts["n"] >= cfg.min_count]
+    t_read = time.perf_counter() - t0
     frames = []
     for (level, stratified), table in counts.groupby(["level", "stratified"], sort=True):
         scored = score(table, _prior(run, analysis_key(str(level), bool(stratified))))
         frames.append(scored)
+    t_compute = time.perf_counter() - t0 - t_read
     session.execute(delete(RunResult).where(RunResult.run_id == run_id, RunResult.shard == shard))
     written = 0
     if frames:
@@ -696,6 +718,8 @@ def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     run = get_run(session, run_id, for_update=True)  # shards run concurrently: lock the row to record timing
     _record_timing(run, f"shard_{shard}", seconds)
+    _record_timing(run, f"shard_{shard}_read", t_read)
+    _record_timing(run, f"shard_{shard}_compute", t_compute)
     session.flush()
     return {"run_id": run_id, "shard": shard, "rows": written, "seconds": round(seconds, 3)}
 
@@ -737,7 +761,7 @@ def finalise_run(session: Session, run_id: int) -> dict[str, Any]:
             table = table.drop(columns=["ebgm", "eb05", "eb95"]).reset_index(drop=True)
             prior = _prior(run, analysis_key(str(level), False))
             if prior is not None:
-                table = MGPS.from_hyperparameters(prior).score(table)
+                table = _ebgm(table, MGPS.from_hyperparameters(prior))
             else:
                 for col in ("ebgm", "eb05", "eb95"):
                     table[col] = np.nan
