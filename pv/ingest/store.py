@@ -243,16 +243,20 @@ def _reserve_ids(session: Session, n: int) -> int:
 # ---------------------------------------------------------------------------------------------- the rules
 def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
     """One row per case_key: the current version (see module docstring for the ordering)."""
-    frame = versions.copy()
-    frame["_received"] = pd.to_datetime(frame["received_date"], errors="coerce")
-    frame["_report_num"] = pd.to_numeric(frame["report_id"], errors="coerce")
-    frame["_report_txt"] = frame["report_id"].astype(str)
-    frame = frame.sort_values(
-        ["case_key", "version", "_received", "_report_num", "_report_txt"],
-        ascending=True, na_position="first", kind="mergesort",
-    )
-    return frame.drop_duplicates("case_key", keep="last").drop(
-        columns=["_received", "_report_num", "_report_txt"])
+    frame = versions.reset_index(drop=True)
+    if frame.empty:
+        return frame
+    case_codes = pd.factorize(frame["case_key"].astype(str))[0]
+    received = pd.to_datetime(frame["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
+    received_rank = received.astype("int64")  # NaT is the smallest int64: missing dates rank lowest
+    report_num = pd.to_numeric(frame["report_id"], errors="coerce").to_numpy(dtype=float)
+    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
+    report_txt = pd.factorize(frame["report_id"].astype(str), sort=True)[0]
+    version = frame["version"].to_numpy(dtype="int64")
+    order = np.lexsort((report_txt, report_num, received_rank, version, case_codes))  # last key first
+    grouped = case_codes[order]
+    last = np.r_[grouped[1:] != grouped[:-1], True]
+    return frame.iloc[order[last]]
 
 
 def _case_dates(versions: pd.DataFrame) -> pd.DataFrame:
