@@ -6,11 +6,13 @@ non-blank data line of the damaged file was loaded or quarantined.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from pv.errors import PvError
 from pv.ingest.faers import parse_quarter
-from pv.ingest.store import load_batch
+from pv.ingest.store import current_versions, load_batch
 
 from .faers_fixtures import FAERS_HEADERS, case, tables_from_cases, write_quarter
 
@@ -107,3 +109,26 @@ def test_empty_member(session: Session, tmp_path: Path, member: str) -> None:
     summary = load_batch(session, parse_quarter(path))
     assert summary.versions_loaded == (2 if member == "DELETE" else 1)  # the DELETE file removes case 2
     session.rollback()
+
+
+_version_rows = st.lists(st.tuples(
+    st.sampled_from(["1", "2", "3"]),                                   # case key
+    st.one_of(st.integers(1, 300).map(str), st.sampled_from(["007", "7", "A1", "b"])),  # report id
+    st.integers(1, 3),                                                   # version
+    st.one_of(st.none(), st.dates(min_value=dt.date(2020, 1, 1), max_value=dt.date(2020, 1, 5))),
+), min_size=1, max_size=25, unique_by=lambda r: (r[0], r[1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=_version_rows, seed=st.integers(0, 1000))
+def test_current_version_is_the_maximum_whatever_the_order(rows: list[tuple[object, ...]], seed: int) -> None:
+    def rank(r: tuple[object, ...]) -> tuple[object, ...]:
+        report = str(r[1])
+        numeric = float(report) if report.isdigit() else float("-inf")
+        return (r[2], r[3] or dt.date.min, numeric, report)
+
+    frame = pd.DataFrame(rows, columns=["case_key", "report_id", "version", "received_date"])
+    shuffled = frame.sample(frac=1, random_state=seed)
+    got = current_versions(shuffled).set_index("case_key")["report_id"].to_dict()
+    expected = {key: max((r for r in rows if r[0] == key), key=rank)[1] for key in {r[0] for r in rows}}
+    assert got == expected

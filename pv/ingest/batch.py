@@ -1,6 +1,8 @@
 """The parsed form of one source file, shared by every loader (FAERS, AERS, E2B, CSV).
 
-A parser turns a file into a :class:`Batch` of DataFrames with the columns below (missing values as None/NaT);
+A parser turns a file into a :class:`Batch` of DataFrames with the columns below (missing values as None/NaT;
+text columns may also be pandas Arrow strings, ``pd.StringDtype("pyarrow")``, with pd.NA for missing values,
+as the FAERS parser produces them to save two conversions of every string);
 :func:`pv.ingest.store.load_batch` writes a Batch into the case store, applying deduplication and deletions.
 Dates are ``datetime.date`` or None. ``report_id`` identifies a version within its case.
 """

@@ -484,13 +484,11 @@ def _parse_deletions(q: _Quarantine, name: str, data: bytes) -> list[str]:
 
 
 def _nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
-    """Missing values of object columns as None (the Batch convention)."""
+    """Missing values of object columns as None; Arrow string columns stay (pd.NA), see batch.py."""
     frame = frame.copy()
     for col in frame.columns:
         s = frame[col]
-        if isinstance(s.dtype, pd.StringDtype):
-            frame[col] = s.astype(object).where(s.notna(), None)
-        elif s.dtype == object and s.isna().any():
+        if s.dtype == object and s.isna().any():
             frame[col] = s.where(s.notna(), None)
     return frame
 

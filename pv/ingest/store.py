@@ -159,7 +159,8 @@ def _fit(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     for col in table.columns:
         if col.name in frame.columns and isinstance(col.type, String) and col.type.length:
             s = frame[col.name]
-            if s.dtype == object:
+            if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+                s = s.astype(object)
                 frame[col.name] = s.where(s.isna(), s.astype(str).str.slice(0, col.type.length))
     return frame
 
@@ -222,6 +223,8 @@ def _bulk_mode(session: Session, tables: list[Table], enabled: bool) -> Iterator
     for idx in indexes:
         session.execute(DropIndex(idx))
     yield
+    # sort in memory when building (the server default, 64 MB, spills a large load's sorts to disk)
+    session.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
     for idx in indexes:
         session.execute(CreateIndex(idx))
     for constraint in [*uniques, *foreign_keys]:
@@ -242,16 +245,20 @@ def _reserve_ids(session: Session, n: int) -> int:
 # ---------------------------------------------------------------------------------------------- the rules
 def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
     """One row per case_key: the current version (see module docstring for the ordering)."""
-    frame = versions.copy()
-    frame["_received"] = pd.to_datetime(frame["received_date"], errors="coerce")
-    frame["_report_num"] = pd.to_numeric(frame["report_id"], errors="coerce")
-    frame["_report_txt"] = frame["report_id"].astype(str)
-    frame = frame.sort_values(
-        ["case_key", "version", "_received", "_report_num", "_report_txt"],
-        ascending=True, na_position="first", kind="mergesort",
-    )
-    return frame.drop_duplicates("case_key", keep="last").drop(
-        columns=["_received", "_report_num", "_report_txt"])
+    frame = versions.reset_index(drop=True)
+    if frame.empty:
+        return frame
+    case_codes = pd.factorize(frame["case_key"].astype(str))[0]
+    received = pd.to_datetime(frame["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
+    received_rank = received.astype("int64")  # NaT is the smallest int64: missing dates rank lowest
+    report_num = pd.to_numeric(frame["report_id"], errors="coerce").to_numpy(dtype=float)
+    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
+    report_txt = pd.factorize(frame["report_id"].astype(str), sort=True)[0]
+    version = frame["version"].to_numpy(dtype="int64")
+    order = np.lexsort((report_txt, report_num, received_rank, version, case_codes))  # last key first
+    grouped = case_codes[order]
+    last = np.r_[grouped[1:] != grouped[:-1], True]
+    return frame.iloc[order[last]]
 
 
 def _case_dates(versions: pd.DataFrame) -> pd.DataFrame:
@@ -310,7 +317,8 @@ def _version_key(frame: pd.DataFrame) -> pd.Index:
 def _map_drugs(drugs: pd.DataFrame, products: ProductDictionary) -> tuple[list[str | None], list[str]]:
     names = drugs["drugname"].tolist()
     ingredients = drugs["active_ingredient"].tolist()
-    ingredients = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in ingredients]
+    ingredients = [None if (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))) else v
+                   for v in ingredients]
     pairs = dict.fromkeys(zip(names, ingredients, strict=True))
     mapped = {pair: products.match(*pair) for pair in pairs}
     keys: dict[tuple[Any, Any], str] = {}
@@ -320,9 +328,19 @@ def _map_drugs(drugs: pd.DataFrame, products: ProductDictionary) -> tuple[list[s
     return [mapped[p] for p in pair_list], [keys[p] for p in pair_list]
 
 
+def _strings(values: pd.Series) -> Any:
+    """A non-null text column as an array (Arrow strings kept as they are)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.fillna("").array
+    return values.astype(str).to_numpy()
+
+
 def _normalised(values: pd.Series) -> pd.Series:
-    uniq = {v: normalise_pt(v) for v in pd.unique(values.astype(str))}
-    return values.astype(str).map(uniq)
+    """normalise_pt of each value, computed once per distinct value."""
+    codes, uniques = pd.factorize(values.astype(values.dtype if isinstance(values.dtype, pd.StringDtype)
+                                                 else str))
+    normal = np.array([normalise_pt(str(u)) for u in uniques] + [""], dtype=object)
+    return pd.Series(normal[np.where(codes < 0, len(uniques), codes)], index=values.index)
 
 
 # ---------------------------------------------------------------------------------------------- load_batch
@@ -482,9 +500,9 @@ def _insert_drugs(session: Session, drugs: pd.DataFrame, ids: pd.Series, product
     _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
-        "role": drugs["role"].to_numpy(), "drugname": drugs["drugname"].fillna("").to_numpy(),
-        "active_ingredient": drugs["active_ingredient"].to_numpy(), "product": product,
-        "drug_key": key, "route": drugs["route"].to_numpy(), "dose_text": drugs["dose_text"].to_numpy(),
+        "role": drugs["role"].array, "drugname": drugs["drugname"].fillna("").array,
+        "active_ingredient": drugs["active_ingredient"].array, "product": product,
+        "drug_key": key, "route": drugs["route"].array, "dose_text": drugs["dose_text"].array,
         "start_date": drugs["start_date"].to_numpy(), "end_date": drugs["end_date"].to_numpy(),
     }))
 
@@ -495,7 +513,7 @@ def _insert_reactions(session: Session, reactions: pd.DataFrame, ids: pd.Series)
         return
     _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
-        "pt_verbatim": reactions["pt_verbatim"].astype(str).to_numpy(),
+        "pt_verbatim": _strings(reactions["pt_verbatim"]),
         "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
         "meddra_code": reactions["meddra_code"].to_numpy(), "outcome": reactions["outcome"].to_numpy(),
     }))
@@ -508,7 +526,7 @@ def _insert_indications(session: Session, indications: pd.DataFrame, ids: pd.Ser
     _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
-        "term": indications["term"].astype(str).to_numpy(),
+        "term": _strings(indications["term"]),
         "pt": _normalised(indications["term"]).to_numpy(),
     }))
 
@@ -529,7 +547,7 @@ def _write_cases(session: Session, current: pd.DataFrame, is_new_case: np.ndarra
             "version": rows["version"].to_numpy(), "source": kind,
             "initial_received_date": direct["initial"].to_numpy(),
             "latest_received_date": direct["latest"].to_numpy(),
-            **{c: rows[c].to_numpy() for c in ("event_date", "age_group", "sex", "reporter_country",
+            **{c: rows[c].array for c in ("event_date", "age_group", "sex", "reporter_country",
                                                "occurrence_country")},
             "age_years": pd.to_numeric(rows["age_years"], errors="coerce").to_numpy(),
             "weight_kg": pd.to_numeric(rows["weight_kg"], errors="coerce").to_numpy(),
