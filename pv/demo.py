@@ -1,15 +1,140 @@
-"""``make demo``: the main job end to end on the embedded default (SQLite under ./var, tasks in process)."""
+"""``make demo``: the whole weekly cycle on the embedded default (SQLite under ./var, Celery tasks in process).
+
+1. Simulate two years of FAERS quarters (with injected signals and their truth file) and a CAR-T cohort.
+2. Load the cohort; put the quarters in the drop folder.
+3. Run the weekly cycle at four data cut-offs (2023-12-31, 2024-03-31, 2024-06-30, 2024-12-31), as if it had been
+   running since then: the first cycle ingests the drop folder; each runs the analysis, evaluates signals against
+   the labels in force at its date, writes the weekly report and sends the alerts (.eml files in the outbox).
+4. Print what happened and where the outputs are.
+
+Running it again changes nothing: files are recognised by their hash, runs by (as-of, configuration), and the
+registry evaluates each run once.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import func, select
+
 from pv import db
+from pv.ingest.cohort import CohortMapping, load_cohort, parse_cohort_csv
+from pv.models import AlertOutbox, Case, Run, Signal
+from pv.normalise import default_event_groups, default_products
+from pv.report.build import event_label
 from pv.settings import get_settings
+from pv.simulate.cohort import simulate_cohort
+from pv.simulate.faers import write_quarters
+
+QUARTERS = "2023Q1:2024Q4"
+REPORTS_PER_QUARTER = 5000
+COHORT_PATIENTS = 2000
+SEED = 1
+CUT_OFFS = [dt.date(2023, 12, 31), dt.date(2024, 3, 31), dt.date(2024, 6, 30), dt.date(2024, 12, 31)]
+
+
+def _step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def prepare_data(var: Path) -> tuple[Path, Path]:
+    """Simulated quarters (written once) copied to the drop folder; the simulated cohort CSV."""
+    sim = var / "demo" / "faers"
+    if not (sim / "truth.csv").exists():
+        write_quarters(sim, QUARTERS, REPORTS_PER_QUARTER, SEED)
+    drop = var / "drop"
+    drop.mkdir(parents=True, exist_ok=True)
+    for z in sorted(sim.glob("*.zip")):
+        if not (drop / "done" / z.name).exists() and not (drop / z.name).exists():
+            shutil.copy(z, drop / z.name)
+    cohort = var / "demo" / "cohort.csv"
+    if not cohort.exists():
+        simulate_cohort(COHORT_PATIENTS, SEED).to_csv(cohort, index=False)
+    return sim / "truth.csv", cohort
+
+
+def load_demo_cohort(cohort: Path) -> str:
+    settings = get_settings()
+    groups, products = default_event_groups(), default_products()
+    mapping = CohortMapping.load(settings.config_dir / "mappings" / "cohort.yaml", groups)
+    parsed = parse_cohort_csv(cohort, mapping, products)
+    with db.session_scope() as session:
+        src, loaded = load_cohort(session, parsed)
+        return (f"{src.versions_loaded} patients loaded, {src.rows_quarantined} quarantined" if loaded
+                else "already loaded")
+
+
+def detection_table(truth_csv: Path) -> pd.DataFrame:
+    """Each injected signal and null control of the truth file, and whether the registry raised it, when."""
+    truth = pd.read_csv(truth_csv)
+    with db.session_scope() as session:
+        signals = {(s.product.casefold(), s.event.casefold(), s.level): s for s in session.scalars(select(Signal))}
+    rows = []
+    for t in truth.itertuples(index=False):
+        level = str(getattr(t, "level", "pt"))
+        key = (str(t.product).casefold(), str(t.event).casefold(), level)
+        s = signals.get(key)
+        rows.append({"kind": t.kind, "product": t.product, "event": t.event, "level": level,
+                     "starts": t.start_quarter, "detected": s.first_detected if s else None,
+                     "label update": "recommended" if s is not None and s.label_update_recommended else ""})
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
+    from workers.app import app, configure
+    from workers.tasks import weekly_cycle
+
     settings = get_settings()
-    db.get_engine(settings.database_url)
-    print(f"case store ready at {settings.database_url}")
+    configure(app)
+    started = time.perf_counter()
+    var = settings.var_dir
+    print(f"pv demo: case store {settings.database_url}; tasks run in process (no broker configured)")
+
+    _step(f"simulating FAERS quarters {QUARTERS} ({REPORTS_PER_QUARTER:,} reports each) and a cohort")
+    truth_csv, cohort = prepare_data(var)
+    print(f"cohort: {load_demo_cohort(cohort)}")
+
+    reports: list[Path] = []
+    for cut_off in CUT_OFFS:
+        _step(f"weekly cycle with data as of {cut_off}")
+        out = weekly_cycle.apply(kwargs={"as_of": cut_off.isoformat()}).get()
+        if out["files"]:
+            print(f"ingested {len(out['files'])} file(s) from {var / 'drop'}")
+        with db.session_scope() as session:
+            run = session.scalars(select(Run).where(Run.as_of == cut_off).order_by(Run.id.desc())).first()
+            if run is None or run.status != "succeeded":
+                raise SystemExit(f"pv demo: the run as of {cut_off} did not succeed: {run.error if run else 'none'}")
+            print(f"run {run.id}: {run.n_cases:,} cases, {run.n_pairs:,} pairs")
+        reports.extend(sorted((var / "reports").glob(f"weekly-report-{cut_off.isoformat()}-run*.html")))
+
+    groups = default_event_groups()
+    with db.session_scope() as session:
+        cases = session.scalar(select(func.count()).select_from(Case))
+        open_signals = session.scalar(select(func.count()).select_from(Signal)
+                                      .where(Signal.status.not_in(("refuted", "closed"))))
+        flagged = session.scalars(select(Signal).where(Signal.label_update_recommended)
+                                  .order_by(Signal.priority.desc())).all()
+        alerts = dict(session.execute(select(AlertOutbox.status, func.count()).group_by(AlertOutbox.status)).all())
+        flagged_text = [f"  {s.product} / {event_label(s.event, s.level, groups)} (priority {s.priority:.1f})"
+                        for s in flagged[:10]]
+
+    _step("injected signals (truth file) and what the registry did")
+    with pd.option_context("display.width", 160, "display.max_columns", 10):
+        print(detection_table(truth_csv).to_string(index=False))
+    _step("summary")
+    print(f"{cases:,} cases in the store; {open_signals} open signals; {len(flagged)} flagged for a label update")
+    print("\n".join(flagged_text))
+    print(f"alerts: {', '.join(f'{n} {s}' for s, n in sorted(alerts.items())) or 'none'} "
+          f"(outbox folder {var / 'outbox'})")
+    print(f"\nweekly report:  {reports[-1].resolve() if reports else '(none)'}")
+    if reports:
+        print(f"PDF:            {reports[-1].with_suffix('.pdf').resolve()}")
+    print(f"earlier reports: {', '.join(p.name for p in reports[:-1])}")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

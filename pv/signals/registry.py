@@ -102,6 +102,9 @@ def _prepare(results: pd.DataFrame, rules: RuleSet, products: ProductDictionary 
     keep = _product_filter(rules, products)
     if keep is not None:
         frame = frame[frame["product"].isin(keep)]
+    excluded = {normalise_pt(e) for e in rules.detection.exclude_events}
+    if excluded:
+        frame = frame[~(pt.loc[frame.index] & frame["event"].isin(excluded))]
     frame = select_result_set(frame, rules.detection.result_set)
     return evaluate_rules(frame, rules)
 

@@ -151,6 +151,9 @@ class Detection(_Model):
     result_set: Literal["unstratified", "stratified"] = "unstratified"
     products: Literal["dictionary", "all"] | list[str] = "dictionary"
     levels: dict[Literal["pt", "group"], LevelRule] = Field(min_length=1)
+    # PTs that are not adverse reactions of a product (the treated disease, its progression, death without a
+    # cause, use and product-quality terms): never raised as signals. Matched case-insensitively.
+    exclude_events: list[str] = Field(default_factory=list)
 
 
 class Escalation(_Model):

@@ -318,3 +318,18 @@ def test_rules_snapshot_and_open_filter(session, rules) -> None:  # type: ignore
     transition_signal(session, sid, "refuted", by="x", reason="y")
     assert sid not in {s.id for s in list_signals(session, open_only=True)}
     assert len(list_signals(session, open_only=True)) == 2
+
+
+def test_excluded_events_never_become_signals(session, rules) -> None:  # type: ignore[no-untyped-def]
+    """The treated disease, its relapse and death without a cause meet every threshold here but are not ADRs."""
+    assert "plasma cell myeloma recurrent" in {e.casefold() for e in rules.detection.exclude_events}
+    results = frame(
+        strong_row(TISA, "PLASMA CELL MYELOMA RECURRENT", eb05=9.0),
+        strong_row(TISA, "Disease progression", eb05=5.0),
+        strong_row(TISA, "Death", eb05=3.0),
+        strong_row(TISA, "Cytokine release syndrome", eb05=12.0),
+    )
+    changes = evaluate_run(session, run_id=1, as_of=QUARTERS[0], results=results, rules=rules)
+    session.commit()
+    assert sorted(s.event for s in session.scalars(select(Signal))) == ["cytokine release syndrome"]
+    assert {c.event for c in changes} == {"cytokine release syndrome"}
