@@ -14,6 +14,7 @@ registry evaluates each run once.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import time
 from pathlib import Path
@@ -39,6 +40,26 @@ CUT_OFFS = [dt.date(2023, 12, 31), dt.date(2024, 3, 31), dt.date(2024, 6, 30), d
 
 def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
+
+
+def demo_config(var: Path) -> Path:
+    """The shipped configuration, with escalation after 2 consecutive unlabelled runs instead of 3.
+
+    The demo replays quarterly cut-offs, not weekly ones: with the weekly default (3 runs) a signal first seen at
+    the end of 2023 would only be escalated after the April 2024 label change, and the feedback loop (flag, label
+    change, monitoring) would not show.
+    """
+    import yaml
+
+    src = get_settings().config_dir
+    dst = var / "demo" / "config"
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    rules = yaml.safe_load((src / "signals.yaml").read_text(encoding="utf-8"))
+    rules["feedback"]["escalation"]["consecutive_unlabelled_runs"] = 2
+    (dst / "signals.yaml").write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return dst
 
 
 def prepare_data(var: Path) -> tuple[Path, Path]:
@@ -68,19 +89,39 @@ def load_demo_cohort(cohort: Path) -> str:
                 else "already loaded")
 
 
-def detection_table(truth_csv: Path) -> pd.DataFrame:
-    """Each injected signal and null control of the truth file, and whether the registry raised it, when."""
+def detection_table(truth_csv: Path, run_ids: list[int]) -> pd.DataFrame:
+    """Each injected signal and null control of the truth file: the first cut-off at which its measures met the
+    detection rules (any product, from the runs' results) and what the registry (CAR-T products) did."""
+    from pv.analysis.runs import get_run, results_frame
+    from pv.normalise import normalise_pt
+    from pv.signals.rules import RuleSet, evaluate_rules, select_result_set
+
     truth = pd.read_csv(truth_csv)
+    rules = RuleSet.load()
+    first_met: dict[tuple[str, str, str], dt.date] = {}
     with db.session_scope() as session:
-        signals = {(s.product.casefold(), s.event.casefold(), s.level): s for s in session.scalars(select(Signal))}
+        for run_id in run_ids:
+            as_of = get_run(session, run_id).as_of
+            judged = evaluate_rules(select_result_set(results_frame(session, run_id), rules.detection.result_set),
+                                    rules)
+            for r in judged[judged["meets"]].itertuples(index=False):
+                first_met.setdefault((str(r.product).casefold(), normalise_pt(str(r.event)), str(r.level)), as_of)
+        signals = {(s.product.casefold(), s.event, s.level): s for s in session.scalars(select(Signal))}
     rows = []
     for t in truth.itertuples(index=False):
-        level = str(getattr(t, "level", "pt"))
-        key = (str(t.product).casefold(), str(t.event).casefold(), level)
+        key = (str(t.product).casefold(), normalise_pt(str(t.event)), str(t.level))
         s = signals.get(key)
-        rows.append({"kind": t.kind, "product": t.product, "event": t.event, "level": level,
-                     "starts": t.start_quarter, "detected": s.first_detected if s else None,
-                     "label update": "recommended" if s is not None and s.label_update_recommended else ""})
+        if str(t.product) not in default_products().products:
+            registry = "outside the registry (not in products.yaml)"
+        else:
+            registry = s.status if s is not None else "no signal"
+        if s is not None and s.label_update_recommended:
+            registry += ", label update recommended"
+        elif s is not None and s.monitoring_since:
+            registry += f" since {s.monitoring_since}"
+        rows.append({"kind": t.kind, "product": t.product, "event": t.event, "level": t.level,
+                     "starts": t.start_quarter, "meets rules from": first_met.get(key, "never"),
+                     "registry": registry})
     return pd.DataFrame(rows)
 
 
@@ -88,17 +129,23 @@ def main() -> None:
     from workers.app import app, configure
     from workers.tasks import weekly_cycle
 
+    started = time.perf_counter()
+    var = get_settings().var_dir
+    os.environ["PV_CONFIG_DIR"] = str(demo_config(var))
+    get_settings.cache_clear()
+    default_event_groups.cache_clear()
+    default_products.cache_clear()
     settings = get_settings()
     configure(app)
-    started = time.perf_counter()
-    var = settings.var_dir
-    print(f"pv demo: case store {settings.database_url}; tasks run in process (no broker configured)")
+    print(f"pv demo: case store {settings.database_url}; tasks run in process (no broker configured);"
+          f" configuration {settings.config_dir}")
 
     _step(f"simulating FAERS quarters {QUARTERS} ({REPORTS_PER_QUARTER:,} reports each) and a cohort")
     truth_csv, cohort = prepare_data(var)
     print(f"cohort: {load_demo_cohort(cohort)}")
 
     reports: list[Path] = []
+    run_ids: list[int] = []
     for cut_off in CUT_OFFS:
         _step(f"weekly cycle with data as of {cut_off}")
         out = weekly_cycle.apply(kwargs={"as_of": cut_off.isoformat()}).get()
@@ -109,6 +156,7 @@ def main() -> None:
             if run is None or run.status != "succeeded":
                 raise SystemExit(f"pv demo: the run as of {cut_off} did not succeed: {run.error if run else 'none'}")
             print(f"run {run.id}: {run.n_cases:,} cases, {run.n_pairs:,} pairs")
+            run_ids.append(run.id)
         reports.extend(sorted((var / "reports").glob(f"weekly-report-{cut_off.isoformat()}-run*.html")))
 
     groups = default_event_groups()
@@ -124,7 +172,7 @@ def main() -> None:
 
     _step("injected signals (truth file) and what the registry did")
     with pd.option_context("display.width", 160, "display.max_columns", 10):
-        print(detection_table(truth_csv).to_string(index=False))
+        print(detection_table(truth_csv, run_ids).to_string(index=False))
     _step("summary")
     print(f"{cases:,} cases in the store; {open_signals} open signals; {len(flagged)} flagged for a label update")
     print("\n".join(flagged_text))

@@ -47,7 +47,7 @@ def test_pt_signal_routes_by_the_groups_of_its_pt(routing: AlertRouting) -> None
 
 
 def test_pt_in_no_group_and_unmapped_product_reach_only_catch_all_routes(routing: AlertRouting) -> None:
-    change = make_change(product="SOME GENERIC DRUG", event="nausea")
+    change = make_change(product="SOME GENERIC DRUG", event="vomiting")
     assert routing.groups_of(change) == []
     assert routing.recipients_for(change) == [OFFICERS]
 

@@ -109,7 +109,9 @@ def test_labels_list_show_add_clears_the_flag(pv_env, capsys) -> None:  # type: 
     _populate(pv_env)
     code, out, _ = run(capsys, "labels", "list", "--product", "Kymriah", "--format", "json")
     entries = json.loads(out)
-    assert code == 0 and {e["event"] for e in entries} == {"crs", "icans", "malignancy_t_cell"}
+    assert code == 0 and {e["event"] for e in entries} == {
+        "crs", "icans", "malignancy_t_cell", "cytopenias", "infections", "hbv_reactivation", "hypogammaglobulinaemia",
+        "common_reactions"}
     code, out, _ = run(capsys, "labels", "show", "Kymriah", "--as-of", "2023-12-31")
     assert "label of tisagenlecleucel in force at 2023-12-31" in out and "malignancy_t_cell" not in out
     code, out, _ = run(capsys, "labels", "add", "Kymriah", "T-cell lymphoma", "--jurisdiction", "FDA",
