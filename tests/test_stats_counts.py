@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pv.errors import InputError
-from pv.stats import count_table, select_background
+from pv.stats import count_table, event_group_rows, select_background
 
 # case: (sex, [(product, event), ...]); case 1 repeats (A, x) to check distinct-case counting
 CASES = {
@@ -129,6 +129,16 @@ def test_categorical_and_string_inputs_agree() -> None:
     assert list(a["product"].astype(str)) == list(b["product"].astype(str))
 
 
+def test_wide_keys_fall_back_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pv.stats import counts as counts_module
+
+    rows = _rows().assign(id=lambda f: "case-" + f["id"].astype(str))  # text ids take the factorize path
+    packed = count_table(rows, strata="sex")
+    monkeypatch.setattr(counts_module, "_KEY_BITS", 4)
+    fallback = count_table(rows, strata="sex")
+    pd.testing.assert_frame_equal(packed, fallback)
+
+
 def test_background_roles_and_restriction() -> None:
     rows = pd.DataFrame({
         "id": [1, 1, 2, 2, 3, 4],
@@ -147,3 +157,28 @@ def test_background_roles_and_restriction() -> None:
     assert sorted(kept_all["id"].unique()) == [1, 3, 4]
     with pytest.raises(InputError):
         select_background(rows, roles="primary")
+
+
+def test_event_groups_count_a_case_once_per_group() -> None:
+    rows = pd.DataFrame({
+        "id": [1, 1, 1, 2, 2, 3, 4],
+        "product": ["A", "A", "A", "A", "B", "B", "B"],
+        "event": ["Cytokine release syndrome", "CYTOKINE STORM", "Aphasia", "Aphasia", "Pyrexia",
+                  "cytokine  storm", None],
+    })
+    groups = {"crs": ["Cytokine release syndrome", "Cytokine storm"], "icans": ["Aphasia", "Seizure"],
+              "all_neuro_and_crs": ["Aphasia", "Cytokine storm"]}
+    g = event_group_rows(rows, groups, keep_other=False)
+    assert sorted(zip(g["id"], g["event"], strict=True)) == sorted([
+        (1, "crs"), (1, "crs"), (1, "all_neuro_and_crs"), (1, "icans"), (1, "all_neuro_and_crs"),
+        (2, "icans"), (2, "all_neuro_and_crs"), (3, "crs"), (3, "all_neuro_and_crs")])
+    t = _by_pair(count_table(g))
+    assert t[("A", "crs")]["n"] == 1  # two CRS terms in case 1 count once
+    assert t[("A", "all_neuro_and_crs")]["n"] == 2
+    assert t[("B", "crs")]["n"] == 1 and t[("B", "crs")]["n_event"] == 2
+    assert t[("A", "crs")]["n_total"] == 3  # case 4 has no grouped event; case 2's Pyrexia is dropped
+    # by default the other events stay, so N and the product marginals are those of all cases
+    t_all = _by_pair(count_table(event_group_rows(rows, groups)))
+    assert t_all[("B", "Pyrexia")]["n"] == 1
+    assert t_all[("A", "crs")]["n_total"] == 3 and t_all[("B", "crs")]["n_product"] == 2
+    assert t_all[("A", "crs")]["n"] == 1

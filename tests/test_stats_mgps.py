@@ -202,3 +202,18 @@ def test_stratified_fit_and_one_call_api() -> None:
     m = MGPS().fit(strat)
     assert m.converged_ and math.isfinite(m.loglik_)
     assert (table["eb05"] <= table["ebgm"]).all() and (table["ebgm"] <= table["eb95"]).all()
+
+
+def test_one_call_with_known_hyperparameters_and_fisher() -> None:
+    raw = pd.read_csv(REAL_DATA / "caers_2012.csv")
+    model = MGPS.from_hyperparameters(OPENEBGM)
+    table = disproportionality(raw, product_col="var1", event_col="var2", model=model, fisher=True)
+    ref = pd.read_csv(REFERENCE / "caers_openebgm_unstratified.csv")
+    merged = table.astype({"product": str, "event": str}).merge(
+        ref, left_on=["product", "event"], right_on=["var1", "var2"], validate="1:1")
+    assert np.max(np.abs(merged["eb05"] / merged["QUANT_05"] - 1)) < 1e-4
+    assert table.attrs["hyperparameters"] == OPENEBGM.to_dict()
+    assert ((table["fisher_p"] > 0) & (table["fisher_p"] <= 1)).all()
+    finite = np.isfinite(merged["PRR"])
+    np.testing.assert_allclose(merged.loc[finite, "prr"], merged.loc[finite, "PRR"], rtol=1e-5)
+    assert (merged.loc[~finite, "prr"] == np.inf).all()

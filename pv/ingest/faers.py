@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -332,6 +333,15 @@ def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd
     return layout, versions.reset_index(drop=True)
 
 
+def _case_keys(report: pd.Series, case_of: pd.Series) -> np.ndarray:
+    """The case key of each (known) report id, by a hash lookup in Arrow."""
+    values = pa.array(case_of.index.to_numpy(dtype=object), type=pa.string())
+    found = pc.index_in(pa.array(text(report)), value_set=values)
+    if found.null_count:
+        return report.astype(object).map(case_of).to_numpy(dtype=object)
+    return case_of.to_numpy(dtype=object)[found.to_numpy(zero_copy_only=False)]
+
+
 def _child(q: _Quarantine, table: Table, source: Path, layout: _Layout, known: pd.Index,
            required: list[str]) -> pd.DataFrame:
     _require(table, [layout.report, *required], source)
@@ -358,7 +368,7 @@ def _parse_drugs(q: _Quarantine, table: Table, source: Path, layout: _Layout, kn
     else:  # AERS drug_seq is a global id: number the drugs 1..n within each report, in file order
         seq = frame.groupby(layout.report, sort=False).cumcount().astype("int64") + 1
     drugs = pd.DataFrame({
-        "case_key": report.map(case_of).astype(object),
+        "case_key": _case_keys(report, case_of),
         "report_id": report.astype(object),
         "seq": seq,
         "source_seq": frame["drug_seq"].astype(object),
@@ -416,7 +426,7 @@ def _parse_indications(q: _Quarantine, table: Table, source: Path, layout: _Layo
         seq = seq.fillna(given.where(given <= INT32_MAX))
     report = frame[layout.report]
     return pd.DataFrame({
-        "case_key": report.map(case_of).astype(object),
+        "case_key": _case_keys(report, case_of),
         "report_id": report.astype(object),
         "drug_seq": seq.astype("Int64"),
         "term": _col(frame, "indi_pt"),
@@ -430,7 +440,7 @@ def _parse_reactions(q: _Quarantine, table: Table, source: Path, layout: _Layout
     frame = q.take(table, frame, pt.isna(), "pt", "empty reaction term")
     report = frame[layout.report]
     return pd.DataFrame({
-        "case_key": report.map(case_of).astype(object),
+        "case_key": _case_keys(report, case_of),
         "report_id": report.astype(object),
         "pt_verbatim": _col(frame, "pt"),
         "meddra_code": None,
@@ -446,11 +456,16 @@ def _parse_outcomes(q: _Quarantine, table: Table, source: Path, layout: _Layout,
                    lambda bad: "unknown outcome code: " + _code(bad[code_col]).str.slice(0, 20))
     pairs = pd.DataFrame({"report": frame[layout.report].astype(object),
                           "code": _code(frame[code_col]).astype(object)})
-    pairs = pairs.drop_duplicates().sort_values(["report", "code"])
-    lists: dict[str, list[str]] = {}
-    for report, code in zip(pairs["report"].tolist(), pairs["code"].tolist(), strict=True):
-        lists.setdefault(report, []).append(code)
-    return pd.Series(lists, dtype=object)
+    if pairs.empty:
+        return pd.Series(dtype=object)
+    # one bit per code, OR-ed per report, then each distinct bit set turned into its sorted list once
+    order = sorted(OUTCOMES)
+    bits = pairs["code"].map({c: 1 << i for i, c in enumerate(order)}).to_numpy(dtype=np.int64)
+    report_codes, reports = pd.factorize(pairs["report"])
+    masks = np.zeros(len(reports), dtype=np.int64)
+    np.bitwise_or.at(masks, report_codes, bits)
+    lists = {m: [c for i, c in enumerate(order) if m >> i & 1] for m in set(masks.tolist())}
+    return pd.Series([list(lists[m]) for m in masks.tolist()], index=reports, dtype=object)
 
 
 def _parse_deletions(q: _Quarantine, name: str, data: bytes) -> list[str]:

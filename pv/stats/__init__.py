@@ -8,7 +8,7 @@ from typing import Literal, overload
 import pandas as pd
 
 from pv.stats.background import ROLE_CHOICES, select_background
-from pv.stats.counts import COUNT_COLUMNS, count_table
+from pv.stats.counts import COUNT_COLUMNS, count_table, event_group_rows
 from pv.stats.disproportionality import (
     MEASURE_COLUMNS,
     fisher_greater,
@@ -21,8 +21,8 @@ from pv.stats.mgps import DEFAULT_STARTS, MGPS, Hyperparameters, ebgm_scores, lo
 
 __all__ = [
     "COUNT_COLUMNS", "DEFAULT_STARTS", "MEASURE_COLUMNS", "MGPS", "RESULT_COLUMNS", "ROLE_CHOICES",
-    "Hyperparameters", "count_table", "disproportionality", "ebgm_scores", "fisher_greater", "ic_table",
-    "log_likelihood", "measures", "prr_table", "ror_table", "select_background",
+    "Hyperparameters", "count_table", "disproportionality", "ebgm_scores", "event_group_rows",
+    "fisher_greater", "ic_table", "log_likelihood", "measures", "prr_table", "ror_table", "select_background",
 ]
 
 #: The leading columns of :func:`disproportionality`, in order; more columns follow them.

@@ -31,16 +31,18 @@ Everything is done on integer codes with numpy/pandas hashing and sorting, with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from pv.errors import InputError
+from pv.normalise import normalise_pt
 
 COUNT_COLUMNS = ["product", "event", "n", "n_product", "n_event", "n_total", "b", "c", "d", "expected"]
 
-_INT64_MAX = np.iinfo(np.int64).max
+# bits available for packing codes into one non-negative int64 sort key (tests lower it to force the fallback)
+_KEY_BITS = 62
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -87,7 +89,7 @@ def _distinct_count_by(group: np.ndarray, n_groups: int, ids: np.ndarray, id_bit
     """For each group code, the number of distinct ids among the rows (group, id); ids < 2**id_bits."""
     if len(group) == 0:
         return np.zeros(n_groups, dtype=np.int64)
-    if max(n_groups, 1).bit_length() + id_bits <= 62:
+    if max(n_groups, 1).bit_length() + id_bits <= _KEY_BITS:
         key = np.left_shift(group, id_bits)
         key |= ids
         uniq = _sorted_distinct(key)
@@ -153,7 +155,7 @@ def count_table(rows: pd.DataFrame, *, id_col: str = "id", product_col: str = "p
     n_total = int(np.count_nonzero(np.bincount(ids)))
 
     # distinct (product, event, case) triples, sorted by product, event, case: one int64 key when it fits
-    if p_bits + e_bits + id_bits <= 62:
+    if p_bits + e_bits + id_bits <= _KEY_BITS:
         key = np.left_shift(pc, e_bits + id_bits)
         key |= np.left_shift(ec, id_bits)
         key |= ids
@@ -221,3 +223,43 @@ def _stratified_expected(pc: np.ndarray, ec: np.ndarray, ids: np.ndarray, sc: np
         ev = ne_s[s].astype(np.float64)
         expected += prod_rate[pp] * ev[pe]
     return expected
+
+
+def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *, event_col: str = "event",
+                     keep_other: bool = True) -> pd.DataFrame:
+    """Case-level rows with each event replaced by the event group(s) containing it.
+
+    ``groups`` maps a group name to its PTs (e.g. ``EventGroups.groups``). A PT in several groups yields one
+    row per group. Rows whose event is in no group are kept as they are (``keep_other``, the default), so the
+    product marginals and the total N of the table stay those of all cases; with ``keep_other=False`` they are
+    dropped (the background then shrinks to cases with a grouped event). Events match the groups' terms after
+    ``pv.normalise.normalise_pt`` on both sides. Counting the result with :func:`count_table` gives
+    group-level pairs in which a case counts once per group however many of its PTs fall in the group.
+    """
+    if event_col not in rows.columns:
+        raise InputError(f"no column {event_col!r}", field=event_col)
+    pairs = [(normalise_pt(str(term)), name) for name, terms in groups.items() for term in terms]
+    members = pd.DataFrame(pairs, columns=["_pt", "_group"]).drop_duplicates()
+    codes, uniques = pd.factorize(rows[event_col], sort=False, use_na_sentinel=True)
+    keys = pd.DataFrame({"_code": np.arange(len(uniques)),
+                         "_pt": [normalise_pt(str(u)) for u in uniques]}).merge(members, on="_pt")
+    if keys.empty:
+        return rows.copy() if keep_other else rows.iloc[:0].copy()
+    order = np.argsort(keys["_code"].to_numpy(), kind="stable")
+    key_codes = keys["_code"].to_numpy()[order]
+    key_groups = keys["_group"].to_numpy()[order]
+    counts = np.bincount(key_codes, minlength=len(uniques))
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    valid = codes >= 0
+    row_idx = np.flatnonzero(valid)
+    per_row = counts[codes[valid]]
+    take = np.repeat(row_idx, per_row)
+    offset = np.arange(len(take)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    group_of = key_groups[np.repeat(starts[codes[valid]], per_row) + offset]
+    out = rows.iloc[take].copy()
+    out[event_col] = group_of
+    if keep_other:
+        other = ~valid.copy()
+        other[valid] = per_row == 0
+        out = pd.concat([out, rows.iloc[np.flatnonzero(other)]])
+    return out.reset_index(drop=True)

@@ -70,12 +70,18 @@ def ic_table(n: np.ndarray, expected: np.ndarray, *, interval: Literal["gamma", 
     if interval == "gamma":
         # Gamma(n + 0.5, rate E + 0.5): its quantile is gammaincinv(n + 0.5, q) / (E + 0.5); the shape only
         # depends on n, so the inverse is computed once per distinct n.
-        un, inv = np.unique(n, return_inverse=True)
-        lo_g = special.gammaincinv(un + 0.5, tail)[inv]
-        hi_g = special.gammaincinv(un + 0.5, 1.0 - tail)[inv]
+        if len(n) and np.all(n == np.floor(n)) and 0 <= n.min() and n.max() < 10 * len(n) + 1000:
+            table = np.arange(int(n.max()) + 1, dtype=np.float64) + 0.5  # a lookup table over the counts
+            inv = n.astype(np.int64)
+        else:
+            table, inv = np.unique(n, return_inverse=True)
+            table = table + 0.5
+        lo_g = special.gammaincinv(table, tail)[inv]
+        hi_g = special.gammaincinv(table, 1.0 - tail)[inv]
+        log_e = np.log2(e + 0.5)
         with np.errstate(divide="ignore"):
-            lo = np.log2(lo_g) - np.log2(e + 0.5)
-            hi = np.log2(hi_g) - np.log2(e + 0.5)
+            lo = np.log2(lo_g) - log_e
+            hi = np.log2(hi_g) - log_e
     elif interval == "approx":
         if level != 0.95:
             raise InputError("the closed-form IC interval exists only for the 95% level", field="level")
@@ -104,7 +110,7 @@ def measures(counts: pd.DataFrame, *, fisher: bool = False, ic_interval: Literal
     missing = [c for c in ("n", "b", "c", "d", "expected") if c not in counts.columns]
     if missing:
         raise InputError(f"count table lacks column(s) {', '.join(missing)}", field=missing[0])
-    out = counts.copy()
+    out = counts.copy(deep=False)  # new columns only: the caller's frame is left as it was
     a = out["n"].to_numpy(np.float64)
     b = out["b"].to_numpy(np.float64)
     c = out["c"].to_numpy(np.float64)

@@ -26,8 +26,10 @@ at once by a bracketed Newton iteration on ``log x``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -94,20 +96,34 @@ def _check_arrays(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequen
 
 
 def _unique_pairs(n: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (n, E) pairs, their multiplicities, and the index of each input in them."""
+    """Distinct (n, E) pairs (sorted by E, then n), their multiplicities, and the index of each input in them.
+
+    Sort-based: sort by E, rank the distinct E values, then a stable sort of rank x n (nearly sorted already).
+    """
     if len(n) == 0:
         z = np.zeros(0)
         return z, z, z, np.zeros(0, dtype=np.int64)
-    e_code, e_uniq = pd.factorize(e, sort=False)
     n_int = n.astype(np.int64)
-    key = e_code.astype(np.int64) * (int(n_int.max()) + 1) + n_int
-    inverse, key_uniq = pd.factorize(key, sort=False)
-    key_uniq = np.asarray(key_uniq, dtype=np.int64)
-    width = int(n_int.max()) + 1
-    n_u = (key_uniq % width).astype(np.float64)
-    e_u = np.asarray(e_uniq, dtype=np.float64)[key_uniq // width]
-    weight = np.bincount(inverse, minlength=len(key_uniq)).astype(np.float64)
-    return n_u, e_u, weight, inverse.astype(np.int64)
+    perm = np.argsort(e)
+    es = e[perm]
+    new = np.empty(len(es), dtype=bool)
+    new[0] = True
+    np.not_equal(es[1:], es[:-1], out=new[1:])
+    key = np.cumsum(new, dtype=np.int64)
+    key -= 1
+    key *= int(n_int.max()) + 1
+    key += n_int[perm]
+    perm2 = np.argsort(key, kind="stable")
+    ks = key[perm2]
+    np.not_equal(ks[1:], ks[:-1], out=new[1:])
+    gid = np.cumsum(new, dtype=np.int64)
+    gid -= 1
+    inverse = np.empty(len(n), dtype=np.int64)
+    inverse[perm[perm2]] = gid
+    starts = np.flatnonzero(new)
+    weight = np.diff(np.append(starts, len(n))).astype(np.float64)
+    src = perm[perm2[starts]]
+    return n[src].astype(np.float64), e[src], weight, inverse
 
 
 @dataclass
@@ -257,12 +273,12 @@ def _objective(theta: np.ndarray, data: _Data, truncated: bool, grad: bool = Tru
             for k, (a, wts, (lp_om, oms_om, s_), dg) in enumerate(
                     ((a1, wq, pieces1, dg1), (a2, wr, pieces2, dg2))):
                 sw_k = sw_q if k == 0 else sw - sw_q
-                if np.ndim(dg) == 0:
-                    gvec[2 * k] += a * (float(dg) * sw_k - float(_dot(wts, lp_om)))
-                    gvec[2 * k + 1] += a * float(_dot(wts, oms_om)) - float(g.n) * float(_dot(wts, s_))  # type: ignore[arg-type]
+                if isinstance(dg, np.ndarray):
+                    gvec[2 * k] += a * (_dot(wts, dg) - _dot(wts, lp_om))
+                    gvec[2 * k + 1] += a * _dot(wts, oms_om) - _dot(wts * g.n, s_)
                 else:
-                    gvec[2 * k] += a * (float(_dot(wts, dg)) - float(_dot(wts, lp_om)))
-                    gvec[2 * k + 1] += a * float(_dot(wts, oms_om)) - float(_dot(wts * g.n, s_))
+                    gvec[2 * k] += a * (float(dg) * sw_k - _dot(wts, lp_om))
+                    gvec[2 * k + 1] += a * _dot(wts, oms_om) - float(g.n) * _dot(wts, s_)  # type: ignore[arg-type]
             gvec[4] += sw_q - p * sw
     scale = 1.0 / data.total_weight
     value = -total * scale
@@ -311,15 +327,15 @@ def _posterior_weights(n: np.ndarray, e: np.ndarray, h: Hyperparameters
 
 
 def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.ndarray, e: np.ndarray,
-                      h: Hyperparameters, *, tol: float = 1e-9, step_tol: float = 1e-5,
+                      h: Hyperparameters, *, tol: float = 1e-9, step_tol: float = 1e-3,
                       max_iter: int = 200) -> np.ndarray:
     """Quantile of Q Gamma(a1 + n, b1 + E) + (1 - Q) Gamma(a2 + n, b2 + E) for every pair at once.
 
     The answer lies between the two component quantiles (each an inverse regularised gamma at a shape that
     depends on n only, so computed once per distinct n). Starting from the quantile of the moment-matched
     single gamma (Wilson-Hilferty), Halley steps on u = log x are kept inside that bracket (bisection when a
-    step leaves it), on the still-active pairs only, until a Halley/Newton step is below ``step_tol`` (the
-    error after it is of order step_tol**2 or smaller) or the bracket is narrower than ``tol``.
+    step leaves it), on the still-active pairs only, until a Halley step is below ``step_tol`` (a Newton
+    step below its square: either leaves an error of order 1e-9) or the bracket is narrower than ``tol``.
     """
     k1 = h.alpha1 + n_uniq
     k2 = h.alpha2 + n_uniq
@@ -365,12 +381,15 @@ def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             step = 2.0 * err * d1 / (2.0 * d1 * d1 - err * d2)  # Halley
             newton = err / d1
-            step = np.where(np.isfinite(step) & (step * newton > 0), step, newton)
+            halley = np.isfinite(step) & (step * newton > 0)
+            step = np.where(halley, step, newton)
         new = ua - step
         bisect = ~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
         new = np.where(bisect, 0.5 * (lo_a + hi_a), new)
         new = np.where(err == 0, ua, new)
-        done = (err == 0) | ((hi_a - lo_a) <= tol) | (~bisect & (np.abs(step) <= step_tol))
+        # a Halley step of size h leaves an error of order h**3, a Newton step one of order h**2
+        small = np.abs(step) <= np.where(halley, step_tol, step_tol * step_tol)
+        done = (err == 0) | ((hi_a - lo_a) <= tol) | (~bisect & small)
         lo[active], hi[active] = lo_a, hi_a
         u[active] = new
         active = active[~done]
@@ -403,8 +422,12 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
     m1 = special.digamma(hyper.alpha1 + un)[idx] - np.log(hyper.beta1 + e_u)
     m2 = special.digamma(hyper.alpha2 + un)[idx] - np.log(hyper.beta2 + e_u)
     out = {"ebgm": np.exp(qn * m1 + (1.0 - qn) * m2)[inverse]}
-    for qv, name in zip(quantiles, cols[1:], strict=True):
-        out[name] = _mixture_quantile(qv, qn, un, idx, e_u, hyper)[inverse]
+    # the quantiles are independent; numpy and scipy release the GIL in their loops, so threads overlap them
+    workers = max(1, min(len(quantiles), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = list(pool.map(lambda qv: _mixture_quantile(qv, qn, un, idx, e_u, hyper), quantiles))
+    for name, values in zip(cols[1:], found, strict=True):
+        out[name] = values[inverse]
     return pd.DataFrame(out)
 
 
@@ -633,7 +656,7 @@ class MGPS:
             if col not in counts.columns:
                 raise InputError(f"count table lacks column {col!r}", field=col)
         scores = self.score_arrays(counts["n"].to_numpy(), counts["expected"].to_numpy())
-        out = counts.copy()
+        out = counts.copy(deep=False)  # new columns only: the caller's frame is left as it was
         for col in scores.columns:
             out[col] = scores[col].to_numpy()
         return out

@@ -37,7 +37,7 @@ def smtp_env(pv_env: str, monkeypatch: pytest.MonkeyPatch, smtp_server: SMTPServ
 @pytest.fixture
 def eager_task(smtp_env: SMTPServer):  # type: ignore[no-untyped-def]
     """The task on an eager Celery app, as in the embedded default."""
-    app = Celery("pv-alerts-eager", broker="memory://", backend="cache+memory://")
+    app = Celery("pv-alerts-eager", broker="memory://", backend="cache+memory://", set_as_current=False)
     app.conf.update(task_always_eager=True, task_eager_propagates=True)
     return register(app)
 
@@ -53,7 +53,7 @@ def _rows(session: Session) -> list[AlertOutbox]:
 
 
 def test_task_options() -> None:
-    t = register(Celery("x"))
+    t = register(Celery("x", set_as_current=False))
     assert t.name == TASK_NAME
     assert t.autoretry_for == (AlertsRetryLater, OperationalError)
     assert (t.retry_backoff, t.retry_backoff_max, t.retry_jitter, t.max_retries) == (30, 1800, True, 5)
@@ -99,7 +99,7 @@ def worker_app(smtp_env: SMTPServer) -> Iterator[Celery]:
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.exceptions.ConnectionError as exc:  # the test needs the machine's Redis; say so loudly
         pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    app = Celery("pv-alerts-worker-test", broker=REDIS_URL, backend=REDIS_URL)
+    app = Celery("pv-alerts-worker-test", broker=REDIS_URL, backend=REDIS_URL, set_as_current=False)
     app.conf.update(task_default_queue=f"pv-alerts-test-{uuid.uuid4().hex[:8]}", result_expires=300,
                     broker_connection_retry_on_startup=True)
     app.pv_task = register(app, retry_backoff=1, retry_jitter=False, max_retries=3)  # type: ignore[attr-defined]
