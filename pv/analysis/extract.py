@@ -222,6 +222,13 @@ def group_rows(reactions: pd.DataFrame, groups: Mapping[str, Sequence[str]]) -> 
     )
     if mapping.empty or reactions.empty:
         return pd.DataFrame({"vid": pd.Series(dtype="int64"), "group": pd.Series(dtype=str)})
-    pts = reactions.assign(pt=reactions["pt"].astype(str))
-    out = pts.merge(mapping, on="pt", how="inner")[["vid", "group"]].drop_duplicates()
+    pt = reactions["pt"]
+    if not isinstance(pt.dtype, pd.CategoricalDtype):
+        pt = pt.astype(str).astype("category")
+    # match the few distinct PTs (categories), then pick the reaction rows by their integer codes
+    cats = pd.DataFrame({"pt": pt.cat.categories.astype(str), "code": np.arange(len(pt.cat.categories))})
+    code_groups = cats.merge(mapping, on="pt", how="inner")[["code", "group"]]
+    codes = pd.DataFrame({"vid": reactions["vid"].to_numpy(), "code": pt.cat.codes.to_numpy()})
+    codes = codes[codes["code"].isin(code_groups["code"].to_numpy())]
+    out = codes.merge(code_groups, on="code", how="inner")[["vid", "group"]].drop_duplicates()
     return out.sort_values(["vid", "group"], kind="stable").reset_index(drop=True)
