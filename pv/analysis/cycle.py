@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pv.analysis.runs import RunFailedError, get_run, results_frame
+from pv.analysis.runs import RunFailedError, get_run
 from pv.errors import NotFoundError
 from pv.models.runs import Run
 from pv.settings import get_settings
@@ -42,7 +42,8 @@ def evaluate_signals(session: Session, run_id: int) -> dict[str, Any]:
     A run the registry has evaluated before is skipped (runs are evaluated once each, in as-of order).
     """
     from pv.alerts.service import queue_alerts
-    from pv.signals.registry import evaluate_run, rules_for_run
+    from pv.signals.registry import rules_for_run
+    from pv.signals.store import evaluate_run_from_store
 
     run = get_run(session, run_id)
     if run.status != "succeeded":
@@ -52,6 +53,6 @@ def evaluate_signals(session: Session, run_id: int) -> dict[str, Any]:
         return {"run_id": run_id, "skipped": "already evaluated"}
     except NotFoundError:
         pass
-    changes = evaluate_run(session, run_id=run_id, as_of=run.as_of, results=results_frame(session, run_id))
+    changes = evaluate_run_from_store(session, run_id)  # with the cohort incidence evidence hook
     queued = queue_alerts(session, changes, report_path=str(report_path(run)))
     return {"run_id": run_id, "changes": len(changes), "alerts_queued": queued}
