@@ -13,11 +13,11 @@ import yaml
 from pv.report import plots
 from pv.report.data import JURISDICTIONS, ReportData
 
-HEADLINE_KINDS = [
-    ("created", "new signals"),
-    ("escalated", "escalated signals"),
+HEADLINE_KINDS = [  # the decisions first: label updates, escalations, reopenings, then what is new
     ("label_update_recommended", "label updates recommended"),
+    ("escalated", "escalated signals"),
     ("reopened", "reopened signals"),
+    ("created", "new signals"),
 ]
 FOREST_THRESHOLD = {"EBGM": 2.0, "ROR": 1.0}
 TREND_THRESHOLD = {"EB05": 2.0, "IC025": 0.0}
