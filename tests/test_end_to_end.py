@@ -54,3 +54,22 @@ def test_injected_signals_are_detected_and_null_controls_are_not(pv_env: str, tm
         assert detected <= starts + dt.timedelta(days=92), row
         if row["registry"] != "outside the registry (not in products.yaml)":
             assert row["registry"] != "no signal", row
+
+    # the weekly report of the last run, built from the store: every event of interest with its figures
+    import lxml.html
+
+    from pv.report.build import EVENTS_OF_INTEREST, build_report_data
+    from pv.report.render import render_html
+
+    with session_scope() as session:
+        data = build_report_data(session, run_ids[-1])
+    tcell = next(s for s in data.sections if s.group == "malignancy_t_cell")
+    assert {"tisagenlecleucel", "axicabtagene ciloleucel"} <= set(tcell.forest["product"])
+    assert (tcell.forest.set_index("product").loc["tisagenlecleucel", "lower"]) >= 2  # EB05 of the injected signal
+    assert sorted(tcell.trend["quarter"].unique()) == [q.end for q in parse_quarters(QUARTERS)]
+    doc = lxml.html.fromstring(render_html(data))
+    for group in EVENTS_OF_INTEREST:
+        figures = doc.xpath(f'//section[@data-group="{group}"]//figure/@data-figure')
+        assert {"forest", "trend"} <= set(figures), group
+    assert int(doc.xpath('//div[@data-kind="open"]/b/text()')[0]) == len(data.open_signals) > 0
+    assert doc.xpath('//section[@id="provenance"]//table[@data-table="sources"]//tr')[1:]  # the four quarters
