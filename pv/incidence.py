@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pv.errors import InputError, NotFoundError
-from pv.models import Case, CaseVersion, CohortEvent, CohortPatient, Drug, EventGroupTerm, Reaction
+from pv.ingest.cohort import cohort_frame
+from pv.models import Case, CaseVersion, CohortEvent, Drug, EventGroupTerm, Reaction
 from pv.normalise import EventGroups
 from pv.stats.cuminc import CumulativeIncidence
 from pv.stats.finegray import FineGray
@@ -188,22 +189,7 @@ def cohort_time_event(
     if unit not in UNIT_DAYS:
         raise InputError(f"unknown time unit {unit!r}; use days, months or years", field="unit")
     types = group_types(event_groups, event_group)
-    patients = session.execute(
-        select(
-            CohortPatient.id,
-            CohortPatient.patient_id,
-            CohortPatient.product,
-            CohortPatient.product_verbatim,
-            CohortPatient.disease,
-            CohortPatient.infusion_date,
-            CohortPatient.age_years,
-            CohortPatient.sex,
-            CohortPatient.hbv_status,
-            CohortPatient.prior_lines,
-            CohortPatient.death_date,
-            CohortPatient.last_followup_date,
-        )
-    ).all()
+    patients = list(cohort_frame(session).itertuples(index=False))
     if not patients:
         raise NotFoundError("the cohort store is empty: load a cohort with `pv ingest cohort` first")
     first = dict(
@@ -215,7 +201,7 @@ def cohort_time_event(
     )  # last assignment: earliest
     rows = []
     for p in patients:
-        ev_date = first.get(p.id)
+        ev_date = first.get(p.pk)
         end_date = p.death_date or p.last_followup_date
         if ev_date is not None and (p.death_date is None or ev_date <= p.death_date):
             when, outcome = ev_date, event_group
