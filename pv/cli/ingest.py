@@ -93,9 +93,11 @@ def print_results(results: Sequence[FileResult], console: Console) -> None:
         totals = [a + b for a, b in zip(totals, values, strict=True)]
         table.add_row(Path(r.path).name, r.kind or "", r.quarter or "", *(str(v) for v in values), status)
     failed = sum(1 for r in results if r.summary is None)
-    table.add_row("total", "", "", *(str(v) for v in totals),
-                  f"{len(results) - failed} loaded, {failed} unreadable", style="bold")
+    skipped = sum(1 for r in results if r.summary is not None and r.summary.skipped_duplicate_file)
+    table.add_row("total", "", "", *(str(v) for v in totals), "", style="bold")
     console.print(table)
+    console.print(f"{len(results) - failed - skipped} loaded, {skipped} already loaded, {failed} unreadable",
+                  style="bold", soft_wrap=True)
     for r in results:
         if r.error:
             console.print(f"unreadable: {r.error}", style="red", soft_wrap=True)
