@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pv.models.base import Base
+from pv.models.measures import MeasureColumns
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed")
 
@@ -68,7 +69,7 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class RunResult(Base):
+class RunResult(MeasureColumns, Base):
     """The measures of one product x event pair in one run."""
 
     __tablename__ = "run_results"
@@ -86,22 +87,11 @@ class RunResult(Base):
     event: Mapped[str] = mapped_column(String(300))
     n: Mapped[int] = mapped_column(Integer)
     expected: Mapped[float] = mapped_column(Float)
-    prr: Mapped[float | None] = mapped_column(Float)
-    prr_chi2: Mapped[float | None] = mapped_column(Float)
-    ror: Mapped[float | None] = mapped_column(Float)
-    ror_lower: Mapped[float | None] = mapped_column(Float)
-    ror_upper: Mapped[float | None] = mapped_column(Float)
-    ic: Mapped[float | None] = mapped_column(Float)
-    ic025: Mapped[float | None] = mapped_column(Float)
-    ic975: Mapped[float | None] = mapped_column(Float)
-    ebgm: Mapped[float | None] = mapped_column(Float)
-    eb05: Mapped[float | None] = mapped_column(Float)
-    eb95: Mapped[float | None] = mapped_column(Float)
     n_serious: Mapped[int] = mapped_column(Integer, default=0)
     n_deaths: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class RunTrend(Base):
+class RunTrend(MeasureColumns, Base):
     """Cumulative measures of one pair of interest at one quarter end up to the run's as-of date."""
 
     __tablename__ = "run_trend"
@@ -118,17 +108,6 @@ class RunTrend(Base):
     n_event: Mapped[int] = mapped_column(Integer)
     n_total: Mapped[int] = mapped_column(Integer)
     expected: Mapped[float] = mapped_column(Float)
-    prr: Mapped[float | None] = mapped_column(Float)
-    prr_chi2: Mapped[float | None] = mapped_column(Float)
-    ror: Mapped[float | None] = mapped_column(Float)
-    ror_lower: Mapped[float | None] = mapped_column(Float)
-    ror_upper: Mapped[float | None] = mapped_column(Float)
-    ic: Mapped[float | None] = mapped_column(Float)
-    ic025: Mapped[float | None] = mapped_column(Float)
-    ic975: Mapped[float | None] = mapped_column(Float)
-    ebgm: Mapped[float | None] = mapped_column(Float)
-    eb05: Mapped[float | None] = mapped_column(Float)
-    eb95: Mapped[float | None] = mapped_column(Float)
 
 
 class RunCount(Base):

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, rela
 from pv.errors import AuditTrailError
 from pv.models.base import Base
 from pv.models.casestore import utcnow
+from pv.models.measures import MeasureColumns
 
 AUDIT_TABLES = ("signal_audit", "label_audit")
 _RAW_CHANGE = re.compile(
@@ -82,7 +83,7 @@ class Signal(Base):
     )
 
 
-class SignalMeasure(Base):
+class SignalMeasure(MeasureColumns, Base):
     __tablename__ = "signal_measures"
     __table_args__ = (UniqueConstraint("signal_id", "run_id"),)
 
@@ -95,17 +96,6 @@ class SignalMeasure(Base):
     criteria_met: Mapped[list[str]] = mapped_column(JSON, default=list)
     n: Mapped[float | None] = mapped_column(Float)
     expected: Mapped[float | None] = mapped_column(Float)
-    prr: Mapped[float | None] = mapped_column(Float)
-    prr_chi2: Mapped[float | None] = mapped_column(Float)
-    ror: Mapped[float | None] = mapped_column(Float)
-    ror_lower: Mapped[float | None] = mapped_column(Float)
-    ror_upper: Mapped[float | None] = mapped_column(Float)
-    ic: Mapped[float | None] = mapped_column(Float)
-    ic025: Mapped[float | None] = mapped_column(Float)
-    ic975: Mapped[float | None] = mapped_column(Float)
-    ebgm: Mapped[float | None] = mapped_column(Float)
-    eb05: Mapped[float | None] = mapped_column(Float)
-    eb95: Mapped[float | None] = mapped_column(Float)
     n_serious: Mapped[float | None] = mapped_column(Float)
     n_deaths: Mapped[float | None] = mapped_column(Float)
     labelled: Mapped[dict[str, bool]] = mapped_column(JSON, default=dict)
