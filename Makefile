@@ -23,7 +23,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pv workers tests benchmarks
-	$(BIN)/mypy pv
+	$(BIN)/mypy
 
 services:
 	.ci/services

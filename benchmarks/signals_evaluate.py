@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pv import db  # noqa: E402
 from pv.normalise import default_event_groups, default_products  # noqa: E402
-from pv.signals.registry import evaluate_run  # noqa: E402
+from pv.signals.evaluation import evaluate_run  # noqa: E402
 from pv.signals.rules import MEASURES  # noqa: E402
 
 

@@ -95,7 +95,7 @@ def main() -> None:
     else:
         os.environ["PV_BROKER_URL"] = REDIS
     from pv import db
-    from pv.analysis import runs as service
+    from pv.analysis.runs import get_run
     from pv.models import Case, CaseVersion, Run
     from pv.quarters import parse_quarters
     from pv.settings import get_settings
@@ -125,7 +125,7 @@ def main() -> None:
         run_id, _ = submit_run(as_of)
         while True:
             with db.session_scope(url) as session:
-                run = service.get_run(session, run_id)
+                run = get_run(session, run_id)
                 status, timings, error = run.status, dict(run.timings or {}), run.error
                 pairs, cases = run.n_pairs, run.n_cases
             if status in ("succeeded", "failed"):

@@ -20,16 +20,22 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from sqlalchemy import func, select
 
 from pv import db
+from pv.analysis.results import results_frame
+from pv.analysis.runs import get_run
 from pv.ingest.cohort import CohortMapping, load_cohort, parse_cohort_csv
 from pv.models import AlertOutbox, Case, Run, Signal
-from pv.normalise import default_event_groups, default_products
+from pv.normalise import default_event_groups, default_products, normalise_pt
 from pv.report.build import event_label
 from pv.settings import get_settings
+from pv.signals.rules import RuleSet, evaluate_rules, select_result_set
 from pv.simulate.cohort import simulate_cohort
 from pv.simulate.faers import write_quarters
+from workers.app import app, configure
+from workers.tasks import weekly_cycle
 
 QUARTERS = "2023Q1:2024Q4"
 REPORTS_PER_QUARTER = 5000
@@ -49,8 +55,6 @@ def demo_config(var: Path) -> Path:
     the end of 2023 would only be escalated after the April 2024 label change, and the feedback loop (flag, label
     change, monitoring) would not show.
     """
-    import yaml
-
     src = get_settings().config_dir
     dst = var / "demo" / "config"
     if dst.exists():
@@ -92,10 +96,6 @@ def load_demo_cohort(cohort: Path) -> str:
 def detection_table(truth_csv: Path, run_ids: list[int]) -> pd.DataFrame:
     """Each injected signal and null control of the truth file: the first cut-off at which its measures met the
     detection rules (any product, from the runs' results) and what the registry (CAR-T products) did."""
-    from pv.analysis.runs import get_run, results_frame
-    from pv.normalise import normalise_pt
-    from pv.signals.rules import RuleSet, evaluate_rules, select_result_set
-
     truth = pd.read_csv(truth_csv)
     rules = RuleSet.load()
     first_met: dict[tuple[str, str, str], dt.date] = {}
@@ -126,9 +126,6 @@ def detection_table(truth_csv: Path, run_ids: list[int]) -> pd.DataFrame:
 
 
 def main() -> None:
-    from workers.app import app, configure
-    from workers.tasks import weekly_cycle
-
     started = time.perf_counter()
     var = get_settings().var_dir
     os.environ["PV_CONFIG_DIR"] = str(demo_config(var))

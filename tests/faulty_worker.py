@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import time
 
-from pv.analysis import runs
+from pv.analysis import stages
 from workers.app import app
 
 __all__ = ["app"]
 
 _fault = os.environ.get("PV_TEST_FAULT", "")
-_original = runs.compute_shard
+_original = stages.compute_shard
 
 if _fault.startswith("fail-shard:"):
     _bad = int(_fault.split(":", 1)[1])
@@ -27,7 +27,7 @@ if _fault.startswith("fail-shard:"):
             raise RuntimeError(f"injected failure in shard {shard}")
         return _original(session, run_id, shard)
 
-    runs.compute_shard = _failing
+    stages.compute_shard = _failing
 
 elif _fault.startswith("slow-shard:"):
     _delay = float(_fault.split(":", 1)[1])
@@ -36,4 +36,4 @@ elif _fault.startswith("slow-shard:"):
         time.sleep(_delay)
         return _original(session, run_id, shard)
 
-    runs.compute_shard = _slow
+    stages.compute_shard = _slow

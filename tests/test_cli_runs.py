@@ -116,7 +116,7 @@ def test_failed_run_is_reported_and_exit_status_1(
     embedded: str, session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pv.analysis import runs as service
+    from pv.analysis import stages
 
     make_store(session)
     session.commit()
@@ -124,7 +124,7 @@ def test_failed_run_is_reported_and_exit_status_1(
     def broken(*_a, **_k):  # type: ignore[no-untyped-def]
         raise ValueError("the prior exploded")
 
-    monkeypatch.setattr(service, "fit_prior", broken)
+    monkeypatch.setattr(stages, "fit_prior", broken)
     code, out, err = _pv(capsys, "analyze", "--as-of", "2024-06-30", "--config", str(fast_config(tmp_path)))
     assert code == 1
     assert "failed: MGPS fit failed: ValueError: the prior exploded" in err

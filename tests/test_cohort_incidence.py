@@ -12,10 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from pv.analysis.incidence import analyse, cohort_time_event
 from pv.cli import app as pv_app
 from pv.errors import InputError
-from pv.incidence import analyse, cohort_time_event
-from pv.incidence_plots import plot_cumulative_incidence
 from pv.ingest.cohort import CohortMapping, load_cohort, parse_cohort_csv
 from pv.models import (
     Case,
@@ -29,6 +28,7 @@ from pv.models import (
     SourceFile,
 )
 from pv.normalise import EventGroups, ProductDictionary
+from pv.report.incidence_plots import plot_cumulative_incidence
 from pv.simulate.cohort import simulate_cohort as simulate
 from pv.stats.cuminc import CumulativeIncidence
 from tests.conftest import REPO

@@ -1,4 +1,4 @@
-"""Issue 6 acceptance, end to end on the real PostgreSQL: simulated FAERS quarters with injected signals ->
+"""End to end on the real PostgreSQL: simulated FAERS quarters with injected signals ->
 ingest -> quarterly as-of runs -> signal registry. Every injected signal is detected, null controls are not, and a
 signal injected from a later quarter is first detected at the end of its first quarter."""
 
@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pv.analysis.runs import execute_run, request_run
+from pv import cycle
+from pv.analysis.runs import request_run
+from pv.analysis.stages import execute_run
 from pv.db import session_scope
 from pv.demo import detection_table
 from pv.ingest.faers import parse_quarter
 from pv.ingest.store import load_batch
 from pv.quarters import Quarter, parse_quarters
 from pv.signals.labels import ensure_seeded
-from pv.signals.store import evaluate_run_from_store
 from pv.simulate.faers import write_quarters
 
 QUARTERS = "2023Q3:2024Q2"
@@ -37,7 +38,7 @@ def test_injected_signals_are_detected_and_null_controls_are_not(pv_env: str, tm
                 execute_run(session, run.id)
             run_ids.append(run.id)
         with session_scope() as session:
-            evaluate_run_from_store(session, run.id)
+            cycle.evaluate_signals(session, run.id)
 
     table = detection_table(tmp_path / "sim" / "truth.csv", run_ids)
     signals = table[table["kind"] == "signal"]
@@ -58,7 +59,8 @@ def test_injected_signals_are_detected_and_null_controls_are_not(pv_env: str, tm
     # the weekly report of the last run, built from the store: every event of interest with its figures
     import lxml.html
 
-    from pv.report.build import EVENTS_OF_INTEREST, build_report_data
+    from pv.normalise import default_event_groups
+    from pv.report.build import build_report_data, events_of_interest
     from pv.report.render import render_html
 
     with session_scope() as session:
@@ -68,7 +70,7 @@ def test_injected_signals_are_detected_and_null_controls_are_not(pv_env: str, tm
     assert (tcell.forest.set_index("product").loc["tisagenlecleucel", "lower"]) >= 2  # EB05 of the injected signal
     assert sorted(tcell.trend["quarter"].unique()) == [q.end for q in parse_quarters(QUARTERS)]
     doc = lxml.html.fromstring(render_html(data))
-    for group in EVENTS_OF_INTEREST:
+    for group in events_of_interest(default_event_groups()):
         figures = doc.xpath(f'//section[@data-group="{group}"]//figure/@data-figure')
         assert {"forest", "trend"} <= set(figures), group
     assert int(doc.xpath('//div[@data-kind="open"]/b/text()')[0]) == len(data.open_signals) > 0

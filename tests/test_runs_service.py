@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pv.analysis import runs as service
+from pv.analysis import stages
 from pv.analysis.config import AnalysisConfig, StrataConfig
 from pv.analysis.extract import extract
+from pv.analysis.results import results_frame
 from pv.errors import ConfigError
 from pv.models import CaseVersion, Run, RunCount, RunResult, RunTrend
 from pv.stats import MGPS, Hyperparameters, count_table, measures
@@ -27,7 +29,7 @@ FAST = FULL.model_copy(update={"strata": StrataConfig()})  # no stratified table
 def _run(session: Session, as_of: dt.date, cfg: AnalysisConfig = FAST) -> Run:
     run, should = service.request_run(session, as_of, cfg, config_dir=CONFIG_DIR)
     assert should
-    service.execute_run(session, run.id)
+    stages.execute_run(session, run.id)
     session.commit()
     return run
 
@@ -73,7 +75,7 @@ def test_run_results_match_direct_computation(session: Session) -> None:
     as_of = dt.date(2024, 6, 30)
     run = _run(session, as_of, FULL)
     assert run.status == "succeeded" and run.error is None
-    results = service.results_frame(session, run.id)
+    results = results_frame(session, run.id)
 
     # direct computation from the same data, without the run machinery
     data = extract(session, as_of, ["PS", "SS"])
@@ -131,8 +133,8 @@ def test_as_of_replay_before_and_after_the_signal_start(session: Session) -> Non
     session.commit()
     before = _run(session, SIGNAL_START - dt.timedelta(days=1))
     after = _run(session, dt.date(2024, 3, 31))
-    r_before = service.results_frame(session, before.id)
-    r_after = service.results_frame(session, after.id)
+    r_before = results_frame(session, before.id)
+    r_after = results_frame(session, after.id)
     assert _pair(r_before, "pt", "tisagenlecleucel", "t-cell lymphoma").empty
     assert _pair(r_before, "group", "tisagenlecleucel", "malignancy_t_cell").empty
     sig = _pair(r_after, "group", "tisagenlecleucel", "malignancy_t_cell").iloc[0]
@@ -148,12 +150,12 @@ def test_same_data_same_config_identical_results_and_run_computed_once(session: 
     run = _run(session, as_of)
     again, should = service.request_run(session, as_of, FAST, config_dir=CONFIG_DIR)
     assert again.id == run.id and not should
-    first = service.results_frame(session, run.id)
+    first = results_frame(session, run.id)
     # a different configuration is a different run; recomputing a stage replaces, never duplicates
     cfg = FAST.model_copy(update={"shards": 3})
     other = _run(session, as_of, cfg)
     assert other.id != run.id and other.config_hash != run.config_hash
-    second = service.results_frame(session, other.id)
+    second = results_frame(session, other.id)
     pd.testing.assert_frame_equal(first, second)
     assert session.scalar(select(func.count()).select_from(Run)) == 2
 
@@ -162,19 +164,19 @@ def test_stage_retry_replaces_rows_and_succeeded_runs_are_immutable(session: Ses
     make_store(session)
     session.commit()
     run, _ = service.request_run(session, dt.date(2024, 6, 30), FAST, config_dir=CONFIG_DIR)
-    service.build_counts(session, run.id)
-    service.build_counts(session, run.id)  # an interrupted attempt, redelivered
-    service.fit_prior(session, run.id)
+    stages.build_counts(session, run.id)
+    stages.build_counts(session, run.id)  # an interrupted attempt, redelivered
+    stages.fit_prior(session, run.id)
     for shard in range(run.shards):
-        service.compute_shard(session, run.id, shard)
-    service.compute_shard(session, run.id, 0)  # shard 0 redelivered
-    service.finalise_run(session, run.id)
+        stages.compute_shard(session, run.id, shard)
+    stages.compute_shard(session, run.id, 0)  # shard 0 redelivered
+    stages.finalise_run(session, run.id)
     session.commit()
-    results = service.results_frame(session, run.id)
+    results = results_frame(session, run.id)
     assert not results.duplicated(["level", "stratified", "product", "event"]).any()
     n = session.scalar(select(func.count()).select_from(RunResult).where(RunResult.run_id == run.id))
-    assert service.build_counts(session, run.id)["skipped"] == "succeeded"
-    assert service.compute_shard(session, run.id, 1)["skipped"] == "succeeded"
+    assert stages.build_counts(session, run.id).skipped == "succeeded"
+    assert stages.compute_shard(session, run.id, 1).skipped == "succeeded"
     session.commit()
     assert session.scalar(select(func.count()).select_from(RunResult).where(RunResult.run_id == run.id)) == n
 
@@ -183,11 +185,11 @@ def test_incomplete_shard_fails_finalisation(session: Session) -> None:
     make_store(session)
     session.commit()
     run, _ = service.request_run(session, dt.date(2024, 6, 30), FAST, config_dir=CONFIG_DIR)
-    service.build_counts(session, run.id)
-    service.fit_prior(session, run.id)
-    service.compute_shard(session, run.id, 0)
+    stages.build_counts(session, run.id)
+    stages.fit_prior(session, run.id)
+    stages.compute_shard(session, run.id, 0)
     with pytest.raises(service.RunFailedError, match="incomplete"):
-        service.finalise_run(session, run.id)
+        stages.finalise_run(session, run.id)
 
 
 def test_sqlite_gives_the_same_results_as_postgresql(session: Session, sqlite_session: Session) -> None:
@@ -195,8 +197,8 @@ def test_sqlite_gives_the_same_results_as_postgresql(session: Session, sqlite_se
         make_store(s)
         s.commit()
     as_of = dt.date(2024, 6, 30)
-    pg = service.results_frame(session, _run(session, as_of).id)
-    lite = service.results_frame(sqlite_session, _run(sqlite_session, as_of).id)
+    pg = results_frame(session, _run(session, as_of).id)
+    lite = results_frame(sqlite_session, _run(sqlite_session, as_of).id)
     assert len(pg) == len(lite) > 0
     pd.testing.assert_frame_equal(
         pg[["level", "product", "event", "n"]], lite[["level", "product", "event", "n"]]
@@ -228,7 +230,7 @@ def test_pairs_whose_ebgm_cannot_be_computed_keep_their_other_measures() -> None
 
     table = pd.DataFrame({"product": ["a", "b", "c", "d", "e"], "event": ["x"] * 5, "n": [1, 7, 3, 4, 5],
                           "expected": [1.0, 2.0, 3.0, 2.0, 1.0]})
-    out = service._ebgm(table, Flaky())  # type: ignore[arg-type]
+    out = stages.with_ebgm(table, Flaky())  # type: ignore[arg-type]
     assert list(out["product"]) == ["a", "b", "c", "d", "e"]
     assert out["ebgm"].isna().tolist() == [False, True, False, False, False]
     assert out.loc[out["product"] == "d", "ebgm"].item() == 2.0

@@ -23,7 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pv.analysis import runs as service
+from pv.analysis import stages
 from pv.analysis.config import AnalysisConfig
+from pv.analysis.results import results_frame
 from pv.models import Run, RunCount, RunResult
 from pv.settings import get_settings
 from tests.conftest import REPO
@@ -121,9 +123,9 @@ def _in_process(session: Session, config: Path | None = None) -> pd.DataFrame:
     """The same analysis computed in this process (a different shard count, hence a distinct run)."""
     cfg = AnalysisConfig.load(config or CONFIG_DIR / "analysis.yaml").model_copy(update={"shards": 1})
     run, _ = service.request_run(session, AS_OF, cfg, config_dir=CONFIG_DIR)
-    service.execute_run(session, run.id)
+    stages.execute_run(session, run.id)
     session.commit()
-    return service.results_frame(session, run.id)
+    return results_frame(session, run.id)
 
 
 def _store(session: Session) -> None:
@@ -143,7 +145,7 @@ def test_run_on_a_worker_equals_in_process_and_is_computed_once(
     assert dispatched and not dispatched_again and again == run_id
     run = _wait_status(session, run_id)
     assert run.status == "succeeded", run.error
-    on_worker = service.results_frame(session, run_id)
+    on_worker = results_frame(session, run_id)
     assert len(on_worker) == run.n_pairs + int(on_worker.stratified.sum())
     assert not on_worker.duplicated(["level", "stratified", "product", "event"]).any()
     pd.testing.assert_frame_equal(on_worker, _in_process(session))
@@ -206,7 +208,7 @@ def test_worker_killed_mid_run_and_restarted_leaves_one_complete_run(
     _start(workers, broker, tmp_path)
     run = _wait_status(session, run_id, timeout=150)
     assert run.status == "succeeded", run.error
-    results = service.results_frame(session, run_id)
+    results = results_frame(session, run_id)
     assert not results.duplicated(["level", "stratified", "product", "event"]).any()
     assert session.scalar(select(func.count()).select_from(RunCount).where(RunCount.run_id == run_id)) == 0
     pd.testing.assert_frame_equal(results, _in_process(session, fast))

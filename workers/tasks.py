@@ -5,10 +5,13 @@ Run pipeline (:func:`run_pipeline`)::
 
     build_counts(run) -> fit_prior(run) -> chord([shard(run, 0) ... shard(run, k-1)], finalise(run))
 
-The stage tasks are idempotent (each replaces what an interrupted attempt left, in one transaction) and so are
-``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-stage has the stage redelivered and the run
-still ends complete, with no duplicate rows. When a stage fails for good (any error but a retryable
-database OperationalError, or retries exhausted) its run is marked failed with the stage and the error.
+Tasks that touch the database derive from :class:`DbTask`: it opens one session per task, hands it to the task
+body as its first argument and commits when the body returns (rolls back when it raises), so a task body is a
+service call. The stage tasks are idempotent (each replaces what an interrupted attempt left, in one
+transaction) and so are ``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-stage has the stage
+redelivered and the run still ends complete, with no duplicate rows. When a stage fails for good (any error but
+a retryable database OperationalError, or retries exhausted) its run is marked failed with the stage and the
+error.
 """
 
 from __future__ import annotations
@@ -17,16 +20,21 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from celery import Task, chain, chord
 from celery.canvas import Signature
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from pv.analysis import cycle
+from pv import cycle
 from pv.analysis import runs as run_service
+from pv.analysis import stages
 from pv.analysis.config import AnalysisConfig
 from pv.db import session_scope
+from pv.errors import InputError
+from pv.ingest import drop
+from pv.periods import Every, as_of_dates
 from pv.settings import get_settings
 from workers.alerts import register as register_alerts
 from workers.app import app
@@ -49,7 +57,23 @@ class PvTask(Task):
     max_retries = 5
 
 
-class RunStageTask(PvTask):
+class DbTask(PvTask):
+    """A task in one database transaction: the body gets a new Session as its first argument; the session is
+    committed when the body returns and rolled back when it raises (a retry starts afresh).
+
+    Callers pass the other arguments only (``build_counts.si(run_id)``): Celery's argument check, which would
+    count the session, is off (``typing = False``).
+    """
+
+    abstract = True
+    typing = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with session_scope() as session:
+            return self.run(session, *args, **kwargs)
+
+
+class RunStageTask(DbTask):
     """A stage of an analysis run: idempotent, hence acknowledged late; marks its run failed on failure."""
 
     abstract = True
@@ -66,38 +90,34 @@ class RunStageTask(PvTask):
         message = f"{where} failed: {type(exc).__name__}: {exc}"
         log.error("run %s: %s", run_id, message)
         try:
-            with session_scope() as session:
+            with session_scope() as session:  # the task's own transaction was rolled back
                 run_service.fail_run(session, int(run_id), message)
         except Exception:  # the failure is already logged; never mask the task's own error
             log.exception("run %s: could not record the failure", run_id)
 
 
 def _stage(name: str, stage: str) -> dict[str, Any]:
-    return {"name": name, "base": RunStageTask, "bind": True, "stage": stage}
+    return {"name": name, "base": RunStageTask, "stage": stage}
 
 
 @app.task(**_stage("pv.run.build_counts", "counting"))
-def build_counts(self: Task, run_id: int) -> dict[str, Any]:
-    with session_scope() as session:
-        return run_service.build_counts(session, run_id)
+def build_counts(session: Session, run_id: int) -> dict[str, Any]:
+    return stages.build_counts(session, run_id).as_dict()
 
 
 @app.task(**_stage("pv.run.fit_prior", "MGPS fit"))
-def fit_prior(self: Task, run_id: int) -> dict[str, Any]:
-    with session_scope() as session:
-        return run_service.fit_prior(session, run_id)
+def fit_prior(session: Session, run_id: int) -> dict[str, Any]:
+    return stages.fit_prior(session, run_id).as_dict()
 
 
 @app.task(**_stage("pv.run.shard", "shard"))
-def compute_shard(self: Task, run_id: int, shard: int) -> dict[str, Any]:
-    with session_scope() as session:
-        return run_service.compute_shard(session, run_id, shard)
+def compute_shard(session: Session, run_id: int, shard: int) -> dict[str, Any]:
+    return stages.compute_shard(session, run_id, shard).as_dict()
 
 
 @app.task(**_stage("pv.run.finalise", "finalisation"))
-def finalise(self: Task, _shard_results: Any, run_id: int) -> dict[str, Any]:
-    with session_scope() as session:
-        return run_service.finalise_run(session, run_id)
+def finalise(session: Session, _shard_results: Any, run_id: int) -> dict[str, Any]:
+    return stages.finalise_run(session, run_id).as_dict()
 
 
 def run_pipeline(run_id: int, shards: int) -> Signature:
@@ -155,43 +175,12 @@ def analyze(as_of: str | None = None, config_file: str | None = None, scope: str
     return {"run_id": run_id, "dispatched": dispatched}
 
 
-def quarter_ends(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every quarter end between start and end, inclusive."""
-    out = []
-    for year in range(start.year, end.year + 1):
-        for month, day in ((3, 31), (6, 30), (9, 30), (12, 31)):
-            d = dt.date(year, month, day)
-            if start <= d <= end:
-                out.append(d)
-    return out
-
-
-def as_of_series(start: dt.date, end: dt.date, every: str = "quarter") -> list[dt.date]:
-    if every == "quarter":
-        return quarter_ends(start, end)
-    if every == "month":
-        out = []
-        year, month = start.year, start.month
-        while True:
-            nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
-            d = nxt - dt.timedelta(days=1)
-            if d > end:
-                break
-            if d >= start:
-                out.append(d)
-            year, month = nxt.year, nxt.month
-        return out
-    if every == "year":
-        return [dt.date(y, 12, 31) for y in range(start.year, end.year + 1) if start <= dt.date(y, 12, 31) <= end]
-    raise ValueError(f"unknown interval {every!r} (quarter, month or year)")
-
-
 @app.task(name="pv.reanalyze", base=PvTask)
 def reanalyze(start: str, end: str, every: str = "quarter", config_file: str | None = None,
               scope: str = "all") -> dict[str, Any]:
     """A run at every as-of date of the series with one configuration, each dispatched on its own (a failed
     date does not stop the others; runs already computed are not computed again)."""
-    dates = as_of_series(dt.date.fromisoformat(start), dt.date.fromisoformat(end), every)
+    dates = as_of_dates(dt.date.fromisoformat(start), dt.date.fromisoformat(end), cast(Every, every))
     run_ids, dispatched = [], 0
     for day in dates:
         run_id, sent = submit_run(day, config_file, scope)
@@ -210,9 +199,6 @@ def ingest_file(path: str, kind: str | None = None, archive: bool = False) -> di
 
     With ``archive`` (the drop folder) the file then moves to drop/done, or to drop/failed when unreadable.
     """
-    from pv.errors import InputError
-    from pv.ingest import drop
-
     file = Path(path)
     try:
         with session_scope() as session:
@@ -227,22 +213,21 @@ def ingest_file(path: str, kind: str | None = None, archive: bool = False) -> di
     return summary
 
 
-@app.task(name="pv.signals.evaluate", base=PvTask, acks_late=True, reject_on_worker_lost=True)
-def evaluate_signals(run_id: int) -> dict[str, Any]:
+@app.task(name="pv.signals.evaluate", base=DbTask, acks_late=True, reject_on_worker_lost=True)
+def evaluate_signals(session: Session, run_id: int) -> dict[str, Any]:
     """Evaluate a succeeded run in the signal registry and queue the alerts of what changed."""
-    with session_scope() as session:
-        return cycle.evaluate_signals(session, run_id)
+    return cycle.evaluate_signals(session, run_id).as_dict()
 
 
 # the alerts task (workers/alerts.py: retries with backoff for retryable SMTP errors only), on this app
 send_alerts = register_alerts(app)
 
 
-@app.task(name="pv.report.weekly", base=PvTask, acks_late=True, reject_on_worker_lost=True)
-def weekly_report(run_id: int) -> dict[str, Any]:
+@app.task(name="pv.report.weekly", base=DbTask, acks_late=True, reject_on_worker_lost=True)
+def weekly_report(session: Session, run_id: int) -> dict[str, Any]:
     """Write the weekly report (HTML and PDF) of a succeeded run under <var_dir>/reports."""
-    with session_scope() as session:
-        return cycle.write_report(session, run_id)
+    files = cycle.write_report(session, run_id)
+    return {"run_id": run_id, "html": str(files.html), "pdf": str(files.pdf)}
 
 
 def cycle_follow_ups(run_id: int) -> Signature:
@@ -265,8 +250,6 @@ def weekly_cycle(as_of: str | None = None, config_file: str | None = None) -> di
 
 
 def _pending_drop_files() -> list[Path]:
-    from pv.ingest import drop
-
     return drop.pending(drop_folder())
 
 

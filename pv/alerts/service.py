@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -58,9 +59,13 @@ def _message_id(change: SignalChange, recipient: str, domain: str) -> str:
 
 
 def _payload(change: SignalChange) -> dict[str, Any]:
+    """The change as JSON for the outbox record. JSON (and PostgreSQL's json type) has no infinity: an infinite
+    measure (a PRR when no other product has the event) is recorded as the string "Infinity" or "-Infinity"."""
     data = asdict(change)
     data["as_of"] = change.as_of.isoformat()
     data["key"] = change.key
+    data["measures"] = {k: v if math.isfinite(v) else ("Infinity" if v > 0 else "-Infinity")
+                        for k, v in change.measures.items()}
     return data
 
 

@@ -74,7 +74,7 @@ def incidence(
     conf_type: str = typer.Option("log-log", "--conf-type", help="Interval: log-log (default) or plain."),
 ) -> None:
     """Cumulative incidence with competing risks (Aalen-Johansen), Gray's test, Fine-Gray regression."""
-    from pv.incidence import CENSORED, DEATH, analyse, cohort_time_event
+    from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_time_event
 
     if fmt not in FORMATS:
         raise InputError(f"--format must be json or table, not {fmt!r}", field="format")
@@ -138,7 +138,7 @@ def incidence(
         )
         time_label = time
     if plot is not None:
-        from pv.incidence_plots import plot_cumulative_incidence
+        from pv.report.incidence_plots import plot_cumulative_incidence
 
         plot_cumulative_incidence(res.cuminc, plot, events=res.cuminc.events_, time_label=time_label)
     _emit(res.result, fmt)
@@ -151,7 +151,7 @@ def onset(
 ) -> None:
     """Time to onset in spontaneous reports: days from therapy start to event, median, IQR, Weibull shape."""
     from pv import db
-    from pv.incidence import onset_table
+    from pv.analysis.incidence import onset_table
     from pv.normalise import EventGroups
     from pv.stats.onset import time_to_onset
 

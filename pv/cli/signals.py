@@ -16,8 +16,8 @@ import typer
 from pv.db import session_scope
 from pv.errors import InputError
 from pv.signals import backtest as backtest_service
+from pv.signals import commands, queries
 from pv.signals import labels as label_service
-from pv.signals import registry
 from pv.signals.lifecycle import STATES
 
 
@@ -103,10 +103,10 @@ def signals(
 ) -> None:
     """List signals, highest priority first."""
     with session_scope() as session:
-        found = registry.list_signals(session, status=status, product=product,
+        found = queries.list_signals(session, status=status, product=product,
                                       flagged=True if flagged else None)
-        latest = registry.latest_measures(session, [s.id for s in found])
-        rows = [registry.signal_as_dict(s, latest.get(s.id)) for s in found]
+        latest = queries.latest_measures(session, [s.id for s in found])
+        rows = [queries.signal_as_dict(s, latest.get(s.id)) for s in found]
     _emit(rows if fmt is Format.json else [_flat(r) for r in rows], SIGNAL_COLUMNS, fmt)
 
 
@@ -117,7 +117,7 @@ def signal_show(
 ) -> None:
     """One signal: measures trend, labelled per jurisdiction, evidence and audit trail."""
     with session_scope() as session:
-        d = registry.signal_detail(session, signal_id)
+        d = queries.signal_detail(session, signal_id)
     if fmt is Format.json:
         typer.echo(json.dumps(d, indent=2, default=str))
         return
@@ -150,8 +150,8 @@ def signal_transition(
 ) -> None:
     """Move a signal through the GVP IX lifecycle (only allowed transitions; recorded in the audit trail)."""
     with session_scope() as session:
-        before = registry.get_signal(session, signal_id).status
-        sig = registry.transition_signal(session, signal_id, status, by=by, reason=reason)
+        before = queries.get_signal(session, signal_id).status
+        sig = commands.transition_signal(session, signal_id, status, by=by, reason=reason)
         typer.echo(f"signal {sig.id}: {before} -> {sig.status} (by {by})")
 
 
@@ -215,7 +215,7 @@ def labels_add(
     assert when is not None
     with session_scope() as session:
         label_service.ensure_seeded(session)
-        label, changes = registry.record_label_change(
+        label, changes = commands.record_label_change(
             session, product=product, jurisdiction=jurisdiction, event=event, section=section,
             effective_date=when, by=by, reason=reason, source=source, note=note, check=check)
         typer.echo(f"label {label.id}: {label.product} {label.jurisdiction} {label.section} {label.event} "
@@ -258,9 +258,7 @@ def backtest(
         if results is not None:
             producer = backtest_service.results_from_folder(results)
         else:
-            from pv.signals.store import run_pipeline_producer
-
-            producer = run_pipeline_producer(session)
+            producer = backtest_service.run_pipeline_producer(session)
         report = backtest_service.backtest(session, producer, start=d0, end=d1, every=every.value)
     rows = [r.as_dict() for r in report.rows]
     if fmt is Format.table:

@@ -4,19 +4,19 @@ the cohort store and the provenance of the loaded files. The caller passes the s
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pv.analysis.runs import get_run
-from pv.errors import InputError, NotFoundError, PvError
-from pv.incidence import CENSORED, DEATH, analyse, cohort_time_event
+from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_time_event
+from pv.analysis.results import PAIR_VALUES, read_trend, results_frame
+from pv.analysis.runs import succeeded_run
+from pv.config import config_path, load_yaml
+from pv.errors import ConfigError, InputError, NotFoundError
 from pv.models import (
     Run,
-    RunResult,
-    RunTrend,
     Signal,
     SignalAudit,
     SignalMeasure,
@@ -28,13 +28,8 @@ from pv.normalise import EventGroups, ProductDictionary, default_event_groups, d
 from pv.report.data import EventSection, ReportData, SignalRow, SourceInfo
 from pv.store_summary import store_summary
 
-#: events of interest shown with figures, in this order (domain.md sections 1 and 3)
-EVENTS_OF_INTEREST = ("crs", "icans", "hbv_reactivation", "malignancy_t_cell", "malignancy_myeloid",
-                      "malignancy_other")
 HEADLINE_ACTIONS = ("created", "escalated", "label_update_recommended", "reopened")
 CLOSED_STATUSES = ("refuted", "closed")
-MEASURE_KEYS = ("n", "expected", "prr", "prr_chi2", "ror", "ror_lower", "ror_upper", "ic", "ic025", "ic975",
-                "ebgm", "eb05", "eb95", "n_serious", "n_deaths")
 
 
 def _previous_as_of(session: Session, run: Run) -> dt.date | None:
@@ -48,7 +43,7 @@ def _previous_as_of(session: Session, run: Run) -> dt.date | None:
 def _measures(m: SignalMeasure | None) -> dict[str, float | None]:
     if m is None:
         return {}
-    return {k: getattr(m, k) for k in MEASURE_KEYS}
+    return {k: getattr(m, k) for k in PAIR_VALUES}
 
 
 def event_label(event: str, level: str, groups: EventGroups) -> str:
@@ -101,14 +96,18 @@ def _car_t(products: ProductDictionary) -> list[str]:
     return sorted(p for p in products.products if products.attribute(p, "class") == "car_t")
 
 
-def _results_frame(session: Session, model: type[RunResult] | type[RunTrend], run: Run, group: str,
-                   products: list[str], **filters: Any) -> pd.DataFrame:
-    q = select(model).where(model.run_id == run.id, model.level == "group", model.event == group,
-                            model.product.in_(products))
-    for key, value in filters.items():
-        q = q.where(getattr(model, key) == value)
-    rows = [{c: getattr(r, c) for c in r.__table__.columns.keys()} for r in session.scalars(q)]  # noqa: SIM118
-    return pd.DataFrame(rows)
+def events_of_interest(groups: EventGroups, path: Path | None = None) -> tuple[str, ...]:
+    """The event groups the report shows with figures, in order (``events_of_interest`` in config/report.yaml)."""
+    path = path or config_path("report.yaml")
+    data = load_yaml(path) or {}
+    events = data.get("events_of_interest") if isinstance(data, dict) else None
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise ConfigError(f"{path}: events_of_interest must be a list of event group names")
+    unknown = [e for e in events if e not in groups.groups]
+    if unknown:
+        raise ConfigError(f"{path}: events_of_interest names unknown event group(s) {', '.join(unknown)}; "
+                          f"groups are defined in event_groups.yaml")
+    return tuple(events)
 
 
 def _cif(session: Session, group: str, groups: EventGroups) -> pd.DataFrame | None:
@@ -132,7 +131,7 @@ def _cif(session: Session, group: str, groups: EventGroups) -> pd.DataFrame | No
 
 def _section(session: Session, run: Run, group: str, groups: EventGroups, car_t: list[str],
              with_cohort: bool) -> EventSection:
-    results = _results_frame(session, RunResult, run, group, car_t, stratified=False)
+    results = results_frame(session, run.id, level="group", stratified=False, event=group, products=car_t)
     if results.empty:
         forest = pd.DataFrame(columns=["product", "estimate", "lower", "upper", "n"])
         counts = pd.DataFrame(columns=["product", "cases", "serious", "non_serious", "deaths"])
@@ -143,7 +142,7 @@ def _section(session: Session, run: Run, group: str, groups: EventGroups, car_t:
             "product": results["product"], "cases": results["n"], "serious": results["n_serious"],
             "non_serious": results["n"] - results["n_serious"], "deaths": results["n_deaths"],
         }).sort_values("cases", ascending=False)
-    trend = _results_frame(session, RunTrend, run, group, car_t)
+    trend = read_trend(session, run.id, level="group", event=group, products=car_t)
     trend = (trend.rename(columns={"period_end": "quarter", "eb05": "value"})[["quarter", "product", "value"]]
              if not trend.empty else pd.DataFrame(columns=["quarter", "product", "value"]))
     return EventSection(
@@ -159,15 +158,15 @@ def build_report_data(
     *,
     groups: EventGroups | None = None,
     products: ProductDictionary | None = None,
-    events: tuple[str, ...] = EVENTS_OF_INTEREST,
+    events: tuple[str, ...] | None = None,
     generated_at: dt.datetime | None = None,
 ) -> ReportData:
-    """Everything the weekly report shows for one succeeded run."""
+    """Everything the weekly report shows for one succeeded run (``events``: the events of interest, by default
+    those of config/report.yaml)."""
     groups = groups or default_event_groups()
     products = products or default_products()
-    run = get_run(session, run_id)
-    if run.status != "succeeded":
-        raise PvError(f"run {run_id} is {run.status}: a report needs a succeeded run")
+    events = events if events is not None else events_of_interest(groups)
+    run = succeeded_run(session, run_id, "a report")
     since = _previous_as_of(session, run)
     open_signals = list(session.scalars(select(Signal).where(Signal.status.not_in(CLOSED_STATUSES),
                                                              Signal.first_detected <= run.as_of)))
@@ -196,7 +195,7 @@ def build_report_data(
         previous_report_as_of=since,
         headline=_headline(session, run, since, groups),
         open_signals=_signal_rows(session, open_signals, run, {}, groups),
-        sections=[_section(session, run, g, groups, car_t, with_cohort) for g in events if g in groups.groups],
+        sections=[_section(session, run, g, groups, car_t, with_cohort) for g in events],
         sources=sources,
         parameters=parameters,
         rules=dict(snapshot.rules) if snapshot is not None else {"rules": "this run was not evaluated"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,16 +77,20 @@ def render_html(data: ReportData) -> str:
     return _env.get_template("weekly_report.html.j2").render(r=data, sections=sections, rules_yaml=rules_yaml)
 
 
+def report_files(out_dir: str | Path, as_of: dt.date, run_id: int) -> ReportFiles:
+    """Where the report of run ``run_id`` as of ``as_of`` is written in ``out_dir``:
+    ``weekly-report-<as_of>-run<id>.html`` and ``.pdf``. The alert emails link the HTML file by this name."""
+    stem = Path(out_dir) / f"weekly-report-{as_of.isoformat()}-run{run_id}"
+    return ReportFiles(html=stem.with_suffix(".html"), pdf=stem.with_suffix(".pdf"))
+
+
 def write_report(data: ReportData, out_dir: str | Path) -> ReportFiles:
-    """Write ``weekly-report-<as_of>-run<id>.html`` and ``.pdf`` into ``out_dir``."""
+    """Write the report's HTML and PDF into ``out_dir`` (named by :func:`report_files`); rewritten if present."""
     from weasyprint import HTML  # imported lazily: heavy, and only needed here
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"weekly-report-{data.as_of.isoformat()}-run{data.run_id}"
+    files = report_files(out_dir, data.as_of, data.run_id)
+    files.html.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(data)
-    html_path = out / f"{stem}.html"
-    html_path.write_text(html, encoding="utf-8")
-    pdf_path = out / f"{stem}.pdf"
-    HTML(string=html, base_url=str(out)).write_pdf(pdf_path)
-    return ReportFiles(html=html_path, pdf=pdf_path)
+    files.html.write_text(html, encoding="utf-8")
+    HTML(string=html, base_url=str(files.html.parent)).write_pdf(files.pdf)
+    return files

@@ -1,7 +1,7 @@
 """Backtest: replay as-of runs and report when the service would have raised each signal, when it would have
 recommended a label update, and when the label actually changed (the lead time).
 
-The replay uses the real registry code (:func:`pv.signals.registry.evaluate_run`) on a scratch in-memory
+The replay uses the real registry code (:func:`pv.signals.evaluation.evaluate_run`) on a scratch in-memory
 database, so the live registry is untouched; the labels come from the live label registry (the label in force
 at each as-of date decides labelled/unlabelled, exactly as in production). Results for each as-of date come
 from a *producer*: any callable ``as_of -> DataFrame`` (or ``-> (run_id, DataFrame)``), e.g. the analysis run
@@ -14,51 +14,26 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from pv.analysis.results import results_frame
+from pv.analysis.runs import request_run, succeeded_run
+from pv.analysis.stages import execute_run
 from pv.errors import InputError, UnreadableFileError
 from pv.models.base import Base
 from pv.models.signals import Signal, SignalMeasure
 from pv.normalise import EventGroups, ProductDictionary
+from pv.periods import Every, as_of_dates
+from pv.signals.evaluation import IncidenceHook, evaluate_run
 from pv.signals.labels import LabelIndex
-from pv.signals.registry import IncidenceHook, evaluate_run
 from pv.signals.rules import RuleSet
 
-Every = Literal["month", "quarter", "year"]
 Producer = Callable[[dt.date], "pd.DataFrame | tuple[int, pd.DataFrame]"]
-
-
-def _period_end(year: int, month: int) -> dt.date:
-    if month == 12:
-        return dt.date(year, 12, 31)
-    return dt.date(year, month + 1, 1) - dt.timedelta(days=1)
-
-
-def as_of_dates(start: dt.date, end: dt.date, every: Every = "quarter") -> list[dt.date]:
-    """The period ends (month, quarter or year) falling within [start, end]."""
-    if end < start:
-        raise InputError(f"--to {end} is before --from {start}", field="to")
-    step = {"month": 1, "quarter": 3, "year": 12}.get(every)
-    if step is None:
-        raise InputError(f"unknown period {every!r}; expected month, quarter or year", field="every")
-    out = []
-    year, month = start.year, start.month
-    month = ((month - 1) // step + 1) * step  # the period end month of start's period
-    while True:
-        d = _period_end(year, month)
-        if d > end:
-            break
-        if d >= start:
-            out.append(d)
-        month += step
-        if month > 12:
-            year, month = year + 1, month - 12
-    return out
 
 
 @dataclass(frozen=True)
@@ -120,6 +95,19 @@ def results_from_folder(folder: str | Path) -> Producer:
                     raise UnreadableFileError(f"cannot read run results: {exc}", file=str(path)) from exc
         raise InputError(f"no results for as-of {as_of}: expected {as_of.isoformat()}.csv or .parquet",
                          file=str(folder))
+
+    return produce
+
+
+def run_pipeline_producer(session: Session, *, scope: str = "all") -> Producer:
+    """A producer of the analysis run of each as-of date, computed in this process when not yet done."""
+
+    def produce(as_of: dt.date) -> tuple[int, pd.DataFrame]:
+        run, compute = request_run(session, as_of, scope=scope)
+        if compute:
+            execute_run(session, run.id)
+        run = succeeded_run(session, run.id, f"the backtest as of {as_of}")
+        return run.id, results_frame(session, run.id)
 
     return produce
 

@@ -185,7 +185,7 @@ def add_label(
 ) -> Label:
     """Record one event on a product's label (who and why go to label_audit). The caller commits.
 
-    Use :func:`pv.signals.registry.record_label_change` to also apply the change to flagged signals.
+    Use :func:`pv.signals.commands.record_label_change` to also apply the change to flagged signals.
     """
     if jurisdiction not in JURISDICTIONS:
         raise InputError(f"unknown jurisdiction {jurisdiction!r}; expected one of {', '.join(JURISDICTIONS)}",

@@ -10,7 +10,7 @@ import pandas as pd
 from pv.stats.background import ROLE_CHOICES, select_background
 from pv.stats.counts import COUNT_COLUMNS, count_table, event_group_rows
 from pv.stats.disproportionality import (
-    MEASURE_COLUMNS,
+    MEASURES,
     fisher_greater,
     ic_table,
     measures,
@@ -20,14 +20,13 @@ from pv.stats.disproportionality import (
 from pv.stats.mgps import DEFAULT_STARTS, MGPS, Hyperparameters, ebgm_scores, log_likelihood
 
 __all__ = [
-    "COUNT_COLUMNS", "DEFAULT_STARTS", "MEASURE_COLUMNS", "MGPS", "RESULT_COLUMNS", "ROLE_CHOICES",
+    "COUNT_COLUMNS", "DEFAULT_STARTS", "MEASURES", "MGPS", "RESULT_COLUMNS", "ROLE_CHOICES",
     "Hyperparameters", "count_table", "disproportionality", "ebgm_scores", "event_group_rows",
     "fisher_greater", "ic_table", "log_likelihood", "measures", "prr_table", "ror_table", "select_background",
 ]
 
 #: The leading columns of :func:`disproportionality`, in order; more columns follow them.
-RESULT_COLUMNS = ["product", "event", "n", "expected", "prr", "prr_chi2", "ror", "ror_lower", "ror_upper",
-                  "ic", "ic025", "ic975", "ebgm", "eb05", "eb95"]
+RESULT_COLUMNS = ["product", "event", "n", "expected", *MEASURES]
 
 
 @overload

@@ -29,8 +29,11 @@ from scipy import special, stats
 
 from pv.errors import InputError
 
-MEASURE_COLUMNS = ["prr", "prr_chi2", "prr_signal", "ror", "ror_lower", "ror_upper", "ror_signal",
-                   "ic", "ic025", "ic975", "ic_signal"]
+#: The eleven measures of a product-event pair, in the order every table of pv lists them: PRR with its
+#: chi-square, ROR with its 95% interval, IC with its 95% credibility interval (this module), and EBGM with EB05
+#: and EB95 (:mod:`pv.stats.mgps`).
+MEASURES: tuple[str, ...] = ("prr", "prr_chi2", "ror", "ror_lower", "ror_upper", "ic", "ic025", "ic975",
+                             "ebgm", "eb05", "eb95")
 
 Z95 = float(stats.norm.ppf(0.975))
 

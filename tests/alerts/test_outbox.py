@@ -64,6 +64,17 @@ def test_queue_is_idempotent(session: Session, small_routing: AlertRouting) -> N
     assert _count(session) == 5
 
 
+def test_infinite_measure_is_recorded_on_postgresql(session: Session, small_routing: AlertRouting) -> None:
+    """Every report of the event is for this product: PRR is infinite, which PostgreSQL's json type refuses."""
+    change = make_change(measures={**make_change().measures, "prr": float("inf"), "ror_upper": float("-inf")})
+    assert queue_alerts(session, [change], routing=small_routing) == 2
+    session.commit()
+    row = session.scalars(select(AlertOutbox)).first()
+    assert row is not None
+    assert row.payload["measures"]["prr"] == "Infinity" and row.payload["measures"]["ror_upper"] == "-Infinity"
+    assert row.payload["measures"]["eb05"] == 2.19
+
+
 def _products():  # type: ignore[no-untyped-def]
     from pv.normalise import ProductDictionary
     from tests.alerts.conftest import CONFIG

@@ -1,4 +1,4 @@
-"""Alerts from the changes the real signal registry emits (pv.signals.registry.evaluate_run)."""
+"""Alerts from the changes the real signal registry emits (pv.signals.evaluation.evaluate_run)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from pv.alerts import EmlTransport, queue_alerts, send_pending
 from pv.alerts.routing import AlertRouting
 from pv.models.alerts import AlertOutbox
+from pv.signals.evaluation import evaluate_run
 from pv.signals.labels import ensure_seeded
-from pv.signals.registry import evaluate_run
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
 from tests.signals.helpers import frame, strong_row, weak_row

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from pv.cli import main
 from pv.db import session_scope
 from pv.models.signals import SignalAudit
-from pv.signals.registry import evaluate_run
+from pv.signals.evaluation import evaluate_run
 from tests.signals.helpers import frame, strong_row
 from tests.signals.test_backtest import synthetic_quarter
 

@@ -12,14 +12,10 @@ from sqlalchemy import select, text, update
 
 from pv.errors import AuditTrailError, InputError, InvalidTransitionError
 from pv.models.signals import Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
+from pv.signals.commands import record_label_change, transition_signal
+from pv.signals.evaluation import evaluate_run, is_evaluated
 from pv.signals.labels import ensure_seeded, seed_labels
-from pv.signals.registry import (
-    evaluate_run,
-    list_signals,
-    record_label_change,
-    signal_detail,
-    transition_signal,
-)
+from pv.signals.queries import list_signals, rules_for_run, signal_detail
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
 from tests.signals.helpers import frame, strong_row, weak_row
@@ -306,11 +302,12 @@ def test_priority_orders_every_list(session, rules) -> None:  # type: ignore[no-
 
 def test_rules_snapshot_and_open_filter(session, rules) -> None:  # type: ignore[no-untyped-def]
     from pv.errors import NotFoundError
-    from pv.signals.registry import rules_for_run
 
     ensure_seeded(session)
+    assert not is_evaluated(session, 42)
     evaluate_run(session, run_id=42, as_of=QUARTERS[0], results=frame(*_tcell_run(2.5)), rules=rules)
     session.commit()
+    assert is_evaluated(session, 42) and not is_evaluated(session, 43)
     assert rules_for_run(session, 42) == rules.snapshot()
     with pytest.raises(NotFoundError, match="run 43 has not been evaluated"):
         rules_for_run(session, 43)

@@ -1,4 +1,5 @@
-"""The registry on real analysis runs (hand-made case store) and the cohort evidence hook."""
+"""The registry on real analysis runs (hand-made case store) through the weekly cycle, the backtest and the
+cohort evidence hook."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pv import cycle
 from pv.analysis import runs as run_service
-from pv.errors import InputError
+from pv.analysis import stages
+from pv.analysis.results import results_frame
 from pv.ingest.cohort import CohortMapping, load_cohort, parse_cohort_csv
 from pv.models.signals import Signal, SignalMeasure
 from pv.normalise import EventGroups, ProductDictionary
-from pv.signals.backtest import backtest
+from pv.signals.backtest import backtest, run_pipeline_producer
+from pv.signals.evidence import cohort_incidence
 from pv.signals.labels import ensure_seeded
-from pv.signals.store import cohort_incidence, evaluate_run_from_store, run_pipeline_producer
 from pv.simulate.cohort import simulate_cohort
 from tests.conftest import REPO
 from tests.runs_data import SIGNAL_START, make_store
@@ -25,18 +28,20 @@ D = dt.date
 TISA = "tisagenlecleucel"
 
 
-def test_evaluate_run_from_store_uses_the_run_results(session: Session) -> None:
+def test_cycle_evaluates_a_run_with_its_results(session: Session) -> None:
     make_store(session)
     ensure_seeded(session)
     session.commit()
     run, compute = run_service.request_run(session, D(2024, 3, 31), config_dir=REPO / "config")
     assert compute
-    run_service.execute_run(session, run.id)
+    stages.execute_run(session, run.id)
     session.commit()
-    changes = evaluate_run_from_store(session, run.id)
+    evaluation = cycle.evaluate_signals(session, run.id)
     session.commit()
-    results = run_service.results_frame(session, run.id)
-    created = {(c.event, c.level) for c in changes if c.kind == "created" and c.product == TISA}
+    changes = session.scalars(select(Signal)).all()
+    results = results_frame(session, run.id)
+    created = {(c.event, c.level) for c in changes if c.product == TISA}
+    assert evaluation.changes >= len(changes) and evaluation.skipped is None
     assert ("t-cell lymphoma", "pt") in created and ("malignancy_t_cell", "group") in created
     sig = session.scalars(select(Signal).where(Signal.product == TISA, Signal.event == "t-cell lymphoma")).one()
     m = session.scalars(select(SignalMeasure).where(SignalMeasure.signal_id == sig.id)).one()
@@ -47,9 +52,14 @@ def test_evaluate_run_from_store_uses_the_run_results(session: Session) -> None:
     # only dictionary products become signals
     assert not session.scalars(select(Signal).where(Signal.product == "ASPIRIN")).all()
 
+    # a run is evaluated once: the second time is skipped, and nothing changes
+    assert cycle.evaluate_signals(session, run.id).skipped == "already evaluated"
+    assert len(session.scalars(select(SignalMeasure)).all()) == len(
+        session.scalars(select(SignalMeasure).where(SignalMeasure.run_id == run.id)).all())
+
     queued, _ = run_service.request_run(session, D(2024, 6, 30), config_dir=REPO / "config")
-    with pytest.raises(InputError, match=f"run {queued.id} is queued"):
-        evaluate_run_from_store(session, queued.id)
+    with pytest.raises(run_service.RunFailedError, match=f"run {queued.id} is queued"):
+        cycle.evaluate_signals(session, queued.id)
 
 
 def test_backtest_through_the_run_pipeline_first_detection_within_a_quarter(session: Session) -> None:

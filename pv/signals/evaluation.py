@@ -20,7 +20,6 @@ recorded in the audit trail with ``by='pv'``.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -29,12 +28,12 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pv.errors import InputError, NotFoundError
-from pv.models.signals import Label, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
+from pv.errors import InputError
+from pv.models.signals import Signal, SignalMeasure, SignalRuleSnapshot
 from pv.normalise import EventGroups, ProductDictionary, default_products, normalise_pt
 from pv.signals import lifecycle
 from pv.signals.changes import ChangeKind, SignalChange
-from pv.signals.labels import LabelIndex, add_label
+from pv.signals.labels import LabelIndex
 from pv.signals.priority import priority_score
 from pv.signals.rules import (
     MEASURES,
@@ -44,6 +43,7 @@ from pv.signals.rules import (
     evaluate_rules,
     select_result_set,
 )
+from pv.stats.numbers import json_float, optional_float
 
 #: Optional evidence hook: (session, product, event, level, as_of) -> cumulative incidence summary or None.
 #: The cohort analysis (issue 4) can supply e.g. {"cohort": ..., "time_years": 2, "cuminc": 0.012,
@@ -52,29 +52,11 @@ from pv.signals.rules import (
 IncidenceHook = Callable[[Session, str, str, str, dt.date], Mapping[str, Any] | None]
 
 CHANGE_MEASURES = tuple(m for m in MEASURES if m not in ("n_serious", "n_deaths"))
-LIST_MEASURES = ("n", "prr", "prr_chi2", "ror_lower", "ic025", "eb05")
 SYSTEM = lifecycle.SYSTEM_USER
 
 
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
-def _finite(x: Any) -> float | None:
-    """A JSON-safe number: None for missing and for infinite values (e.g. PRR when no other product has the
-    event)."""
-    v = _num(x)
-    return v if v is not None and math.isfinite(v) else None
-
-
 def _int(x: Any) -> int | None:
-    v = _num(x)
+    v = optional_float(x)
     return None if v is None else int(round(v))
 
 
@@ -125,8 +107,8 @@ def _history(session: Session, signal_ids: Sequence[int]) -> dict[int, list[Sign
     return out
 
 
-class _Run:
-    """State of one evaluation (keeps evaluate_run readable)."""
+class RegistryUpdate:
+    """One update of the registry: a run's evaluation, or a recorded label change, and the changes it emits."""
 
     def __init__(self, session: Session, run_id: int | None, as_of: dt.date, rules: RuleSet,
                  labels: LabelIndex, incidence: IncidenceHook | None) -> None:
@@ -177,7 +159,7 @@ class _Run:
             return False
         reo = self.rules.feedback.reopening
         baseline = signal.monitoring_baseline
-        value = _num(getattr(measure, reo.measure))
+        value = optional_float(getattr(measure, reo.measure))
         if baseline is None or baseline <= 0 or value is None or value < reo.factor * baseline:
             return False
         reason = (f"reopened: {reo.measure} {value:.3g} >= {reo.factor:g} x {baseline:.3g} "
@@ -230,7 +212,7 @@ class _Run:
                  history: list[SignalMeasure], reason: str) -> dict[str, Any]:
         trend = [
             {"run_id": m.run_id, "as_of": m.as_of.isoformat(), "meets_rules": m.meets_rules,
-             **{k: _finite(getattr(m, k)) for k in ("n", "prr", "prr_chi2", "ror_lower", "ic025", "ebgm",
+             **{k: json_float(getattr(m, k)) for k in ("n", "prr", "prr_chi2", "ror_lower", "ic025", "ebgm",
                                                      "eb05", "eb95", "n_serious", "n_deaths")}}
             for m in history
         ]
@@ -244,9 +226,9 @@ class _Run:
             "reason": reason,
             "unlabelled_in": list(unlabelled),
             "labelled": dict(signal.labelled or {}),
-            "cases": _finite(measure.n),
-            "serious_cases": _finite(measure.n_serious),
-            "deaths": _finite(measure.n_deaths),
+            "cases": json_float(measure.n),
+            "serious_cases": json_float(measure.n_serious),
+            "deaths": json_float(measure.n_deaths),
             "criteria_met": list(measure.criteria_met or []),
             "first_detected": signal.first_detected.isoformat(),
             "trend": trend,
@@ -271,7 +253,7 @@ class _Run:
             run_id = self.run_id if self.run_id is not None else s.last_run_id
             measures = {}
             if m is not None:
-                measures = {k: v for k in CHANGE_MEASURES if (v := _num(getattr(m, k))) is not None}
+                measures = {k: v for k in CHANGE_MEASURES if (v := optional_float(getattr(m, k))) is not None}
             out.append(SignalChange(
                 kind=kind, signal_id=s.id, run_id=run_id, as_of=self.as_of, product=s.product,
                 event=s.event, level=cast(Any, s.level), status=s.status, priority=float(s.priority or 0.0),
@@ -295,7 +277,7 @@ def enter_monitoring(session: Session, signal: Signal, rules: RuleSet, *, by: st
             select(SignalMeasure).where(SignalMeasure.signal_id == signal.id)
             .order_by(SignalMeasure.as_of.desc(), SignalMeasure.run_id.desc())
         ).first()
-    signal.monitoring_baseline = _num(getattr(measure, name)) if measure is not None else None
+    signal.monitoring_baseline = optional_float(getattr(measure, name)) if measure is not None else None
     if as_of is not None:
         signal.monitoring_since = as_of
 
@@ -320,7 +302,7 @@ def evaluate_run(
     commits.
     """
     rules = rules or RuleSet.load()
-    if session.scalar(select(SignalRuleSnapshot.id).where(SignalRuleSnapshot.run_id == run_id)) is not None:
+    if is_evaluated(session, run_id):
         raise InputError(f"run {run_id} was already evaluated by the signal registry", field="run_id")
     latest = _latest_evaluated(session)
     if latest is not None and as_of < latest:
@@ -330,7 +312,7 @@ def evaluate_run(
     labels = labels or LabelIndex.from_session(session, groups=groups, products=products)
     session.add(SignalRuleSnapshot(run_id=run_id, as_of=as_of, sha256=rules.digest(), rules=rules.snapshot()))
 
-    run = _Run(session, run_id, as_of, rules, labels, incidence)
+    run = RegistryUpdate(session, run_id, as_of, rules, labels, incidence)
     signals = {(s.product, s.event, s.level): s for s in session.scalars(select(Signal))}
     history = _history(session, [s.id for s in signals.values()])
     measured: set[int] = set()
@@ -370,7 +352,7 @@ def evaluate_run(
         measure = SignalMeasure(
             signal_id=signal.id, run_id=run_id, as_of=as_of, stratified=bool(row["stratified"]),
             meets_rules=meets, criteria_met=list(row["criteria_met"]),
-            **{k: _num(row.get(k)) for k in MEASURES},
+            **{k: optional_float(row.get(k)) for k in MEASURES},
         )
         session.add(measure)
         if signal.id in created:
@@ -409,170 +391,8 @@ def evaluate_run(
     return run.changes()
 
 
-def get_signal(session: Session, signal_id: int) -> Signal:
-    signal = session.get(Signal, signal_id)
-    if signal is None:
-        raise NotFoundError(f"signal {signal_id} does not exist")
-    return signal
 
 
-def transition_signal(session: Session, signal_id: int, status: str, *, by: str, reason: str,
-                      rules: RuleSet | None = None) -> Signal:
-    """A manual lifecycle transition (``pv signal transition``). The caller commits."""
-    signal = get_signal(session, signal_id)
-    if status == "monitoring":
-        lifecycle.check_transition(signal.id, signal.status, status)
-        enter_monitoring(session, signal, rules or RuleSet.load(), by=by, reason=reason,
-                         as_of=dt.date.today())
-    else:
-        lifecycle.transition(session, signal, status, by=by, reason=reason)
-    session.flush()
-    return signal
-
-
-def record_label_change(
-    session: Session,
-    *,
-    product: str,
-    jurisdiction: str,
-    event: str,
-    section: str,
-    effective_date: dt.date,
-    by: str,
-    reason: str,
-    source: str | None = None,
-    note: str | None = None,
-    check: bool = False,
-    rules: RuleSet | None = None,
-    groups: EventGroups | None = None,
-    products: ProductDictionary | None = None,
-) -> tuple[Label, list[SignalChange]]:
-    """``pv labels add``: record the label entry, re-classify the product's signals with the label in force at
-    the entry's effective date (or their last run, if later); flagged signals now covered are cleared and move
-    to monitoring. The caller commits.
-    """
-    rules = rules or RuleSet.load()
-    label = add_label(session, product=product, jurisdiction=jurisdiction, event=event, section=section,
-                      effective_date=effective_date, by=by, reason=reason, source=source, note=note,
-                      check=check, groups=groups, products=products)
-    session.flush()
-    index = LabelIndex.from_session(session, groups=groups, products=products, seed=False)
-    changes: list[SignalChange] = []
-    for signal in session.scalars(select(Signal).where(Signal.product == label.product)):
-        at = max(signal.last_as_of, effective_date)
-        run = _Run(session, None, at, rules, index, None)
-        labelled = run.classify(signal, at)
-        signal.labelled = labelled
-        if signal.status in lifecycle.OPEN_STATES:
-            run.clear_flag_if_labelled(
-                signal, [j for j, v in labelled.items() if not v], None, by=by,
-                why=f"label change recorded by {by}: {label.jurisdiction} {label.section} now lists "
-                    f"{label.event} from {label.effective_date} ({reason})",
-            )
-        changes.extend(run.changes())
-    session.flush()
-    changes.sort(key=lambda c: (-c.priority, c.signal_id))
-    return label, changes
-
-
-# -- queries for the CLI and the report -------------------------------------------------------------------
-def list_signals(session: Session, *, status: str | None = None, product: str | None = None,
-                 flagged: bool | None = None, open_only: bool = False) -> list[Signal]:
-    """Signals ordered by priority (highest first), then id. ``open_only``: not refuted or closed."""
-    stmt = select(Signal)
-    if open_only:
-        stmt = stmt.where(Signal.status.in_(sorted(lifecycle.OPEN_STATES)))
-    if status:
-        if status not in lifecycle.STATES:
-            raise InputError(f"unknown status {status!r}; statuses are: {', '.join(lifecycle.STATES)}",
-                             field="status")
-        stmt = stmt.where(Signal.status == status)
-    if product:
-        from pv.signals.labels import canonical_product
-
-        stmt = stmt.where(Signal.product == canonical_product(product))
-    if flagged is not None:
-        stmt = stmt.where(Signal.label_update_recommended.is_(flagged))
-    return list(session.scalars(stmt.order_by(Signal.priority.desc(), Signal.id)))
-
-
-def rules_for_run(session: Session, run_id: int) -> dict[str, Any]:
-    """The detection rules a run was evaluated with (the snapshot stored by :func:`evaluate_run`)."""
-    snap = session.scalars(select(SignalRuleSnapshot).where(SignalRuleSnapshot.run_id == run_id)).first()
-    if snap is None:
-        raise NotFoundError(f"run {run_id} has not been evaluated by the signal registry")
-    return dict(snap.rules)
-
-
-def flagged_products(session: Session) -> dict[str, list[Signal]]:
-    """Products with at least one signal flagged "label update recommended", with those signals."""
-    out: dict[str, list[Signal]] = defaultdict(list)
-    for s in list_signals(session, flagged=True):
-        out[s.product].append(s)
-    return dict(out)
-
-
-def latest_measures(session: Session, signal_ids: Sequence[int]) -> dict[int, SignalMeasure]:
-    out: dict[int, SignalMeasure] = {}
-    if not signal_ids:
-        return out
-    for m in session.scalars(
-        select(SignalMeasure).where(SignalMeasure.signal_id.in_(list(signal_ids)))
-        .order_by(SignalMeasure.as_of, SignalMeasure.run_id)
-    ):
-        out[m.signal_id] = m
-    return out
-
-
-def signal_as_dict(signal: Signal, measure: SignalMeasure | None) -> dict[str, Any]:
-    return {
-        "id": signal.id,
-        "product": signal.product,
-        "event": signal.event,
-        "level": signal.level,
-        "status": signal.status,
-        "first_detected": signal.first_detected.isoformat(),
-        "first_run": signal.first_run_id,
-        "last_run": signal.last_run_id,
-        "last_as_of": signal.last_as_of.isoformat(),
-        "measures": {k: (_finite(getattr(measure, k)) if measure is not None else None) for k in LIST_MEASURES},
-        "labelled": dict(signal.labelled or {}),
-        "label_update_recommended": bool(signal.label_update_recommended),
-        "label_update_since": signal.label_update_since.isoformat() if signal.label_update_since else None,
-        "label_update_jurisdictions": list(signal.label_update_jurisdictions or []),
-        "escalated": bool(signal.escalated),
-        "priority": float(signal.priority or 0.0),
-        "strength": float(signal.strength or 0.0),
-    }
-
-
-def signal_detail(session: Session, signal_id: int) -> dict[str, Any]:
-    """Everything about one signal: summary, trend of measures, audit trail, evidence."""
-    signal = get_signal(session, signal_id)
-    measures = list(session.scalars(
-        select(SignalMeasure).where(SignalMeasure.signal_id == signal.id)
-        .order_by(SignalMeasure.as_of, SignalMeasure.run_id)
-    ))
-    audit = list(session.scalars(select(SignalAudit).where(SignalAudit.signal_id == signal.id)
-                                 .order_by(SignalAudit.id)))
-    out = signal_as_dict(signal, measures[-1] if measures else None)
-    out.update({
-        "consecutive_unlabelled": signal.consecutive_unlabelled,
-        "monitoring_since": signal.monitoring_since.isoformat() if signal.monitoring_since else None,
-        "monitoring_baseline": signal.monitoring_baseline,
-        "reopened_count": signal.reopened_count,
-        "allowed_transitions": list(lifecycle.allowed_targets(signal.status)),
-        "evidence": signal.evidence,
-        "trend": [
-            {"run_id": m.run_id, "as_of": m.as_of.isoformat(), "meets_rules": m.meets_rules,
-             "criteria_met": m.criteria_met, "labelled": m.labelled, "priority": m.priority,
-             **{k: _finite(getattr(m, k)) for k in MEASURES}}
-            for m in measures
-        ],
-        "audit": [
-            {"at": a.at.isoformat(), "by": a.by, "action": a.action, "from": a.from_status, "to": a.to_status,
-             "reason": a.reason, "run_id": a.run_id, "as_of": a.as_of.isoformat() if a.as_of else None}
-            for a in audit
-        ],
-    })
-    return out
+def is_evaluated(session: Session, run_id: int) -> bool:
+    """Whether the registry has evaluated run ``run_id`` (each run is evaluated once)."""
+    return session.scalar(select(SignalRuleSnapshot.id).where(SignalRuleSnapshot.run_id == run_id)) is not None
