@@ -23,7 +23,7 @@ from pv.ingest.e2b import parse_e2b_bytes
 from pv.ingest.store import load_batch
 
 REPO = Path(__file__).resolve().parents[1]
-CAERS = Path(os.environ.get("PV_CAERS_CSV", "/work/shared/data/real/caers_2012.csv"))
+CAERS = Path(os.environ.get("PV_CAERS_CSV", REPO.parent / "shared" / "data" / "real" / "caers_2012.csv"))
 
 
 def e2b_batch(n: int) -> bytes:

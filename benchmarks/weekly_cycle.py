@@ -1,6 +1,6 @@
 """Benchmark: one as-of analysis run end to end on two years of synthetic FAERS-scale data in PostgreSQL.
 
-Target (issue 5): <= 2 minutes for the run with one worker on this 2-core machine; loading the data is not part
+Target: <= 2 minutes for the run with one worker on this 2-core machine; loading the data is not part
 of it. The data (default 8 quarters x 400,000 initial reports, plus follow-ups: several million cases) is
 simulated with ``pv.simulate.faers.write_quarters`` and ingested with the FAERS loader into a database of its
 own (``pv_bench_weekly``), kept between invocations (``--fresh`` rebuilds it). The run goes through Redis to

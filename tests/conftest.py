@@ -22,9 +22,7 @@ from pv.settings import get_settings
 
 ADMIN_URL = os.environ.get("PV_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-if not SHARED.exists():  # a clone elsewhere (CI copies): fall back to the workplace's shared folder
-    SHARED = Path("/work/shared")
+SHARED = REPO.parent / "shared"  # the shared data folder beside the checkout (read only)
 REAL_DATA = SHARED / "data" / "real"
 REFERENCE = SHARED / "reference"
 

@@ -1,7 +1,7 @@
 """Cumulative incidence analyses behind ``pv incidence`` and ``pv onset``: tables in, JSON-ready dicts out.
 
 - :func:`analyse` runs the estimators of :mod:`pv.stats` on a time/event table (any CSV, or a cohort extract)
-  and returns the result as the issue-4 JSON: ``groups`` -> group -> event -> list of {time, estimate,
+  and returns the result as JSON: ``groups`` -> group -> event -> list of {time, estimate,
   variance, lower, upper}; ``gray_test`` -> event -> {statistic, df, p_value} (empty with one group);
   ``fine_gray`` (when covariates are given) -> list of {covariate, coef, se, hr, hr_lower, hr_upper, p_value}.
 - :func:`cohort_time_event` turns the cohort store into such a table for one event group: time from infusion
@@ -12,7 +12,6 @@ Services receive a Session from their caller and never commit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from pv.models import Case, CaseVersion, CohortEvent, Drug, EventGroupTerm, Reac
 from pv.normalise import EventGroups
 from pv.stats.cuminc import CumulativeIncidence
 from pv.stats.finegray import FineGray
+from pv.stats.numbers import optional_float
 
 DEATH = "death"
 CENSORED = "censored"
@@ -42,10 +42,6 @@ class IncidenceResult:
     fine_gray: FineGray | None
     result: dict[str, Any]
     events: list[str]
-
-
-def _num(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
 def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
@@ -128,15 +124,15 @@ def analyse(
             groups[str(g)][str(e)] = [
                 {
                     "time": float(r.time),
-                    "estimate": _num(r.estimate),
-                    "variance": _num(r.variance),
-                    "lower": _num(r.lower),
-                    "upper": _num(r.upper),
+                    "estimate": optional_float(r.estimate),
+                    "variance": optional_float(r.variance),
+                    "lower": optional_float(r.lower),
+                    "upper": optional_float(r.upper),
                 }
                 for r in part.itertuples(index=False)
             ]
     gray = {
-        str(r.event): {"statistic": _num(r.statistic), "df": int(r.df), "p_value": _num(r.p_value)}
+        str(r.event): {"statistic": optional_float(r.statistic), "df": int(r.df), "p_value": optional_float(r.p_value)}
         for r in ci.gray_test_.itertuples(index=False)
     }
     result: dict[str, Any] = {"groups": groups, "gray_test": gray}

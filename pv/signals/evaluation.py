@@ -46,7 +46,7 @@ from pv.signals.rules import (
 from pv.stats.numbers import json_float, optional_float
 
 #: Optional evidence hook: (session, product, event, level, as_of) -> cumulative incidence summary or None.
-#: The cohort analysis (issue 4) can supply e.g. {"cohort": ..., "time_years": 2, "cuminc": 0.012,
+#: The cohort analysis (:mod:`pv.signals.evidence`) supplies e.g. {"cohort": ..., "time_years": 2, "cuminc": 0.012,
 #: "lower": ..., "upper": ..., "n_patients": ...}; it is stored in the evidence of a label update
 #: recommendation.
 IncidenceHook = Callable[[Session, str, str, str, dt.date], Mapping[str, Any] | None]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pv.signals.rules import PriorityConfig
+from pv.stats.numbers import optional_float
 
 
 @dataclass(frozen=True)
@@ -30,19 +31,12 @@ class Priority:
     trend: float
 
 
-def _num(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) else x
-
-
 def strength_component(eb05: float | None, ic025: float | None, cap: float) -> float:
     vals = []
-    e = _num(eb05)
+    e = optional_float(eb05)
     if e is not None and e > 0:
         vals.append(math.log2(e))
-    i = _num(ic025)
+    i = optional_float(ic025)
     if i is not None:
         vals.append(i)
     if not vals:
@@ -51,11 +45,11 @@ def strength_component(eb05: float | None, ic025: float | None, cap: float) -> f
 
 
 def seriousness_component(n: float | None, n_serious: float | None, n_deaths: float | None) -> float:
-    total = _num(n)
+    total = optional_float(n)
     if not total or total <= 0:
         return 0.0
-    serious = min(1.0, max(0.0, (_num(n_serious) or 0.0) / total))
-    deaths = min(1.0, max(0.0, (_num(n_deaths) or 0.0) / total))
+    serious = min(1.0, max(0.0, (optional_float(n_serious) or 0.0) / total))
+    deaths = min(1.0, max(0.0, (optional_float(n_deaths) or 0.0) / total))
     return (serious + deaths) / 2.0
 
 
@@ -69,7 +63,7 @@ def trend_component(eb05_history: Sequence[float | None], runs: int, cap: float)
     recent = list(eb05_history)[-runs:]
     pts = []
     for i, raw in enumerate(recent):
-        v = _num(raw)
+        v = optional_float(raw)
         if v is not None and v > 0:
             pts.append((i, math.log2(v)))
     if len(pts) < 2:

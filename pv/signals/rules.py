@@ -21,14 +21,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pv.analysis.results import PAIR_KEYS, PAIR_VALUES
 from pv.config import config_path, load_yaml
 from pv.errors import ConfigError, InputError
 
-MEASURES: tuple[str, ...] = (
-    "n", "expected", "prr", "prr_chi2", "ror", "ror_lower", "ror_upper", "ic", "ic025", "ic975",
-    "ebgm", "eb05", "eb95", "n_serious", "n_deaths",
-)
-RESULT_COLUMNS: tuple[str, ...] = ("product", "event", "level", "stratified", *MEASURES)
+#: What a rule may name: the values of a pair in a run's results.
+MEASURES: tuple[str, ...] = PAIR_VALUES
 LEVELS: tuple[str, ...] = ("pt", "group")
 Jurisdiction = Literal["FDA", "NMPA", "EMA"]
 Section = Literal["boxed_warning", "warnings_and_precautions", "adverse_reactions"]
@@ -230,7 +228,7 @@ class RuleSet(_Model):
 
 def check_results(results: pd.DataFrame) -> None:
     """Raise InputError when the results frame lacks a required column or has a bad level."""
-    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    missing = [c for c in (*PAIR_KEYS, *PAIR_VALUES) if c not in results.columns]
     if missing:
         raise InputError(f"run results lack column(s) {', '.join(missing)}", field=missing[0])
     bad = set(results["level"].astype(str)) - set(LEVELS)
@@ -285,7 +283,6 @@ __all__ = [
     "JURISDICTIONS",
     "LEVELS",
     "MEASURES",
-    "RESULT_COLUMNS",
     "SECTIONS",
     "Condition",
     "Criterion",
