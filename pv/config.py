@@ -25,3 +25,11 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: configuration file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+
+
+def load_section(path: str | Path | None, name: str, key: str) -> dict[str, Any]:
+    """The mapping under ``key`` of the YAML file ``path`` (default: ``name`` in the configuration folder)."""
+    data = load_yaml(path or config_path(name))
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        raise ConfigError(f"{path or name}: expected a mapping under {key!r}")
+    return data[key]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from pv.config import config_path, load_yaml
+from pv.config import load_section
 from pv.errors import ConfigError
 
 _BRACKETS = re.compile(r"[\(\[\{（][^\)\]\}）]*[\)\]\}）]")
@@ -91,10 +91,7 @@ class ProductDictionary:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ProductDictionary:
-        data = load_yaml(path or config_path("products.yaml"))
-        if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
-            raise ConfigError(f"{path or 'products.yaml'}: expected a mapping under 'products'")
-        return cls.from_mapping(data["products"])
+        return cls.from_mapping(load_section(path, "products.yaml", "products"))
 
     def _match_one(self, text: str) -> str | None:
         if not text:
@@ -171,10 +168,7 @@ class EventGroups:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> EventGroups:
-        data = load_yaml(path or config_path("event_groups.yaml"))
-        if not isinstance(data, dict) or not isinstance(data.get("groups"), dict):
-            raise ConfigError(f"{path or 'event_groups.yaml'}: expected a mapping under 'groups'")
-        return cls.from_mapping(data["groups"])
+        return cls.from_mapping(load_section(path, "event_groups.yaml", "groups"))
 
     def groups_of(self, pt: str) -> list[str]:
         key = normalise_pt(pt)

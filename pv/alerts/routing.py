@@ -10,7 +10,7 @@ route on ``secondary_malignancy`` also receives ``malignancy_t_cell`` signals).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -110,20 +110,10 @@ class AlertRouting:
             if unknown:
                 allowed = sorted(_ROUTE_KEYS)
                 raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: {allowed})")
-            prods = _names(raw.get("products", [ANY]), f"{where}: products")
-            bad = sorted(p for p in prods if p != ANY and p not in products.products)
-            if bad:
-                raise ConfigError(
-                    f"{where}: products: unknown product(s) {bad} (use an INN from products.yaml or '*'; "
-                    f"known: {sorted(products.products)})"
-                )
-            groups = _names(raw.get("groups", [ANY]), f"{where}: groups")
-            bad = sorted(g for g in groups if g != ANY and g not in event_groups.groups)
-            if bad:
-                raise ConfigError(
-                    f"{where}: groups: unknown event group(s) {bad} (use a group from event_groups.yaml or "
-                    f"'*'; known: {sorted(event_groups.groups)})"
-                )
+            prods = _known(raw.get("products", [ANY]), products.products, f"{where}: products",
+                           "product(s)", "an INN from products.yaml")
+            groups = _known(raw.get("groups", [ANY]), event_groups.groups, f"{where}: groups",
+                            "event group(s)", "a group from event_groups.yaml")
             kinds = _kinds(raw["kinds"], f"{where}: kinds") if "kinds" in raw else default_kinds
             recipients = _recipients(raw.get("recipients"), f"{where}: recipients")
             routes.append(Route(name, frozenset(prods), frozenset(groups), kinds, recipients))
@@ -150,6 +140,16 @@ class AlertRouting:
             for r in route.recipients:
                 seen.setdefault(r.casefold(), r)
         return list(seen.values())
+
+
+def _known(value: Any, known: Iterable[str], where: str, what: str, use: str) -> list[str]:
+    """The names of ``value`` (see :func:`_names`), each '*' or one of ``known``."""
+    names = _names(value, where)
+    known = set(known)
+    bad = sorted(n for n in names if n != ANY and n not in known)
+    if bad:
+        raise ConfigError(f"{where}: unknown {what} {bad} (use {use} or '*'; known: {sorted(known)})")
+    return names
 
 
 def _names(value: Any, where: str) -> list[str]:

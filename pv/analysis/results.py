@@ -29,6 +29,7 @@ TREND_COLUMNS: tuple[str, ...] = ("level", "product", "event", "period_end", "n"
                                   "n_total", "expected", *MEASURES)
 
 _TEXT = {"product": "str", "event": "str", "level": "str"}
+_PAIR_ORDER = "level, stratified, product, event"
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -53,17 +54,23 @@ def _as_bool(v: object) -> bool:
     return bool(v)
 
 
+def _read(session: Session, table: str, columns: Sequence[str], order: str, run_id: int,
+          filters: dict[str, Any]) -> pd.DataFrame:
+    where, params = _where(filters)
+    frame = read_frame(
+        session, f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = :run_id{where} ORDER BY {order}",
+        {"run_id": run_id, **params}, dtypes=_TEXT,
+    )
+    if "stratified" in frame.columns:
+        frame["stratified"] = frame["stratified"].map(_as_bool).astype(bool)
+    return frame
+
+
 def read_counts(session: Session, run_id: int, *, level: str | None = None, stratified: bool | None = None,
                 shard: int | None = None) -> pd.DataFrame:
     """A run's scratch count tables with the 2x2 cells b, c, d, ordered by (level, stratified, product, event)."""
-    where, params = _where({"level": level, "stratified": stratified, "shard": shard})
-    frame = read_frame(
-        session,
-        f"SELECT {', '.join(COUNT_COLUMNS)} FROM run_counts WHERE run_id = :run_id{where} "
-        "ORDER BY level, stratified, product, event",
-        {"run_id": run_id, **params}, dtypes=_TEXT,
-    )
-    frame["stratified"] = frame["stratified"].map(_as_bool).astype(bool)
+    frame = _read(session, "run_counts", COUNT_COLUMNS, _PAIR_ORDER, run_id,
+                  {"level": level, "stratified": stratified, "shard": shard})
     for col in ("n", "n_product", "n_event", "n_total", "n_serious", "n_deaths", "shard"):
         frame[col] = frame[col].astype("int64")
     frame["expected"] = frame["expected"].astype("float64")
@@ -76,24 +83,12 @@ def read_counts(session: Session, run_id: int, *, level: str | None = None, stra
 def results_frame(session: Session, run_id: int, *, level: str | None = None, stratified: bool | None = None,
                   event: str | None = None, products: Sequence[str] | None = None) -> pd.DataFrame:
     """A run's results, one row per (level, stratified, product, event) in that order, optionally filtered."""
-    where, params = _where({"level": level, "stratified": stratified, "event": event, "products": products})
-    frame = read_frame(
-        session,
-        f"SELECT {', '.join((*PAIR_KEYS, *PAIR_VALUES))} FROM run_results WHERE run_id = :run_id{where} "
-        "ORDER BY level, stratified, product, event",
-        {"run_id": run_id, **params}, dtypes=_TEXT,
-    )
-    frame["stratified"] = frame["stratified"].map(_as_bool).astype(bool)
-    return frame
+    return _read(session, "run_results", (*PAIR_KEYS, *PAIR_VALUES), _PAIR_ORDER, run_id,
+                 {"level": level, "stratified": stratified, "event": event, "products": products})
 
 
 def read_trend(session: Session, run_id: int, *, level: str | None = None, event: str | None = None,
                products: Sequence[str] | None = None) -> pd.DataFrame:
     """A run's trend, ordered by (level, product, event, period_end), optionally filtered."""
-    where, params = _where({"level": level, "event": event, "products": products})
-    return read_frame(
-        session,
-        f"SELECT {', '.join(TREND_COLUMNS)} FROM run_trend WHERE run_id = :run_id{where} "
-        "ORDER BY level, product, event, period_end",
-        {"run_id": run_id, **params}, dtypes=_TEXT,
-    )
+    return _read(session, "run_trend", TREND_COLUMNS, "level, product, event, period_end", run_id,
+                 {"level": level, "event": event, "products": products})

@@ -16,14 +16,10 @@ from pv.alerts.service import (
     send_pending,
 )
 from pv.alerts.transport import transport_from_settings
+from pv.cli.options import TableOrJson as Format
 from pv.settings import get_settings
 
 app = typer.Typer(help="Alert emails about signal changes (the outbox).", no_args_is_help=True)
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 class Status(StrEnum):

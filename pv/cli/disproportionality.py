@@ -5,21 +5,15 @@ from __future__ import annotations
 import json
 import math
 import sys
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import typer
 
+from pv.cli.options import Format
 from pv.errors import InputError, UnreadableFileError
 from pv.stats import RESULT_COLUMNS, disproportionality
-
-
-class OutputFormat(StrEnum):
-    csv = "csv"
-    json = "json"
-    table = "table"
 
 
 def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -57,7 +51,7 @@ def command(
     product_col: str = typer.Option("var1", "--product", help="Product column."),
     event_col: str = typer.Option("var2", "--event", help="Event (PT) column."),
     strata: list[str] = typer.Option([], "--strata", help="Stratification column (repeatable)."),
-    output_format: OutputFormat = typer.Option(OutputFormat.csv, "--format", help="csv, json or table."),
+    output_format: Format = typer.Option(Format.csv, "--format", help="csv, json or table."),
     min_count: int = typer.Option(1, "--min-count", min=1, help="Report only pairs with at least N cases."),
     fisher: bool = typer.Option(False, "--fisher", help="Add a one-sided Fisher exact p-value column."),
     all_columns: bool = typer.Option(False, "--all-columns", help="Add the 2x2 cells and signal flags."),
@@ -74,13 +68,13 @@ def command(
     if not all_columns:
         table = table[RESULT_COLUMNS + (["fisher_p"] if fisher else [])]
     table = table.astype({"product": str, "event": str})
-    if output_format is OutputFormat.json:
+    if output_format is Format.json:
         records = [{k: _json_value(v) for k, v in zip(table.columns, row, strict=True)}
                    for row in table.itertuples(index=False, name=None)]
         doc = {"hyperparameters": model.hyperparameters_.to_dict(), "loglik": model.loglik_,
                "converged": model.converged_, "strata": strata, "pairs": records}
         text = json.dumps(doc, indent=None, allow_nan=False)
-    elif output_format is OutputFormat.table:
+    elif output_format is Format.table:
         text = table.to_string(index=False)
     else:
         text = table.to_csv(index=False).rstrip("\n")

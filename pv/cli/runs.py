@@ -11,29 +11,19 @@ import json
 import os
 import sys
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from pv.analysis import runs as run_service
+from pv.cli.options import Every
+from pv.cli.options import TableOrJson as Format
 from pv.db import session_scope
 from pv.errors import InputError, PvError
 from pv.settings import get_settings
 
 runs_app = typer.Typer(help="Analysis runs.", no_args_is_help=True)
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-class Every(StrEnum):
-    quarter = "quarter"
-    month = "month"
-    year = "year"
 
 
 def _date(value: str | None, name: str) -> dt.date | None:

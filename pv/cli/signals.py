@@ -7,31 +7,18 @@ import datetime as dt
 import io
 import json
 from collections.abc import Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from pv.cli.options import Every, Format
 from pv.db import session_scope
 from pv.errors import InputError
 from pv.signals import backtest as backtest_service
 from pv.signals import commands, queries
 from pv.signals import labels as label_service
 from pv.signals.lifecycle import STATES
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-class Period(StrEnum):
-    month = "month"
-    quarter = "quarter"
-    year = "year"
-
 
 signal_app = typer.Typer(help="One signal: show it, move it through the lifecycle.", no_args_is_help=True)
 labels_app = typer.Typer(help="The label registry (events on each product's label per jurisdiction).",
@@ -244,7 +231,7 @@ BACKTEST_COLUMNS = ("product", "event", "level", "raised", "label_update_recomme
 def backtest(
     start: str = typer.Option(..., "--from", help="First date (YYYY-MM-DD)."),
     end: str = typer.Option(..., "--to", help="Last date (YYYY-MM-DD)."),
-    every: Period = typer.Option(Period.quarter, "--every", help="month, quarter or year."),
+    every: Every = typer.Option(Every.quarter, "--every", help="month, quarter or year."),
     results: Path | None = typer.Option(
         None, "--results",
         help="Folder of saved run results per as-of date (YYYY-MM-DD.csv or .parquet); default: the analysis "

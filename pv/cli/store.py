@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pv.cli.options import TableOrJson as Format
 from pv.db import session_scope
 from pv.settings import get_settings
 from pv.store_summary import store_summary
 
 app = typer.Typer(help="Case store contents.", no_args_is_help=True)
-
-
-class Format(StrEnum):
-    json = "json"
-    table = "table"
 
 
 @app.command()

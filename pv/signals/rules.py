@@ -15,11 +15,11 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pv.analysis.results import PAIR_KEYS, PAIR_VALUES
 from pv.config import config_path, load_yaml
@@ -27,6 +27,15 @@ from pv.errors import ConfigError, InputError
 
 #: What a rule may name: the values of a pair in a run's results.
 MEASURES: tuple[str, ...] = PAIR_VALUES
+
+
+def _known_measure(v: str) -> str:
+    if v not in MEASURES:
+        raise ValueError(f"unknown measure {v!r}; known: {', '.join(MEASURES)}")
+    return v
+
+
+Measure = Annotated[str, AfterValidator(_known_measure)]
 LEVELS: tuple[str, ...] = ("pt", "group")
 Jurisdiction = Literal["FDA", "NMPA", "EMA"]
 Section = Literal["boxed_warning", "warnings_and_precautions", "adverse_reactions"]
@@ -51,7 +60,7 @@ class _Model(BaseModel):
 class Condition(_Model):
     """``measure op value``; a missing (NaN/None) measure never holds."""
 
-    measure: str
+    measure: Measure
     op: Literal[">=", ">", "<=", "<", "=="]
     value: float
 
@@ -64,13 +73,6 @@ class Condition(_Model):
                 raise ValueError(f"invalid condition {data!r}: expected 'MEASURE OP VALUE', e.g. 'eb05 >= 2'")
             return {"measure": m.group(1), "op": m.group(2), "value": float(m.group(3))}
         return data
-
-    @field_validator("measure")
-    @classmethod
-    def _known_measure(cls, v: str) -> str:
-        if v not in MEASURES:
-            raise ValueError(f"unknown measure {v!r}; known: {', '.join(MEASURES)}")
-        return v
 
     def holds(self, values: Mapping[str, Any]) -> bool:
         x = values.get(self.measure)
@@ -160,15 +162,8 @@ class Escalation(_Model):
 
 
 class Reopening(_Model):
-    measure: str = "eb05"
+    measure: Measure = "eb05"
     factor: float = Field(default=2.0, gt=1.0)
-
-    @field_validator("measure")
-    @classmethod
-    def _known_measure(cls, v: str) -> str:
-        if v not in MEASURES:
-            raise ValueError(f"unknown measure {v!r}; known: {', '.join(MEASURES)}")
-        return v
 
 
 class Feedback(_Model):
