@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import delete, select
@@ -101,6 +102,19 @@ def _date(value: str, fld: str, fmt: str) -> dt.date | None:
         raise _RowError(fld, f"not a date ({fmt}): {value!r}") from exc
 
 
+N = TypeVar("N", int, float)
+
+
+def _number(value: str, fld: str, kind: Callable[[str], N], problem: str) -> N | None:
+    """``value`` read by ``kind`` (int or float); None when empty."""
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise _RowError(fld, f"{problem}: {value!r}") from exc
+
+
 def _parse_row(
     row: dict[str, str], mapping: CohortMapping, products: ProductDictionary
 ) -> tuple[dict[str, Any], list[tuple[str, dt.date]]]:
@@ -115,22 +129,12 @@ def _parse_row(
     infusion = dates["infusion_date"]
     if infusion is None:
         raise _RowError("infusion_date", "missing infusion date")
-    age: float | None = None
-    if get("age"):
-        try:
-            age = float(get("age"))
-        except ValueError as exc:
-            raise _RowError("age", f"not a number: {get('age')!r}") from exc
-        if not 0 <= age <= 120:
-            raise _RowError("age", f"age out of range 0-120: {age:g}")
-    lines: int | None = None
-    if get("prior_lines"):
-        try:
-            lines = int(get("prior_lines"))
-        except ValueError as exc:
-            raise _RowError("prior_lines", f"not an integer: {get('prior_lines')!r}") from exc
-        if lines < 0:
-            raise _RowError("prior_lines", f"negative number of prior lines: {lines}")
+    age = _number(get("age"), "age", float, "not a number")
+    if age is not None and not 0 <= age <= 120:
+        raise _RowError("age", f"age out of range 0-120: {age:g}")
+    lines = _number(get("prior_lines"), "prior_lines", int, "not an integer")
+    if lines is not None and lines < 0:
+        raise _RowError("prior_lines", f"negative number of prior lines: {lines}")
     sex: str | None = None
     if get("sex"):
         sex = SEX.get(get("sex").casefold())
