@@ -1,7 +1,8 @@
-"""Calendar quarters: parsing ("2023Q1", "2023Q1:2024Q4"), arithmetic and date helpers.
+"""Calendar periods: quarters ("2023Q1", "2023Q1:2024Q4") and their arithmetic, and the ends of months,
+quarters and years that as-of series step through.
 
 FAERS publishes one extract per calendar quarter and most analyses step through quarters, so this small module
-is shared by ingestion, simulation and the signal cycle.
+is shared by ingestion, simulation, analysis runs (the trend), re-analysis series and the signal backtest.
 
 >>> parse_quarters("2023Q3:2024Q1")
 [Quarter(year=2023, q=3), Quarter(year=2023, q=4), Quarter(year=2024, q=1)]
@@ -9,6 +10,16 @@ is shared by ingestion, simulation and the signal cycle.
 '24Q2'
 >>> quarter_end(datetime.date(2023, 11, 28))
 datetime.date(2023, 12, 31)
+>>> period_end(datetime.date(2024, 2, 10), "month")
+datetime.date(2024, 2, 29)
+>>> as_of_dates(datetime.date(2023, 2, 15), datetime.date(2023, 9, 30))
+[datetime.date(2023, 3, 31), datetime.date(2023, 6, 30), datetime.date(2023, 9, 30)]
+>>> as_of_dates(datetime.date(2023, 12, 31), datetime.date(2024, 3, 30), "month")
+[datetime.date(2023, 12, 31), datetime.date(2024, 1, 31), datetime.date(2024, 2, 29)]
+>>> as_of_dates(datetime.date(2021, 1, 1), datetime.date(2023, 12, 30), "year")
+[datetime.date(2021, 12, 31), datetime.date(2022, 12, 31)]
+>>> period_ends(datetime.date(2023, 5, 20), datetime.date(2023, 11, 15))
+[datetime.date(2023, 6, 30), datetime.date(2023, 9, 30), datetime.date(2023, 11, 15)]
 """
 
 from __future__ import annotations
@@ -17,10 +28,14 @@ import datetime
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import overload
+from typing import Literal, overload
 
 from pv.errors import InputError
 
+#: The periods of an as-of series: each as-of date is the last day of one.
+Every = Literal["month", "quarter", "year"]
+
+_MONTHS_IN: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}
 _QUARTER = re.compile(r"^\s*(\d{2}|\d{4})\s*[-_ ]?\s*[Qq]\s*([1-4])\s*$")
 
 
@@ -133,3 +148,51 @@ def quarter_end(date: datetime.date) -> datetime.date:
 
 def quarter_of(date: datetime.date) -> Quarter:
     return Quarter.of(date)
+
+
+def _months_in(every: str) -> int:
+    months = _MONTHS_IN.get(every)
+    if months is None:
+        raise InputError(f"unknown period {every!r}; expected month, quarter or year", field="every")
+    return months
+
+
+def _month_end(year: int, month: int) -> datetime.date:
+    if month == 12:
+        return datetime.date(year, 12, 31)
+    return datetime.date(year, month + 1, 1) - datetime.timedelta(days=1)
+
+
+def period_end(date: datetime.date, every: Every) -> datetime.date:
+    """The last day of the month, quarter or year (``every``) containing ``date``."""
+    months = _months_in(every)
+    return _month_end(date.year, ((date.month - 1) // months + 1) * months)
+
+
+def as_of_dates(start: datetime.date, end: datetime.date, every: Every = "quarter") -> list[datetime.date]:
+    """The period ends (month, quarter or year) falling within [start, end], in order.
+
+    Empty when no period ends in the range (e.g. 2023-01-01 to 2023-03-30 by quarter). ``end`` before
+    ``start`` or an unknown period is an :class:`~pv.errors.InputError`.
+    """
+    if end < start:
+        raise InputError(f"--to {end} is before --from {start}", field="to")
+    out: list[datetime.date] = []
+    day = period_end(start, every)
+    while day <= end:
+        out.append(day)
+        day = period_end(day + datetime.timedelta(days=1), every)
+    return out
+
+
+def period_ends(since: datetime.date, as_of: datetime.date) -> list[datetime.date]:
+    """Quarter ends from the quarter of ``since`` up to ``as_of``, plus ``as_of`` when it is not one.
+
+    The cut points of a cumulative trend: always ends with ``as_of`` (alone when ``as_of`` falls before the
+    quarter of ``since``).
+    """
+    first = quarter_start(since)
+    out = as_of_dates(first, as_of, "quarter") if as_of >= first else []
+    if not out or out[-1] != as_of:
+        out.append(as_of)
+    return out
