@@ -173,40 +173,12 @@ def test_period_ends_are_the_quarter_ends_then_as_of(since: datetime.date, days:
     got = period_ends(since, as_of)
     assert got[-1] == as_of
     assert got == sorted(set(got))
-    quarter_ends = got if got[-1] == quarter_end(as_of) else got[:-1]
-    assert all(quarter_end(d) == d for d in quarter_ends)
+    q_ends = got if got[-1] == quarter_end(as_of) else got[:-1]
+    assert all(quarter_end(d) == d for d in q_ends)
     if quarter_end(since) <= as_of:
         assert got[0] == quarter_end(since)
-        assert quarter_ends == [q.end for q in quarter_range(Quarter.of(since), Quarter.of(as_of))
-                                if q.end <= as_of]
+        assert q_ends == [q.end for q in quarter_range(Quarter.of(since), Quarter.of(as_of))
+                          if q.end <= as_of]
     else:
         assert got == [as_of]
 
-
-def _ranges() -> list[tuple[datetime.date, datetime.date]]:
-    offsets = (0, 1, 2, 27, 28, 29, 30, 31, 58, 59, 60, 89, 90, 91, 92, 180, 364, 365, 366, 367, 400, 800, 1500)
-    starts = [D(1999, 10, 1) + datetime.timedelta(days=i) for i in range(0, 3 * 366, 3)]
-    starts += [D(y, m, 1) - datetime.timedelta(days=k) for y in (2000, 2023, 2024, 2100) for m in range(1, 13)
-               for k in (0, 1)]
-    return [(s, s + datetime.timedelta(days=k)) for s in starts for k in offsets]
-
-
-def test_as_of_dates_equal_the_former_series_of_workers_and_backtest() -> None:
-    from pv.analysis.runs import period_ends as runs_period_ends
-    from pv.signals.backtest import as_of_dates as backtest_as_of_dates
-    from workers.tasks import as_of_series
-
-    ranges = _ranges()
-    assert len(ranges) > 10000
-    for start, end in ranges:
-        for every in PERIODS:
-            new = as_of_dates(start, end, every)  # type: ignore[arg-type]
-            assert new == as_of_series(start, end, every) == backtest_as_of_dates(start, end, every)  # type: ignore[arg-type]
-        assert period_ends(start, end) == runs_period_ends(start, end)
-        assert period_ends(end, start) == runs_period_ends(end, start)
-        if end > start:  # the former workers series was empty for a backwards range; the others raise
-            assert as_of_series(end, start) == []
-            with pytest.raises(InputError):
-                backtest_as_of_dates(end, start)
-            with pytest.raises(InputError):
-                as_of_dates(end, start)

@@ -27,6 +27,7 @@ from pv.analysis import cycle
 from pv.analysis import runs as run_service
 from pv.analysis.config import AnalysisConfig
 from pv.db import session_scope
+from pv.periods import as_of_dates
 from pv.settings import get_settings
 from workers.alerts import register as register_alerts
 from workers.app import app
@@ -155,43 +156,14 @@ def analyze(as_of: str | None = None, config_file: str | None = None, scope: str
     return {"run_id": run_id, "dispatched": dispatched}
 
 
-def quarter_ends(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every quarter end between start and end, inclusive."""
-    out = []
-    for year in range(start.year, end.year + 1):
-        for month, day in ((3, 31), (6, 30), (9, 30), (12, 31)):
-            d = dt.date(year, month, day)
-            if start <= d <= end:
-                out.append(d)
-    return out
-
-
-def as_of_series(start: dt.date, end: dt.date, every: str = "quarter") -> list[dt.date]:
-    if every == "quarter":
-        return quarter_ends(start, end)
-    if every == "month":
-        out = []
-        year, month = start.year, start.month
-        while True:
-            nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
-            d = nxt - dt.timedelta(days=1)
-            if d > end:
-                break
-            if d >= start:
-                out.append(d)
-            year, month = nxt.year, nxt.month
-        return out
-    if every == "year":
-        return [dt.date(y, 12, 31) for y in range(start.year, end.year + 1) if start <= dt.date(y, 12, 31) <= end]
-    raise ValueError(f"unknown interval {every!r} (quarter, month or year)")
-
-
 @app.task(name="pv.reanalyze", base=PvTask)
 def reanalyze(start: str, end: str, every: str = "quarter", config_file: str | None = None,
               scope: str = "all") -> dict[str, Any]:
     """A run at every as-of date of the series with one configuration, each dispatched on its own (a failed
     date does not stop the others; runs already computed are not computed again)."""
-    dates = as_of_series(dt.date.fromisoformat(start), dt.date.fromisoformat(end), every)
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    # a backwards range is an empty series here (the CLI refuses it before dispatch)
+    dates = as_of_dates(first, last, every) if first <= last else []  # type: ignore[arg-type]
     run_ids, dispatched = [], 0
     for day in dates:
         run_id, sent = submit_run(day, config_file, scope)

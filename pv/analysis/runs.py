@@ -47,6 +47,7 @@ from pv.errors import ConfigError, ConvergenceError, InputError, NotFoundError, 
 from pv.models.casestore import EventGroupTerm
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
 from pv.normalise import EventGroups, ProductDictionary, normalise_pt
+from pv.periods import period_ends
 from pv.settings import get_settings
 from pv.stats import MGPS, Hyperparameters, count_table, measures
 
@@ -426,22 +427,6 @@ def compute_counts(session: Session, run: Run) -> CountTables:
     timings["trend"] = time.perf_counter() - t0
     n_cases = int(len(np.unique(np.concatenate([r["vid"].to_numpy() for r in rows_by_level.values()]))))
     return CountTables(tables=tables, trend=trend, n_cases=n_cases, n_rows=n_rows, timings=timings)
-
-
-def period_ends(since: dt.date, as_of: dt.date) -> list[dt.date]:
-    """Quarter ends from the quarter of ``since`` up to ``as_of``, plus ``as_of`` when it is not one."""
-    out: list[dt.date] = []
-    year, quarter = since.year, (since.month - 1) // 3 + 1
-    while True:
-        month = quarter * 3
-        end = dt.date(year, month, 31 if month in (3, 12) else 30)
-        if end > as_of:
-            break
-        out.append(end)
-        year, quarter = (year + 1, 1) if quarter == 4 else (year, quarter + 1)
-    if not out or out[-1] != as_of:
-        out.append(as_of)
-    return out
 
 
 def compute_trend(

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import create_engine, select
@@ -25,40 +25,12 @@ from pv.errors import InputError, UnreadableFileError
 from pv.models.base import Base
 from pv.models.signals import Signal, SignalMeasure
 from pv.normalise import EventGroups, ProductDictionary
+from pv.periods import Every, as_of_dates
 from pv.signals.labels import LabelIndex
 from pv.signals.registry import IncidenceHook, evaluate_run
 from pv.signals.rules import RuleSet
 
-Every = Literal["month", "quarter", "year"]
 Producer = Callable[[dt.date], "pd.DataFrame | tuple[int, pd.DataFrame]"]
-
-
-def _period_end(year: int, month: int) -> dt.date:
-    if month == 12:
-        return dt.date(year, 12, 31)
-    return dt.date(year, month + 1, 1) - dt.timedelta(days=1)
-
-
-def as_of_dates(start: dt.date, end: dt.date, every: Every = "quarter") -> list[dt.date]:
-    """The period ends (month, quarter or year) falling within [start, end]."""
-    if end < start:
-        raise InputError(f"--to {end} is before --from {start}", field="to")
-    step = {"month": 1, "quarter": 3, "year": 12}.get(every)
-    if step is None:
-        raise InputError(f"unknown period {every!r}; expected month, quarter or year", field="every")
-    out = []
-    year, month = start.year, start.month
-    month = ((month - 1) // step + 1) * step  # the period end month of start's period
-    while True:
-        d = _period_end(year, month)
-        if d > end:
-            break
-        if d >= start:
-            out.append(d)
-        month += step
-        if month > 12:
-            year, month = year + 1, month - 12
-    return out
 
 
 @dataclass(frozen=True)
