@@ -42,14 +42,14 @@ from sqlalchemy.orm import Session
 import pv
 from pv.analysis.bulk import read_frame, write_frame
 from pv.analysis.config import AnalysisConfig, config_hash
-from pv.analysis.extract import CaseData, add_strata, extract, group_rows
+from pv.analysis.extract import CaseData, add_strata, extract
 from pv.errors import ConfigError, ConvergenceError, InputError, NotFoundError, PvError
 from pv.models.casestore import EventGroupTerm
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
 from pv.normalise import EventGroups, ProductDictionary, normalise_pt
 from pv.periods import period_ends
 from pv.settings import get_settings
-from pv.stats import MGPS, Hyperparameters, count_table, measures
+from pv.stats import MGPS, Hyperparameters, count_table, event_group_rows, measures
 
 MEASURE_COLUMNS = [
     "prr",
@@ -354,7 +354,8 @@ def _case_rows(data: CaseData, run_snapshot: dict[str, Any], cfg: AnalysisConfig
     if "pt" in cfg.levels:
         out["pt"] = rows_of(reactions.rename(columns={"pt": "event"}))
     if "group" in cfg.levels:
-        grp = group_rows(reactions, run_snapshot["event_groups"]).rename(columns={"group": "event"})
+        grp = event_group_rows(reactions, run_snapshot["event_groups"], event_col="pt", keep_other=False,
+                               distinct=True).rename(columns={"pt": "event"})
         without = pd.DataFrame({"vid": np.setdiff1d(universe, grp["vid"].unique()), "event": _NO_EVENT})
         events = pd.concat([grp.astype({"event": str}), without], ignore_index=True)
         events["event"] = events["event"].astype("category")
