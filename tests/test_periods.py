@@ -168,7 +168,7 @@ def test_as_of_dates_are_every_period_end_in_the_range(start: datetime.date, day
 
 
 @given(_dates, st.integers(min_value=-400, max_value=1200))
-def test_period_ends_are_the_quarter_ends_then_as_of(since: datetime.date, days: int) -> None:
+def test_period_ends_end_each_quarter_then_at_as_of(since: datetime.date, days: int) -> None:
     as_of = since + datetime.timedelta(days=days)
     got = period_ends(since, as_of)
     assert got[-1] == as_of

@@ -211,7 +211,7 @@ def _random_groups(rng: np.random.Generator) -> dict[str, list[str]]:
     return groups
 
 
-def _naive_group_rows(rows: pd.DataFrame, groups: dict[str, list[str]], keep_other: bool,
+def _naive_merge(rows: pd.DataFrame, groups: dict[str, list[str]], keep_other: bool,
                       distinct: bool) -> list[tuple]:
     """One merge of the rows' normalised PTs with (normalised PT, group), and the rows of no group."""
     from pv.normalise import normalise_pt
@@ -248,7 +248,7 @@ def test_event_group_rows_equal_a_naive_merge(seed: int, categorical: bool) -> N
         for distinct in (False, True):
             got = event_group_rows(rows, groups, event_col="pt", keep_other=keep_other, distinct=distinct)
             assert list(got.columns) == ["vid", "product", "pt"]
-            assert _sorted_tuples(got) == _naive_group_rows(rows, groups, keep_other, distinct)
+            assert _sorted_tuples(got) == _naive_merge(rows, groups, keep_other, distinct)
     # one row per case and group from (case, PT) rows, as the analysis runs use it
     cases = rows[["vid", "pt"]].drop_duplicates()
     once = event_group_rows(cases, groups, event_col="pt", keep_other=False, distinct=True)
