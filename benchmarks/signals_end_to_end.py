@@ -24,7 +24,7 @@ from pv import db  # noqa: E402
 from pv.ingest.faers import parse_quarter  # noqa: E402
 from pv.ingest.store import load_batch  # noqa: E402
 from pv.normalise import normalise_pt  # noqa: E402
-from pv.quarters import parse_quarters  # noqa: E402
+from pv.periods import parse_quarters  # noqa: E402
 from pv.signals.backtest import backtest, run_pipeline_producer  # noqa: E402
 from pv.signals.labels import ensure_seeded  # noqa: E402
 from pv.signals.rules import RuleSet  # noqa: E402

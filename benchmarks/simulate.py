@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pv.quarters import parse_quarters
+from pv.periods import parse_quarters
 from pv.simulate.faers import write_quarters
 
 

@@ -97,7 +97,7 @@ def main() -> None:
     from pv import db
     from pv.analysis.runs import get_run
     from pv.models import Case, CaseVersion, Run
-    from pv.quarters import parse_quarters
+    from pv.periods import parse_quarters
     from pv.settings import get_settings
 
     get_settings.cache_clear()

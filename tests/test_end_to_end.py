@@ -16,7 +16,7 @@ from pv.db import session_scope
 from pv.demo import detection_table
 from pv.ingest.faers import parse_quarter
 from pv.ingest.store import load_batch
-from pv.quarters import Quarter, parse_quarters
+from pv.periods import Quarter, parse_quarters
 from pv.signals.labels import ensure_seeded
 from pv.simulate.faers import write_quarters
 

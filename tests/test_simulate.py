@@ -18,7 +18,7 @@ import pytest
 
 from pv.cli import main
 from pv.normalise import EventGroups, ProductDictionary, normalise_pt
-from pv.quarters import Quarter
+from pv.periods import Quarter
 from pv.simulate.faers import (
     FILE_COLUMNS,
     SimulationConfig,

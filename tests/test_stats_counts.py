@@ -182,3 +182,93 @@ def test_event_groups_count_a_case_once_per_group() -> None:
     assert t_all[("B", "Pyrexia")]["n"] == 1
     assert t_all[("A", "crs")]["n_total"] == 3 and t_all[("B", "crs")]["n_product"] == 2
     assert t_all[("A", "crs")]["n"] == 1
+
+
+_TERMS = ["Cytokine release syndrome", "cytokine  storm", "Aphasia", "SEIZURE", "Pyrexia", "Rash", "Nausea",
+          "T-cell lymphoma", "Neurotoxicity"]
+
+
+def _spelling(rng: np.random.Generator, term: str) -> str:
+    """The term as reports may spell it (case, doubled or outer spaces): same normalised PT."""
+    form = rng.integers(0, 4)
+    return [term, term.upper(), term.lower().replace(" ", "  "), f" {term} "][form]
+
+
+def _random_rows(rng: np.random.Generator, n: int, categorical: bool) -> pd.DataFrame:
+    pts = [_spelling(rng, str(t)) if rng.random() < 0.9 else None for t in rng.choice(_TERMS, n)]
+    rows = pd.DataFrame({"vid": rng.integers(0, max(n // 3, 1), n).astype("int64"),
+                         "product": rng.choice(["A", "B", "C"], n), "pt": pd.Series(pts, dtype=object)})
+    if categorical:  # with a category no row uses, as a filtered extract has
+        rows["pt"] = pd.Categorical(rows["pt"], categories=sorted({p for p in pts if p} | {"Unused"}))
+    return rows
+
+
+def _random_groups(rng: np.random.Generator) -> dict[str, list[str]]:
+    groups = {f"g{k}": [_spelling(rng, str(t)) for t in rng.choice(_TERMS, int(rng.integers(0, 5)))]
+              for k in range(int(rng.integers(0, 5)))}
+    if groups and rng.random() < 0.5:
+        groups["g_repeat"] = [*groups["g0"], *groups["g0"], "not a reported term"]
+    return groups
+
+
+def _naive_merge(rows: pd.DataFrame, groups: dict[str, list[str]], keep_other: bool,
+                      distinct: bool) -> list[tuple]:
+    """One merge of the rows' normalised PTs with (normalised PT, group), and the rows of no group."""
+    from pv.normalise import normalise_pt
+
+    members = pd.DataFrame([(normalise_pt(t), g) for g, terms in groups.items() for t in terms],
+                           columns=["_pt", "_group"]).drop_duplicates()
+    key = pd.Series([None if pd.isna(v) else normalise_pt(str(v)) for v in rows["pt"].astype(object)],
+                    index=rows.index, dtype=object)
+    grouped = rows.assign(_pt=key).dropna(subset=["_pt"]).astype({"_pt": str}).merge(members, on="_pt")
+    grouped = grouped.assign(pt=grouped["_group"]).drop(columns=["_pt", "_group"])
+    parts = [grouped.astype({"pt": object})]
+    if keep_other:
+        parts.append(rows.loc[~key.isin(members["_pt"])].astype({"pt": object}))
+    out = pd.concat(parts, ignore_index=True)
+    if distinct:
+        out = out.drop_duplicates()
+    return _sorted_tuples(out)
+
+
+def _sorted_tuples(frame: pd.DataFrame) -> list[tuple]:
+    records = [tuple(None if pd.isna(v) else str(v) for v in r)
+               for r in frame[["vid", "product", "pt"]].astype(object).itertuples(index=False)]
+    return sorted(records, key=lambda r: tuple((v is None, v or "") for v in r))
+
+
+@pytest.mark.parametrize("categorical", [False, True], ids=["strings", "categorical"])
+@pytest.mark.parametrize("seed", range(25))
+def test_event_group_rows_equal_a_naive_merge(seed: int, categorical: bool) -> None:
+    rng = np.random.default_rng(seed)
+    n = [0, 1, 7, 60, 400][seed % 5]
+    rows = _random_rows(rng, n, categorical)
+    groups = _random_groups(rng)
+    for keep_other in (True, False):
+        for distinct in (False, True):
+            got = event_group_rows(rows, groups, event_col="pt", keep_other=keep_other, distinct=distinct)
+            assert list(got.columns) == ["vid", "product", "pt"]
+            assert _sorted_tuples(got) == _naive_merge(rows, groups, keep_other, distinct)
+    # one row per case and group from (case, PT) rows, as the analysis runs use it
+    cases = rows[["vid", "pt"]].drop_duplicates()
+    once = event_group_rows(cases, groups, event_col="pt", keep_other=False, distinct=True)
+    assert not once.duplicated().any()
+    assert set(once["pt"]) <= set(groups)
+
+
+def test_event_group_rows_of_empty_inputs() -> None:
+    for categorical in (False, True):
+        empty = _random_rows(np.random.default_rng(0), 0, categorical)
+        rows = _random_rows(np.random.default_rng(1), 30, categorical)
+        assert event_group_rows(empty, {"crs": ["Pyrexia"]}, event_col="pt").empty
+        assert event_group_rows(empty, {"crs": ["Pyrexia"]}, event_col="pt", keep_other=False,
+                                distinct=True).empty
+        assert event_group_rows(rows, {}, event_col="pt", keep_other=False).empty
+        assert event_group_rows(rows, {"crs": []}, event_col="pt", keep_other=False, distinct=True).empty
+        kept = event_group_rows(rows, {}, event_col="pt")
+        assert _sorted_tuples(kept) == _sorted_tuples(rows)
+    missing = pd.DataFrame({"vid": [1, 2], "pt": [None, np.nan]})
+    assert len(event_group_rows(missing, {}, event_col="pt")) == 2
+    assert event_group_rows(missing, {"crs": ["Pyrexia"]}, event_col="pt", keep_other=False).empty
+    with pytest.raises(InputError, match="no column 'event'"):
+        event_group_rows(pd.DataFrame({"vid": [1]}), {"crs": ["Pyrexia"]})

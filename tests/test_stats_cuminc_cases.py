@@ -6,6 +6,9 @@ checked against cmprsk::cuminc: 0.04 and 0.11 for the ties case, 0.0625 and 0.15
 
 from __future__ import annotations
 
+import doctest
+import subprocess
+import sys
 from fractions import Fraction as Fr
 
 import numpy as np
@@ -14,8 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pv.stats.checks
 from pv.errors import InputError
 from pv.stats.cuminc import CumulativeIncidence, confidence_interval
+from pv.stats.finegray import FineGray
 from pv.stats.gray import gray_test
 from pv.stats.survival import kaplan_meier
 
@@ -140,6 +145,33 @@ def test_bad_input_is_rejected_with_the_field() -> None:
         CumulativeIncidence().fit([1, 2], [1, None])
     with pytest.raises(InputError, match="time has 2 values but event has 3"):
         CumulativeIncidence().fit([1, 2], [1, 0, 1])
+
+
+@pytest.mark.parametrize("fit", [
+    lambda t, e: CumulativeIncidence().fit(t, e),
+    lambda t, e: gray_test(t, e, ["a", "b", "a"][: len(t)]),
+    lambda t, e: FineGray().fit(t, e, np.zeros(len(t))),
+    lambda t, e: kaplan_meier(t, e),
+], ids=["cuminc", "gray", "finegray", "kaplan_meier"])
+def test_every_time_to_event_estimator_checks_time_and_event_alike(fit) -> None:  # type: ignore[no-untyped-def]
+    for time, event, field, message in [
+        ([1.0, np.nan], [1, 0], "time", "missing or infinite time at position 1"),
+        ([1.0, -2.0], [1, 0], "time", "negative time at position 1"),
+        ([1.0, 2.0], [1, None], "event", "missing event at position 1"),
+        ([1.0, 2.0], [1, 0, 1], "event", "time has 2 values but event has 3"),
+        ([[1.0], [2.0]], [1, 0], "time", "time must be one-dimensional"),
+    ]:
+        with pytest.raises(InputError, match=message) as err:
+            fit(time, event)
+        assert err.value.field == field
+
+
+def test_shared_checks_examples_and_import_direction() -> None:
+    assert doctest.testmod(pv.stats.checks).failed == 0
+    # Gray's test does not need the cumulative incidence module (the imports go one way: cuminc -> gray)
+    code = "import sys, pv.stats.gray, pv.stats.survival, pv.stats.finegray; print('pv.stats.cuminc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 @settings(max_examples=60, deadline=None)

@@ -50,3 +50,9 @@ def test_beat_schedule_from_config(tmp_path: Path) -> None:
     # the shipped schedule: Mondays 06:00 UTC
     shipped = beat_schedule(Settings(config_dir=Path(__file__).resolve().parents[1] / "config"))
     assert shipped["weekly-cycle"]["schedule"] == crontab(minute="0", hour="6", day_of_week="mon")
+
+
+def test_reanalyze_series_of_a_backwards_range_is_empty() -> None:
+    from workers import tasks
+
+    assert tasks.reanalyze.run("2024-01-01", "2023-01-01") == {"run_ids": [], "dispatched": 0}

@@ -180,7 +180,9 @@ def reanalyze(start: str, end: str, every: str = "quarter", config_file: str | N
               scope: str = "all") -> dict[str, Any]:
     """A run at every as-of date of the series with one configuration, each dispatched on its own (a failed
     date does not stop the others; runs already computed are not computed again)."""
-    dates = as_of_dates(dt.date.fromisoformat(start), dt.date.fromisoformat(end), cast(Every, every))
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    # a backwards range is an empty series here (the CLI refuses it before dispatch)
+    dates = as_of_dates(first, last, cast(Every, every)) if first <= last else []
     run_ids, dispatched = [], 0
     for day in dates:
         run_id, sent = submit_run(day, config_file, scope)

@@ -15,12 +15,12 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from pv.analysis.extract import CaseData, add_strata, group_rows
+from pv.analysis.extract import CaseData, add_strata
 from pv.analysis.results import TREND_COLUMNS
 from pv.analysis.snapshot import RunSnapshot
 from pv.normalise import normalise_pt
 from pv.periods import period_ends
-from pv.stats import count_table, measures
+from pv.stats import count_table, event_group_rows, measures
 
 _NO_EVENT = "\x00none"  # placeholder event of cases without any group event (keeps group-level marginals right)
 
@@ -102,7 +102,8 @@ def case_rows(data: CaseData, snap: RunSnapshot) -> dict[str, pd.DataFrame]:
     if "pt" in cfg.levels:
         out["pt"] = rows_of(reactions.rename(columns={"pt": "event"}))
     if "group" in cfg.levels:
-        grp = group_rows(reactions, snap.event_groups).rename(columns={"group": "event"})
+        grp = event_group_rows(reactions, snap.event_groups, event_col="pt", keep_other=False, distinct=True)
+        grp = grp.rename(columns={"group": "event"})
         without = pd.DataFrame({"vid": np.setdiff1d(universe, grp["vid"].unique()), "event": _NO_EVENT})
         events = pd.concat([grp.astype({"event": str}), without], ignore_index=True)
         events["event"] = events["event"].astype("category")

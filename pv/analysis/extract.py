@@ -15,7 +15,7 @@ the same.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,22 +213,3 @@ def add_strata(cases: pd.DataFrame, age_bands: Sequence[float]) -> pd.DataFrame:
 
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def group_rows(reactions: pd.DataFrame, groups: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """(vid, group) once per case and group, from the case's PTs and the group -> PTs mapping."""
-    mapping = pd.DataFrame(
-        [(pt, g) for g, pts in sorted(groups.items()) for pt in pts], columns=["pt", "group"]
-    )
-    if mapping.empty or reactions.empty:
-        return pd.DataFrame({"vid": pd.Series(dtype="int64"), "group": pd.Series(dtype=str)})
-    pt = reactions["pt"]
-    if not isinstance(pt.dtype, pd.CategoricalDtype):
-        pt = pt.astype(str).astype("category")
-    # match the few distinct PTs (categories), then pick the reaction rows by their integer codes
-    cats = pd.DataFrame({"pt": pt.cat.categories.astype(str), "code": np.arange(len(pt.cat.categories))})
-    code_groups = cats.merge(mapping, on="pt", how="inner")[["code", "group"]]
-    codes = pd.DataFrame({"vid": reactions["vid"].to_numpy(), "code": pt.cat.codes.to_numpy()})
-    codes = codes[codes["code"].isin(code_groups["code"].to_numpy())]
-    out = codes.merge(code_groups, on="code", how="inner")[["vid", "group"]].drop_duplicates()
-    return out.sort_values(["vid", "group"], kind="stable").reset_index(drop=True)

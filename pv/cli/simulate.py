@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pv.quarters import parse_quarters
+from pv.periods import parse_quarters
 
 app = typer.Typer(help="Synthetic data sets with known injected signals.", no_args_is_help=True)
 

@@ -42,7 +42,7 @@ import pyarrow.csv as pacsv
 
 from pv.errors import ConfigError
 from pv.normalise import EventGroups, ProductDictionary, default_event_groups, default_products, normalise_pt
-from pv.quarters import Quarter, parse_quarters
+from pv.periods import Quarter, parse_quarters
 from pv.simulate import vocab
 from pv.simulate.truth import Scenario, TrackedEvent, Truth, default_scenario
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pv.errors import ConfigError, InputError
-from pv.quarters import Quarter
+from pv.periods import Quarter
 
 TRUTH_COLUMNS = ["product", "event", "level", "start_quarter", "relative_rate", "kind", "background_rate"]
 KINDS = ("signal", "null_control")

@@ -226,25 +226,39 @@ def _stratified_expected(pc: np.ndarray, ec: np.ndarray, ids: np.ndarray, sc: np
 
 
 def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *, event_col: str = "event",
-                     keep_other: bool = True) -> pd.DataFrame:
+                     keep_other: bool = True, distinct: bool = False) -> pd.DataFrame:
     """Case-level rows with each event replaced by the event group(s) containing it.
 
     ``groups`` maps a group name to its PTs (e.g. ``EventGroups.groups``). A PT in several groups yields one
     row per group. Rows whose event is in no group are kept as they are (``keep_other``, the default), so the
     product marginals and the total N of the table stay those of all cases; with ``keep_other=False`` they are
     dropped (the background then shrinks to cases with a grouped event). Events match the groups' terms after
-    ``pv.normalise.normalise_pt`` on both sides. Counting the result with :func:`count_table` gives
-    group-level pairs in which a case counts once per group however many of its PTs fall in the group.
+    ``pv.normalise.normalise_pt`` on both sides (terms already normalised, as in the case store, match as they
+    are). Counting the result with :func:`count_table` gives group-level pairs in which a case counts once per
+    group however many of its PTs fall in the group. With ``distinct`` repeated rows are dropped, so that rows
+    of (case, PT), one per case and PT, become (case, group) once per case and group.
+
+    The groups are matched on the distinct events only, and the rows picked by integer codes, so the cost is
+    one hashing pass over the event column whatever the number of groups.
+
+    >>> rows = pd.DataFrame({"vid": [1, 1, 2], "pt": ["Pyrexia", "cytokine storm", "Rash"]})
+    >>> event_group_rows(rows, {"crs": ["Pyrexia", "Cytokine storm"]}, event_col="pt", keep_other=False,
+    ...                  distinct=True)
+       vid   pt
+    0    1  crs
     """
     if event_col not in rows.columns:
         raise InputError(f"no column {event_col!r}", field=event_col)
     pairs = [(normalise_pt(str(term)), name) for name, terms in groups.items() for term in terms]
     members = pd.DataFrame(pairs, columns=["_pt", "_group"]).drop_duplicates()
+    group_codes, group_names = pd.factorize(members["_group"], sort=False)
+    members["_group"] = group_codes
     codes, uniques = pd.factorize(rows[event_col], sort=False, use_na_sentinel=True)
-    keys = pd.DataFrame({"_code": np.arange(len(uniques)),
-                         "_pt": [normalise_pt(str(u)) for u in uniques]}).merge(members, on="_pt")
+    terms = np.array([normalise_pt(str(u)) for u in uniques], dtype=object)  # object even when empty
+    keys = pd.DataFrame({"_code": np.arange(len(uniques)), "_pt": terms}).merge(members, on="_pt")
     if keys.empty:
-        return rows.copy() if keep_other else rows.iloc[:0].copy()
+        out = rows.copy() if keep_other else rows.iloc[:0].copy()
+        return out.drop_duplicates(ignore_index=True) if distinct else out
     order = np.argsort(keys["_code"].to_numpy(), kind="stable")
     key_codes = keys["_code"].to_numpy()[order]
     key_groups = keys["_group"].to_numpy()[order]
@@ -255,11 +269,15 @@ def event_group_rows(rows: pd.DataFrame, groups: Mapping[str, Iterable[str]], *,
     per_row = counts[codes[valid]]
     take = np.repeat(row_idx, per_row)
     offset = np.arange(len(take)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-    group_of = key_groups[np.repeat(starts[codes[valid]], per_row) + offset]
     out = rows.iloc[take].copy()
-    out[event_col] = group_of
+    out[event_col] = key_groups[np.repeat(starts[codes[valid]], per_row) + offset]
+    if distinct:
+        out = out.drop_duplicates()  # on the group codes: cheaper than on the names
+    out[event_col] = np.asarray(group_names, dtype=object)[out[event_col].to_numpy()]
     if keep_other:
         other = ~valid.copy()
         other[valid] = per_row == 0
         out = pd.concat([out, rows.iloc[np.flatnonzero(other)]])
+        if distinct:
+            out = out.drop_duplicates()
     return out.reset_index(drop=True)

@@ -40,40 +40,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from pv.errors import InputError
+from pv.stats.checks import as_array, sorted_levels, validate_time_event
+from pv.stats.gray import gray_test
 
 CONF_TYPES = ("log-log", "plain")
 
 
-def _as_array(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values.to_numpy() if isinstance(values, pd.Series) else values)
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be one-dimensional", field=name)
-    return arr
-
-
-def validate_time_event(time: Any, event: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Check and return (float times, events): same length, finite non-negative times, nothing missing."""
-    t = _as_array(time, "time").astype(float)
-    e = _as_array(event, "event")
-    if len(t) != len(e):
-        raise InputError(f"time has {len(t)} values but event has {len(e)}", field="event")
-    bad = ~np.isfinite(t)
-    if bad.any():
-        raise InputError(f"missing or infinite time at position {int(np.flatnonzero(bad)[0])}", field="time")
-    if (t < 0).any():
-        raise InputError(f"negative time at position {int(np.flatnonzero(t < 0)[0])}", field="time")
-    missing = pd.isna(e)
-    if np.any(missing):
-        raise InputError(f"missing event at position {int(np.flatnonzero(missing)[0])}", field="event")
-    return t, e
-
-
-def _sorted_levels(values: np.ndarray) -> list[Any]:
-    levels = list(pd.unique(values))
-    try:
-        return sorted(levels)
-    except TypeError:
-        return sorted(levels, key=str)
+def _check_conf_type(conf_type: str) -> None:
+    if conf_type not in CONF_TYPES:
+        raise InputError(f"unknown conf_type {conf_type!r}; use one of {', '.join(CONF_TYPES)}",
+                         field="conf_type")
 
 
 def aalen_johansen(time: np.ndarray, event: np.ndarray, causes: Sequence[Any],
@@ -130,9 +106,7 @@ def aalen_johansen(time: np.ndarray, event: np.ndarray, causes: Sequence[Any],
 def confidence_interval(estimate: np.ndarray, variance: np.ndarray, alpha: float = 0.05,
                         conf_type: str = "log-log") -> tuple[np.ndarray, np.ndarray]:
     """Pointwise (1 - alpha) interval for cumulative incidence estimates (see the module docstring)."""
-    if conf_type not in CONF_TYPES:
-        raise InputError(f"unknown conf_type {conf_type!r}; use one of {', '.join(CONF_TYPES)}",
-                         field="conf_type")
+    _check_conf_type(conf_type)
     f = np.asarray(estimate, dtype=float)
     se = np.sqrt(np.clip(np.asarray(variance, dtype=float), 0.0, None))
     z = sps.norm.ppf(1 - alpha / 2)
@@ -165,9 +139,7 @@ class CumulativeIncidence:
 
     def __init__(self, censored: Any = 0, alpha: float = 0.05, conf_type: str = "log-log",
                  rho: float = 0.0) -> None:
-        if conf_type not in CONF_TYPES:
-            raise InputError(f"unknown conf_type {conf_type!r}; use one of {', '.join(CONF_TYPES)}",
-                             field="conf_type")
+        _check_conf_type(conf_type)
         if not 0 < alpha < 1:
             raise InputError("alpha must be between 0 and 1", field="alpha")
         self.censored = censored
@@ -187,19 +159,19 @@ class CumulativeIncidence:
         if group is None:
             g = np.full(len(t), "all", dtype=object)
         else:
-            g = _as_array(group, "group")
+            g = as_array(group, "group")
             if len(g) != len(t):
                 raise InputError(f"group has {len(g)} values but time has {len(t)}", field="group")
             if np.any(pd.isna(g)):
                 raise InputError(f"missing group at position {int(np.flatnonzero(pd.isna(g))[0])}",
                                  field="group")
-        self.groups_ = _sorted_levels(g)
+        self.groups_ = sorted_levels(g)
         if events is not None:
             self.events_ = list(events)
             if self.censored in self.events_:
                 raise InputError(f"event {self.censored!r} is the censoring value", field="event")
         else:
-            self.events_ = _sorted_levels(e[e != self.censored]) if np.any(e != self.censored) else []
+            self.events_ = sorted_levels(e[e != self.censored]) if np.any(e != self.censored) else []
         frames = []
         self.max_time_: dict[Any, float] = {}
         self.n_: dict[Any, int] = {}
@@ -219,8 +191,6 @@ class CumulativeIncidence:
         cols = ["group", "event", "time", "estimate", "variance", "n_risk", "n_event", "n_any"]
         self.curves_ = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
         if len(self.groups_) > 1 and self.events_:
-            from pv.stats.gray import gray_test
-
             self.gray_test_ = gray_test(t, e, g, strata=strata, rho=self.rho, censored=self.censored,
                                         events=self.events_)
         else:

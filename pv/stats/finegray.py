@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pv.errors import ConvergenceError, InputError
-from pv.stats.cuminc import validate_time_event
+from pv.stats.checks import validate_time_event
 
 _EPS = np.finfo(float).eps
 

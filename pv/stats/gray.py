@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from pv.stats.cuminc import _as_array, _sorted_levels, validate_time_event
+from pv.stats.checks import as_array, sorted_levels, validate_time_event
 
 
 def _crst(y: np.ndarray, m: np.ndarray, ig: np.ndarray, ng: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
@@ -101,12 +101,12 @@ def gray_scores(time: Any, event: Any, group: Any, cause: Any, strata: Any = Non
                 censored: Any = 0) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Gray's scores for the first K-1 groups (sorted levels) and their covariance, summed over strata."""
     t, e = validate_time_event(time, event)
-    g = _as_array(group, "group")
-    levels = _sorted_levels(g)
+    g = as_array(group, "group")
+    levels = sorted_levels(g)
     ig = pd.Categorical(g, categories=levels).codes.astype(int)
     ng = len(levels)
     m = np.where(e == censored, 0, np.where(e == cause, 1, 2))
-    st = np.zeros(len(t), dtype=int) if strata is None else pd.factorize(_as_array(strata, "strata"))[0]
+    st = np.zeros(len(t), dtype=int) if strata is None else pd.factorize(as_array(strata, "strata"))[0]
     order = np.argsort(t, kind="stable")
     t, m, ig, st = t[order], m[order], ig[order], st[order]
     s = np.zeros(ng - 1)
@@ -123,7 +123,7 @@ def gray_test(time: Any, event: Any, group: Any, strata: Any = None, rho: float 
               censored: Any = 0, events: list[Any] | None = None) -> pd.DataFrame:
     """Gray's test for every event type (or those given): DataFrame event, statistic, df, p_value."""
     t, e = validate_time_event(time, event)
-    causes = events if events is not None else _sorted_levels(e[e != censored])
+    causes = events if events is not None else sorted_levels(e[e != censored])
     rows = []
     for cause in causes:
         s, v, levels = gray_scores(t, e, group, cause, strata=strata, rho=rho, censored=censored)

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from pv.errors import InputError
+from pv.stats.checks import require_columns
 
 ZERO_DAY = 0.5
 ONSET_COLUMNS = ["product", "event", "n", "n_excluded", "median_days", "q1_days", "q3_days",
@@ -27,9 +27,7 @@ ONSET_COLUMNS = ["product", "event", "n", "n_excluded", "median_days", "q1_days"
 
 def onset_days(data: pd.DataFrame) -> pd.Series:
     """Days from ``start_date`` to ``event_date`` (NaN when either is missing)."""
-    for col in ("start_date", "event_date"):
-        if col not in data.columns:
-            raise InputError(f"missing column {col!r}", field=col)
+    require_columns(data, ("start_date", "event_date"))
     start = pd.to_datetime(data["start_date"], errors="coerce")
     end = pd.to_datetime(data["event_date"], errors="coerce")
     return (end - start).dt.days.astype(float)
@@ -60,9 +58,7 @@ def time_to_onset(data: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 
     ``data`` columns: product, event, start_date, event_date (dates or ISO strings).
     """
-    for col in ("product", "event"):
-        if col not in data.columns:
-            raise InputError(f"missing column {col!r}", field=col)
+    require_columns(data, ("product", "event"))
     frame = data[["product", "event"]].copy()
     frame["days"] = onset_days(data)
     rows = []

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pv.errors import InputError
-from pv.stats.cuminc import _as_array, _sorted_levels, validate_time_event
+from pv.stats.checks import as_array, require_columns, sorted_levels, validate_time_event
 
 
 def kaplan_meier(time: Any, died: Any, group: Any = None, times: Sequence[float] | None = None,
@@ -35,9 +35,9 @@ def kaplan_meier(time: Any, died: Any, group: Any = None, times: Sequence[float]
 
     t, d = validate_time_event(time, died)
     observed = d.astype(bool)
-    g = np.full(len(t), "all", dtype=object) if group is None else _as_array(group, "group")
+    g = np.full(len(t), "all", dtype=object) if group is None else as_array(group, "group")
     frames = []
-    for grp in _sorted_levels(g):
+    for grp in sorted_levels(g):
         sel = g == grp
         kmf = KaplanMeierFitter(alpha=alpha).fit(t[sel], observed[sel])
         sf = kmf.survival_function_.iloc[:, 0]
@@ -74,9 +74,7 @@ def incidence_rates(data: pd.DataFrame, events: str, person_years: str, group: s
     ``data`` has one row per subject (or per stratum cell): the event count column and the person-years
     column.
     """
-    for col in [events, person_years] + ([group] if group else []):
-        if col not in data.columns:
-            raise InputError(f"missing column {col!r}", field=col)
+    require_columns(data, [events, person_years] + ([group] if group else []))
     py = data[person_years].astype(float)
     if (py < 0).any() or py.isna().any():
         raise InputError("person-years must be non-negative and present", field=person_years)

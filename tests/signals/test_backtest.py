@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-import pytest
 from sqlalchemy import func, select
 
-from pv.errors import InputError
 from pv.models.signals import Signal
-from pv.signals.backtest import as_of_dates, backtest
+from pv.signals.backtest import backtest
 from pv.signals.labels import ensure_seeded
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
@@ -32,18 +30,6 @@ def synthetic_quarter(as_of: dt.date) -> pd.DataFrame:
         rows.append(weak_row(AXI, "T-cell lymphoma", n=1))
     rows.append(weak_row(AXI, "Nausea", n=10))
     return frame(*rows)
-
-
-def test_as_of_dates_are_period_ends_within_the_range() -> None:
-    assert as_of_dates(D(2023, 2, 15), D(2023, 12, 31)) == [D(2023, 3, 31), D(2023, 6, 30), D(2023, 9, 30),
-                                                            D(2023, 12, 31)]
-    assert as_of_dates(D(2023, 1, 1), D(2023, 3, 30), "month") == [D(2023, 1, 31), D(2023, 2, 28)]
-    assert as_of_dates(D(2020, 6, 1), D(2023, 6, 1), "year") == [D(2020, 12, 31), D(2021, 12, 31),
-                                                                 D(2022, 12, 31)]
-    with pytest.raises(InputError, match="before --from"):
-        as_of_dates(D(2023, 1, 1), D(2022, 1, 1))
-    with pytest.raises(InputError, match="unknown period 'week'"):
-        as_of_dates(D(2023, 1, 1), D(2024, 1, 1), "week")  # type: ignore[arg-type]
 
 
 def test_backtest_reports_raise_recommendation_label_change_and_lead_time(session) -> None:  # type: ignore[no-untyped-def]
