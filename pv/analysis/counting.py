@@ -103,7 +103,7 @@ def case_rows(data: CaseData, snap: RunSnapshot) -> dict[str, pd.DataFrame]:
         out["pt"] = rows_of(reactions.rename(columns={"pt": "event"}))
     if "group" in cfg.levels:
         grp = event_group_rows(reactions, snap.event_groups, event_col="pt", keep_other=False, distinct=True)
-        grp = grp.rename(columns={"group": "event"})
+        grp = grp.rename(columns={"pt": "event"})
         without = pd.DataFrame({"vid": np.setdiff1d(universe, grp["vid"].unique()), "event": _NO_EVENT})
         events = pd.concat([grp.astype({"event": str}), without], ignore_index=True)
         events["event"] = events["event"].astype("category")
