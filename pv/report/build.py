@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from pv.analysis.runs import get_run
 from pv.errors import InputError, NotFoundError, PvError
 from pv.incidence import CENSORED, DEATH, analyse, cohort_time_event
+from pv.ingest.summary import store_summary
 from pv.models import (
     Run,
     RunResult,
@@ -26,7 +27,6 @@ from pv.models import (
 from pv.models.cohort import CohortPatient
 from pv.normalise import EventGroups, ProductDictionary, default_event_groups, default_products
 from pv.report.data import EventSection, ReportData, SignalRow, SourceInfo
-from pv.store_summary import store_summary
 
 #: events of interest shown with figures, in this order (domain.md sections 1 and 3)
 EVENTS_OF_INTEREST = ("crs", "icans", "hbv_reactivation", "malignancy_t_cell", "malignancy_myeloid",
