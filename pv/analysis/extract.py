@@ -23,8 +23,8 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pv.analysis.bulk import csv_text, read_frame, read_lines
 from pv.db import backend_name
+from pv.db.bulk import csv_text, read_frame, read_lines
 
 _ORDER = "v.version DESC, v.received_date DESC, v.id DESC"
 

@@ -40,9 +40,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import pv
-from pv.analysis.bulk import read_frame, write_frame
 from pv.analysis.config import AnalysisConfig, config_hash
 from pv.analysis.extract import CaseData, add_strata, extract, group_rows
+from pv.db.bulk import read_frame, write_frame
 from pv.errors import ConfigError, ConvergenceError, InputError, NotFoundError, PvError
 from pv.models.casestore import EventGroupTerm
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow

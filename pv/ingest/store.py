@@ -19,14 +19,13 @@ drugname/ingredient pair once); ``drug_key`` is the product when mapped, else th
 Reaction and indication terms get their normalised PT. ``event_group_terms`` is synced from the event
 groups on every load.
 
-Bulk writes use PostgreSQL ``COPY`` (psycopg 3) and ``executemany`` on SQLite. :func:`load_batch` does not
-commit: the caller owns the transaction.
+Bulk writes go through :mod:`pv.db.bulk` (PostgreSQL ``COPY``, ``executemany`` on SQLite). :func:`load_batch`
+does not commit: the caller owns the transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,15 +33,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-from sqlalchemy import String, UniqueConstraint, delete, func, insert, select, text
+from sqlalchemy import UniqueConstraint, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 from sqlalchemy.sql.schema import Table
 
 from pv.db import backend_name
+from pv.db.bulk import drop_temp, temp_table, write_frame
 from pv.ingest.batch import Batch
 from pv.models.casestore import (
     Case,
@@ -66,7 +63,6 @@ from pv.normalise import (
 
 LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
 _LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
-_COPY_CHUNK = 200_000
 _BULK_MIN = 50_000  # new versions from which a PostgreSQL load may rebuild indexes instead of updating them
 
 
@@ -83,116 +79,7 @@ class LoadSummary:
     source_file_id: int | None = None
 
 
-# ---------------------------------------------------------------------------------------------- bulk writing
-def _driver(session: Session) -> Any:
-    """The DBAPI connection (psycopg or sqlite3) under the session's current transaction."""
-    conn = session.connection().connection.driver_connection
-    assert conn is not None
-    return conn
-
-
-def _arrow_column(values: pd.Series, length: int | None) -> pa.Array:
-    """One column for COPY: pandas values as Arrow (None/NaN/NaT null), strings cut to ``length``."""
-    if values.dtype == object:
-        arr = pa.array(values.to_numpy(), from_pandas=True)
-        if pa.types.is_null(arr.type):
-            arr = arr.cast(pa.string())
-    else:
-        arr = pa.Array.from_pandas(values)
-    if length and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = pc.utf8_slice_codeunits(arr, 0, length)
-    return arr
-
-
-def _copy_frame(session: Session, table: str, frame: pd.DataFrame, lengths: dict[str, int]) -> None:
-    """PostgreSQL COPY of ``frame`` (columns named as in the table) as CSV written by Arrow.
-
-    Every non-null value is quoted and nulls are left empty and unquoted, which is exactly PostgreSQL's CSV
-    convention (so empty strings and NULL stay distinct).
-    """
-    if frame.empty:
-        return
-    conn = _driver(session)
-    arrays = [_arrow_column(frame[c], lengths.get(c)) for c in frame.columns]
-    data = pa.Table.from_arrays(arrays, names=list(frame.columns))
-    cols = ", ".join(frame.columns)
-    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-        for start in range(0, len(frame), _COPY_CHUNK):
-            buf = io.BytesIO()
-            pacsv.write_csv(data.slice(start, _COPY_CHUNK), buf, options)
-            copy.write(buf.getvalue())
-
-
-def _python_value(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dt.datetime):  # SQLAlchemy's SQLite DateTime storage format (UTC, naive)
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _executemany(session: Session, table: str, frame: pd.DataFrame) -> None:
-    if frame.empty:
-        return
-    cols = list(frame.columns)
-    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-    rows = [tuple(_python_value(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
-    cur = _driver(session).cursor()
-    try:
-        cur.executemany(sql, rows)
-    finally:
-        cur.close()
-
-
-def _fit(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """Truncate strings to the column lengths (PostgreSQL enforces them; SQLite would not)."""
-    frame = frame.copy()
-    for col in table.columns:
-        if col.name in frame.columns and isinstance(col.type, String) and col.type.length:
-            s = frame[col.name]
-            if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-                s = s.astype(object)
-                frame[col.name] = s.where(s.isna(), s.astype(str).str.slice(0, col.type.length))
-    return frame
-
-
-def _lengths(table: Table) -> dict[str, int]:
-    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
-
-
-def _bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
-    if backend_name(session) == "postgresql":
-        _copy_frame(session, table.name, frame, _lengths(table))
-    else:
-        _executemany(session, table.name, _fit(frame, table))
-
-
-def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
-    """A temporary table filled with ``frame`` (used to join large key sets on both backends)."""
-    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
-    cols = ", ".join(f"{c} {t}" for c, t in columns.items())
-    session.execute(text(f"CREATE TEMPORARY TABLE {name} ({cols})"))
-    frame = frame[list(columns)]
-    if backend_name(session) == "postgresql":
-        _copy_frame(session, name, frame, {})
-    else:
-        _executemany(session, name, frame)
-
-
-def _drop_temp(session: Session, *names: str) -> None:
-    for name in names:
-        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
-
-
+# ---------------------------------------------------------------------------------------------- large loads
 def _is_bulk(session: Session, n_new: int) -> bool:
     """A load big enough to rebuild indexes: >= 50,000 new versions and at least half the stored ones."""
     if backend_name(session) != "postgresql" or n_new < _BULK_MIN:
@@ -288,7 +175,7 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
     """Remove the cases with these keys and every version (with drugs, reactions, indications)."""
     if not keys:
         return 0
-    _temp_table(session, "_pv_del", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": keys}))
+    temp_table(session, "_pv_del", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": keys}))
     in_keys = "SELECT case_key FROM _pv_del"
     removed = session.execute(text(f"SELECT COUNT(*) FROM cases WHERE case_key IN ({in_keys})")).scalar_one()
     session.execute(text(f"DELETE FROM cases WHERE case_key IN ({in_keys})"))
@@ -296,7 +183,7 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
     for child in ("drugs", "reactions", "indications"):
         session.execute(text(f"DELETE FROM {child} WHERE case_version_id IN ({versions})"))
     session.execute(text(f"DELETE FROM case_versions WHERE case_key IN ({in_keys})"))
-    _drop_temp(session, "_pv_del")
+    drop_temp(session, "_pv_del")
     return int(removed)
 
 
@@ -424,7 +311,7 @@ def load_batch(
 
     quarantine = batch.quarantine
     if len(quarantine):
-        _bulk_insert(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        write_frame(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
             "source_file_id": source.id, "file": quarantine["file"].astype(str).to_numpy(),
             "line": pd.to_numeric(quarantine["line"], errors="coerce").astype("Int64").to_numpy(),
             "field": quarantine["field"].to_numpy(), "raw": quarantine["raw"].to_numpy(),
@@ -451,7 +338,7 @@ def _stored_versions(session: Session, versions: pd.DataFrame) -> tuple[pd.DataF
     keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
     if not len(keys):
         return stored, {}
-    _temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
+    temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
     rows = session.execute(text(
         "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
         "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
@@ -459,7 +346,7 @@ def _stored_versions(session: Session, versions: pd.DataFrame) -> tuple[pd.DataF
         stored = pd.DataFrame(rows, columns=stored.columns)
     stored_cases = {k: int(v) for k, v in session.execute(text(
         "SELECT c.case_key, c.current_version_id FROM cases c JOIN _pv_keys k ON k.case_key = c.case_key"))}
-    _drop_temp(session, "_pv_keys")
+    drop_temp(session, "_pv_keys")
     return stored, stored_cases
 
 
@@ -479,7 +366,7 @@ def _outcome_flags(outcomes: pd.Series) -> dict[str, np.ndarray]:
 def _insert_versions(session: Session, new: pd.DataFrame, source_id: int, kind: str) -> None:
     if new.empty:
         return
-    _bulk_insert(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
         "version": new["version"], "source_file_id": source_id, "source": kind,
         "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
@@ -497,7 +384,7 @@ def _insert_drugs(session: Session, drugs: pd.DataFrame, ids: pd.Series, product
     if drugs.empty:
         return
     product, key = _map_drugs(drugs, products)
-    _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
         "role": drugs["role"].array, "drugname": drugs["drugname"].fillna("").array,
@@ -511,7 +398,7 @@ def _insert_reactions(session: Session, reactions: pd.DataFrame, ids: pd.Series)
     reactions, version_id = _children(reactions, ids)
     if reactions.empty:
         return
-    _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "pt_verbatim": _strings(reactions["pt_verbatim"]),
         "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
@@ -523,7 +410,7 @@ def _insert_indications(session: Session, indications: pd.DataFrame, ids: pd.Ser
     indications, version_id = _children(indications, ids)
     if indications.empty:
         return
-    _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
         "term": _strings(indications["term"]),
@@ -542,7 +429,7 @@ def _write_cases(session: Session, current: pd.DataFrame, is_new_case: np.ndarra
     direct = current[fresh]
     if len(direct):
         rows = new.set_index("id").loc[direct["id"].to_numpy()]
-        _bulk_insert(session, Case.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        write_frame(session, Case.__table__, pd.DataFrame({  # type: ignore[arg-type]
             "case_key": direct["case_key"].to_numpy(), "current_version_id": direct["id"].to_numpy(),
             "version": rows["version"].to_numpy(), "source": kind,
             "initial_received_date": direct["initial"].to_numpy(),
@@ -562,7 +449,7 @@ def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
     frame = pd.DataFrame({"case_key": current["case_key"].to_numpy(), "version_id": current["id"].to_numpy(),
                           "initial_date": current["initial"].to_numpy(),
                           "latest_date": current["latest"].to_numpy()})
-    _temp_table(session, "_pv_current", {"case_key": "VARCHAR(100)", "version_id": "BIGINT",
+    temp_table(session, "_pv_current", {"case_key": "VARCHAR(100)", "version_id": "BIGINT",
                                          "initial_date": "DATE", "latest_date": "DATE"}, frame)
     targets = ["case_key", "current_version_id", "initial_received_date", "latest_received_date",
                *_CASE_COLUMNS]
@@ -572,7 +459,7 @@ def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
         f"INSERT INTO cases ({', '.join(targets)}) "
         f"SELECT {', '.join(sources)} FROM _pv_current t JOIN case_versions cv ON cv.id = t.version_id "
         f"WHERE true ON CONFLICT (case_key) DO UPDATE SET {updates}"))
-    _drop_temp(session, "_pv_current")
+    drop_temp(session, "_pv_current")
 
 
 __all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch"]
