@@ -6,11 +6,16 @@ Rules (the same on PostgreSQL and SQLite, and independent of the order in which 
 - A version (case_key, report_id) is inserted once; a repeat of it in a later file is ignored.
 - Case keys listed in a deletion file are recorded in ``deleted_cases`` for good: the case and all its
   versions are removed, and versions of it in any later load (even of an earlier quarter) are not loaded.
-- The current version of a case is the one with the highest ``version``; ties go to the later
-  ``received_date`` (missing dates rank lowest), then to the numerically higher ``report_id`` (then the
-  textually higher one, so the choice is always unique). It is recomputed for every case that gets a new
-  version. ``cases`` points at it, so a follow-up replaces the earlier version whole (drugs, reactions,
-  indications) for current-state queries, while every version stays in ``case_versions`` for as-of replay.
+- Version precedence (FDA's rule for FAERS, applied to every source): of two versions of a case, the one
+  with the higher ``version`` (caseversion) takes precedence; ties go to the later ``received_date``
+  (fda_dt; missing dates rank lowest), then to the numerically higher ``report_id`` (primaryid), then to the
+  textually higher one, so the order is always total. ``case_versions.precedence`` is the rank of a version
+  among the stored versions of its case under this rule (0 for the lowest), recomputed for every case that
+  gets a new version (:func:`version_precedence`). This is the one place the rule is implemented.
+- The current version of a case is its version of highest precedence. ``cases`` points at it, so a
+  follow-up replaces the earlier version whole (drugs, reactions, indications) for current-state queries,
+  while every version stays in ``case_versions`` for as-of replay, where the version in force at a date is
+  the one of highest precedence among those received by then (:mod:`pv.analysis.extract`).
 - ``cases.initial_received_date`` is the earliest of the versions' initial (or, lacking it, received) dates;
   ``cases.latest_received_date`` the latest received date of any version.
 
@@ -130,22 +135,47 @@ def _reserve_ids(session: Session, n: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- the rules
+def _ranks(versions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Case codes (by first appearance) and the precedence of each row among the rows of its case."""
+    n = len(versions)
+    case_codes = pd.factorize(versions["case_key"].astype(str))[0]
+    received = pd.to_datetime(versions["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
+    received_rank = received.astype("int64")  # NaT is the smallest int64: missing dates rank lowest
+    report_num = pd.to_numeric(versions["report_id"], errors="coerce").to_numpy(dtype=float)
+    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
+    report_txt = pd.factorize(versions["report_id"].astype(str), sort=True)[0]
+    version = versions["version"].to_numpy(dtype="int64")
+    order = np.lexsort((report_txt, report_num, received_rank, version, case_codes))  # last key first
+    grouped = case_codes[order]
+    first = np.r_[True, grouped[1:] != grouped[:-1]]
+    position = np.arange(n)
+    ranks = np.empty(n, dtype="int64")
+    ranks[order] = position - np.maximum.accumulate(np.where(first, position, 0))
+    return case_codes, ranks
+
+
+def version_precedence(versions: pd.DataFrame) -> pd.Series:
+    """The precedence of each version among the versions of its case in ``versions`` (columns case_key,
+    report_id, version, received_date): 0 for the lowest, k-1 for the highest of a case's k versions, under
+    the rule of the module docstring. Indexed like ``versions``."""
+    if versions.empty:
+        return pd.Series(dtype="int64", index=versions.index, name="precedence")
+    return pd.Series(_ranks(versions)[1], index=versions.index, name="precedence")
+
+
+def _highest(case_codes: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Positions of the row of highest precedence of each case, in the order of the case codes."""
+    top = np.bincount(case_codes)[case_codes] - 1
+    rows = np.flatnonzero(ranks == top)
+    return rows[np.argsort(case_codes[rows], kind="stable")]
+
+
 def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
-    """One row per case_key: the current version (see module docstring for the ordering)."""
+    """One row per case_key: its current version, the one of highest :func:`version_precedence`."""
     frame = versions.reset_index(drop=True)
     if frame.empty:
         return frame
-    case_codes = pd.factorize(frame["case_key"].astype(str))[0]
-    received = pd.to_datetime(frame["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
-    received_rank = received.astype("int64")  # NaT is the smallest int64: missing dates rank lowest
-    report_num = pd.to_numeric(frame["report_id"], errors="coerce").to_numpy(dtype=float)
-    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
-    report_txt = pd.factorize(frame["report_id"].astype(str), sort=True)[0]
-    version = frame["version"].to_numpy(dtype="int64")
-    order = np.lexsort((report_txt, report_num, received_rank, version, case_codes))  # last key first
-    grouped = case_codes[order]
-    last = np.r_[grouped[1:] != grouped[:-1], True]
-    return frame.iloc[order[last]]
+    return frame.iloc[_highest(*_ranks(frame))]
 
 
 def _case_dates(versions: pd.DataFrame) -> pd.DataFrame:
@@ -286,9 +316,20 @@ def load_batch(
     ids = pd.Series(new["id"].to_numpy(), index=_version_key(new), dtype="int64")
     for flag, values in _outcome_flags(new["outcomes"]).items():
         new[flag] = values
+    # the versions of every case that gets a new one, ranked: new precedences, stored ones that move
+    affected = stored[stored["case_key"].isin(set(new["case_key"]))]
+    cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
+    pool = pd.concat([affected[cols], new[cols]], ignore_index=True)
+    pool["version"] = pool["version"].astype("int64")
+    case_codes, ranks = _ranks(pool) if len(pool) else (np.zeros(0, "int64"), np.zeros(0, "int64"))
+    new["precedence"] = ranks[len(affected):]
+    stored_ranks = ranks[:len(affected)]
+    moved = pd.DataFrame({"id": affected["id"].to_numpy(dtype="int64"), "precedence": stored_ranks})
+    moved = moved[stored_ranks != affected["precedence"].to_numpy(dtype="int64")]
     tables = [CaseVersion.__table__, Drug.__table__, Reaction.__table__, Indication.__table__, Case.__table__]
     added = updated = 0
     with _bulk_mode(session, tables, _is_bulk(session, n_new)):  # type: ignore[arg-type]
+        _update_precedence(session, moved)
         _insert_versions(session, new, source.id, batch.kind)
         step("versions")
         _insert_drugs(session, batch.drugs, ids, products)
@@ -298,11 +339,7 @@ def load_batch(
         _insert_indications(session, batch.indications, ids)
         step("indications")
         if n_new:
-            affected = set(new["case_key"])
-            cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
-            pool = pd.concat([stored[stored["case_key"].isin(affected)][cols], new[cols]], ignore_index=True)
-            pool["version"] = pool["version"].astype("int64")
-            current = current_versions(pool).join(_case_dates(pool), on="case_key")
+            current = pool.iloc[_highest(case_codes, ranks)].join(_case_dates(pool), on="case_key")
             before = current["case_key"].map(stored_cases)
             added = int(before.isna().sum())
             updated = int((before.notna() & (before != current["id"])).sum())
@@ -334,14 +371,14 @@ def load_batch(
 def _stored_versions(session: Session, versions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """The stored versions of the batch's case keys, and their cases' current version ids."""
     stored = pd.DataFrame(columns=["id", "case_key", "report_id", "version", "received_date",
-                                   "initial_received_date"])
+                                   "initial_received_date", "precedence"])
     keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
     if not len(keys):
         return stored, {}
     temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
     rows = session.execute(text(
-        "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
-        "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
+        "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date, "
+        "cv.precedence FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
     if rows:
         stored = pd.DataFrame(rows, columns=stored.columns)
     stored_cases = {k: int(v) for k, v in session.execute(text(
@@ -363,12 +400,22 @@ def _outcome_flags(outcomes: pd.Series) -> dict[str, np.ndarray]:
     return flags
 
 
+def _update_precedence(session: Session, moved: pd.DataFrame) -> None:
+    """Set the precedence of stored versions whose rank changed (``moved``: id, precedence), in one UPDATE."""
+    if moved.empty:
+        return
+    temp_table(session, "_pv_precedence", {"id": "BIGINT PRIMARY KEY", "precedence": "INTEGER"}, moved)
+    session.execute(text(
+        "UPDATE case_versions SET precedence = t.precedence FROM _pv_precedence t WHERE case_versions.id = t.id"))
+    drop_temp(session, "_pv_precedence")
+
+
 def _insert_versions(session: Session, new: pd.DataFrame, source_id: int, kind: str) -> None:
     if new.empty:
         return
     write_frame(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
-        "version": new["version"], "source_file_id": source_id, "source": kind,
+        "version": new["version"], "precedence": new["precedence"], "source_file_id": source_id, "source": kind,
         "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
         "initial_received_date": new["initial_received_date"], "event_date": new["event_date"],
         "age_years": pd.to_numeric(new["age_years"], errors="coerce"), "age_group": new["age_group"],
@@ -462,4 +509,4 @@ def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
     drop_temp(session, "_pv_current")
 
 
-__all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch"]
+__all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch", "version_precedence"]
