@@ -150,7 +150,7 @@ def read_lines(
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def table_lengths(table: Table) -> dict[str, int]:
+def _table_lengths(table: Table) -> dict[str, int]:
     """The declared lengths of ``table``'s String columns."""
     return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
 
@@ -171,7 +171,7 @@ def write_frame(
     """
     cut: dict[str, int] = {}
     if isinstance(table, Table):
-        cut.update(table_lengths(table))
+        cut.update(_table_lengths(table))
         name = table.name
     else:
         name = table
@@ -292,7 +292,6 @@ __all__ = [
     "drop_temp",
     "read_frame",
     "read_lines",
-    "table_lengths",
     "temp_table",
     "write_frame",
 ]
