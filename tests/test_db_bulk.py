@@ -151,7 +151,7 @@ def test_read_frame_dtypes_and_params(db: Session) -> None:
     assert list(empty.columns) == ["id", "label"] and empty.empty
 
 
-def test_temp_table_joins_and_is_dropped(db: Session) -> None:
+def test_temporary_table_joins_and_is_dropped(db: Session) -> None:
     bulk.write_frame(db, SAMPLE, sample_frame())
     keys = pd.DataFrame({"k": [2, 4, 9], "ignored": ["x", "y", "z"]})
     bulk.temp_table(db, "_pv_test_keys", {"k": "INTEGER"}, keys)
