@@ -50,6 +50,9 @@ class StoreWriter:
             case_key=case_key,
             report_id=f"{case_key}-{version}",
             version=version,
+            # what the ingest would store: a case's hand-made versions are numbered 1, 2, ... (see
+            # pv.ingest.store for the precedence rule)
+            precedence=version - 1,
             source_file_id=self.source.id,
             source="faers",
             received_date=received,

@@ -17,8 +17,8 @@ from pv.cli import main
 from pv.ingest.csv import parse_csv
 from pv.ingest.e2b import parse_e2b, parse_e2b_bytes
 from pv.ingest.store import load_batch
+from pv.ingest.summary import store_summary
 from pv.models.casestore import Case, CaseVersion, DeletedCase, Drug, Quarantine, Reaction
-from pv.store_summary import store_summary
 from tests.conftest import REAL_DATA, REPO
 
 E2B = Path(__file__).parent / "data" / "e2b"

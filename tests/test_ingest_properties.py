@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from pv.errors import PvError
 from pv.ingest.faers import parse_quarter
-from pv.ingest.store import current_versions, load_batch
+from pv.ingest.store import current_versions, load_batch, version_precedence
 
 from .faers_fixtures import FAERS_HEADERS, case, tables_from_cases, write_quarter
 
@@ -121,7 +121,8 @@ _version_rows = st.lists(st.tuples(
 
 @settings(max_examples=200, deadline=None)
 @given(rows=_version_rows, seed=st.integers(0, 1000))
-def test_current_version_is_the_maximum_whatever_the_order(rows: list[tuple[object, ...]], seed: int) -> None:
+def test_current_version_is_the_maximum_and_precedence_the_rule_whatever_the_order(
+        rows: list[tuple[object, ...]], seed: int) -> None:
     def rank(r: tuple[object, ...]) -> tuple[object, ...]:
         report = str(r[1])
         numeric = float(report) if report.isdigit() else float("-inf")
@@ -132,3 +133,12 @@ def test_current_version_is_the_maximum_whatever_the_order(rows: list[tuple[obje
     got = current_versions(shuffled).set_index("case_key")["report_id"].to_dict()
     expected = {key: max((r for r in rows if r[0] == key), key=rank)[1] for key in {r[0] for r in rows}}
     assert got == expected
+    # the precedence of a case's k versions is a permutation of 0..k-1 in the rule's order, top = current
+    precedence = version_precedence(shuffled)
+    assert precedence.index.equals(shuffled.index)
+    for key, versions in shuffled.assign(precedence=precedence).groupby("case_key"):
+        ordered = versions.sort_values("precedence")
+        assert ordered["precedence"].tolist() == list(range(len(versions)))
+        by_rule = sorted((r for r in rows if r[0] == key), key=rank)
+        assert ordered["report_id"].tolist() == [r[1] for r in by_rule]
+        assert ordered["report_id"].iloc[-1] == expected[key]

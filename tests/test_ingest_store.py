@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pv.ingest.faers import parse_quarter
 from pv.ingest.store import LoadSummary, load_batch
+from pv.ingest.summary import store_summary
 from pv.models.casestore import Case, CaseVersion, DeletedCase, Drug, Reaction
-from pv.store_summary import store_summary
 
 from .conftest import REAL_DATA, _truncate_all
 from .faers_fixtures import case, write_quarter

@@ -1,11 +1,12 @@
 """Case-level rows as of a date, read from the case store.
 
-As of date D, a case is represented by its latest version received on or before D (highest version number,
-ties broken by later receipt then higher row id); versions received after D are ignored, so history replays.
-Cases listed as deleted are excluded, and so are versions without a receipt date. Of that version the service
-takes the drugs in the counted roles (``Drug.drug_key`` is the product dimension: the mapped product, or the
-normalised verbatim name) and the reactions (normalised PT), each once per case; event groups come from the
-configuration snapshot of the run (a case counts once per group).
+As of date D, a case is represented by its version in force: the one of highest precedence among its versions
+received on or before D (``case_versions.precedence``, set by the ingest under the rule documented in
+:mod:`pv.ingest.store`, which also picks ``cases.current_version_id``). Versions received after D are ignored,
+so history replays. Cases listed as deleted are excluded, and so are versions without a receipt date. Of that
+version the service takes the drugs in the counted roles (``Drug.drug_key`` is the product dimension: the
+mapped product, or the normalised verbatim name) and the reactions (normalised PT), each once per case; event
+groups come from the configuration snapshot of the run (a case counts once per group).
 
 On PostgreSQL the versions in force are chosen by one ``DISTINCT ON`` query into a temporary table, and the
 three streams (cases, drugs, reactions) are read with ``COPY TO``; on SQLite a ``ROW_NUMBER()`` window does
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from pv.db import backend_name
 from pv.db.bulk import csv_text, read_frame, read_lines
 
-_ORDER = "v.version DESC, v.received_date DESC, v.id DESC"
+_ORDER = "v.precedence DESC"
 
 _PG_CHOSEN = """
 CREATE TEMP TABLE pv_asof ON COMMIT DROP AS

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from pv.cli.options import TableOrJson as Format
 from pv.db import session_scope
+from pv.ingest.summary import store_summary
 from pv.settings import get_settings
-from pv.store_summary import store_summary
 
 app = typer.Typer(help="Case store contents.", no_args_is_help=True)
 

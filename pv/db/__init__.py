@@ -2,7 +2,8 @@
 
 Services receive a Session from their caller; only entry points (CLI commands, Celery tasks, tests) open one,
 with :func:`session_scope`. The schema is brought up to date by Alembic, explicitly (``pv db upgrade``) or
-automatically the first time an engine is made for a URL.
+automatically the first time an engine is made for a URL. DataFrames go in and out in bulk through
+:mod:`pv.db.bulk`.
 """
 
 from __future__ import annotations

@@ -6,11 +6,16 @@ Rules (the same on PostgreSQL and SQLite, and independent of the order in which 
 - A version (case_key, report_id) is inserted once; a repeat of it in a later file is ignored.
 - Case keys listed in a deletion file are recorded in ``deleted_cases`` for good: the case and all its
   versions are removed, and versions of it in any later load (even of an earlier quarter) are not loaded.
-- The current version of a case is the one with the highest ``version``; ties go to the later
-  ``received_date`` (missing dates rank lowest), then to the numerically higher ``report_id`` (then the
-  textually higher one, so the choice is always unique). It is recomputed for every case that gets a new
-  version. ``cases`` points at it, so a follow-up replaces the earlier version whole (drugs, reactions,
-  indications) for current-state queries, while every version stays in ``case_versions`` for as-of replay.
+- Version precedence (FDA's rule for FAERS, applied to every source): of two versions of a case, the one
+  with the higher ``version`` (caseversion) takes precedence; ties go to the later ``received_date``
+  (fda_dt; missing dates rank lowest), then to the numerically higher ``report_id`` (primaryid), then to the
+  textually higher one, so the order is always total. ``case_versions.precedence`` is the rank of a version
+  among the stored versions of its case under this rule (0 for the lowest), recomputed for every case that
+  gets a new version (:func:`version_precedence`). This is the one place the rule is implemented.
+- The current version of a case is its version of highest precedence. ``cases`` points at it, so a
+  follow-up replaces the earlier version whole (drugs, reactions, indications) for current-state queries,
+  while every version stays in ``case_versions`` for as-of replay, where the version in force at a date is
+  the one of highest precedence among those received by then (:mod:`pv.analysis.extract`).
 - ``cases.initial_received_date`` is the earliest of the versions' initial (or, lacking it, received) dates;
   ``cases.latest_received_date`` the latest received date of any version.
 
@@ -19,14 +24,13 @@ drugname/ingredient pair once); ``drug_key`` is the product when mapped, else th
 Reaction and indication terms get their normalised PT. ``event_group_terms`` is synced from the event
 groups on every load.
 
-Bulk writes use PostgreSQL ``COPY`` (psycopg 3) and ``executemany`` on SQLite. :func:`load_batch` does not
-commit: the caller owns the transaction.
+Bulk writes go through :mod:`pv.db.bulk` (PostgreSQL ``COPY``, ``executemany`` on SQLite). :func:`load_batch`
+does not commit: the caller owns the transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,15 +38,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-from sqlalchemy import String, UniqueConstraint, delete, func, insert, select, text
+from sqlalchemy import UniqueConstraint, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 from sqlalchemy.sql.schema import Table
 
 from pv.db import backend_name
+from pv.db.bulk import drop_temp, temp_table, write_frame
 from pv.ingest.batch import Batch
 from pv.models.casestore import (
     Case,
@@ -66,7 +68,6 @@ from pv.normalise import (
 
 LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
 _LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
-_COPY_CHUNK = 200_000
 _BULK_MIN = 50_000  # new versions from which a PostgreSQL load may rebuild indexes instead of updating them
 
 
@@ -83,116 +84,7 @@ class LoadSummary:
     source_file_id: int | None = None
 
 
-# ---------------------------------------------------------------------------------------------- bulk writing
-def _driver(session: Session) -> Any:
-    """The DBAPI connection (psycopg or sqlite3) under the session's current transaction."""
-    conn = session.connection().connection.driver_connection
-    assert conn is not None
-    return conn
-
-
-def _arrow_column(values: pd.Series, length: int | None) -> pa.Array:
-    """One column for COPY: pandas values as Arrow (None/NaN/NaT null), strings cut to ``length``."""
-    if values.dtype == object:
-        arr = pa.array(values.to_numpy(), from_pandas=True)
-        if pa.types.is_null(arr.type):
-            arr = arr.cast(pa.string())
-    else:
-        arr = pa.Array.from_pandas(values)
-    if length and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = pc.utf8_slice_codeunits(arr, 0, length)
-    return arr
-
-
-def _copy_frame(session: Session, table: str, frame: pd.DataFrame, lengths: dict[str, int]) -> None:
-    """PostgreSQL COPY of ``frame`` (columns named as in the table) as CSV written by Arrow.
-
-    Every non-null value is quoted and nulls are left empty and unquoted, which is exactly PostgreSQL's CSV
-    convention (so empty strings and NULL stay distinct).
-    """
-    if frame.empty:
-        return
-    conn = _driver(session)
-    arrays = [_arrow_column(frame[c], lengths.get(c)) for c in frame.columns]
-    data = pa.Table.from_arrays(arrays, names=list(frame.columns))
-    cols = ", ".join(frame.columns)
-    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-        for start in range(0, len(frame), _COPY_CHUNK):
-            buf = io.BytesIO()
-            pacsv.write_csv(data.slice(start, _COPY_CHUNK), buf, options)
-            copy.write(buf.getvalue())
-
-
-def _python_value(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dt.datetime):  # SQLAlchemy's SQLite DateTime storage format (UTC, naive)
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _executemany(session: Session, table: str, frame: pd.DataFrame) -> None:
-    if frame.empty:
-        return
-    cols = list(frame.columns)
-    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-    rows = [tuple(_python_value(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
-    cur = _driver(session).cursor()
-    try:
-        cur.executemany(sql, rows)
-    finally:
-        cur.close()
-
-
-def _fit(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """Truncate strings to the column lengths (PostgreSQL enforces them; SQLite would not)."""
-    frame = frame.copy()
-    for col in table.columns:
-        if col.name in frame.columns and isinstance(col.type, String) and col.type.length:
-            s = frame[col.name]
-            if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-                s = s.astype(object)
-                frame[col.name] = s.where(s.isna(), s.astype(str).str.slice(0, col.type.length))
-    return frame
-
-
-def _lengths(table: Table) -> dict[str, int]:
-    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
-
-
-def _bulk_insert(session: Session, table: Table, frame: pd.DataFrame) -> None:
-    if backend_name(session) == "postgresql":
-        _copy_frame(session, table.name, frame, _lengths(table))
-    else:
-        _executemany(session, table.name, _fit(frame, table))
-
-
-def _temp_table(session: Session, name: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
-    """A temporary table filled with ``frame`` (used to join large key sets on both backends)."""
-    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
-    cols = ", ".join(f"{c} {t}" for c, t in columns.items())
-    session.execute(text(f"CREATE TEMPORARY TABLE {name} ({cols})"))
-    frame = frame[list(columns)]
-    if backend_name(session) == "postgresql":
-        _copy_frame(session, name, frame, {})
-    else:
-        _executemany(session, name, frame)
-
-
-def _drop_temp(session: Session, *names: str) -> None:
-    for name in names:
-        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
-
-
+# ---------------------------------------------------------------------------------------------- large loads
 def _is_bulk(session: Session, n_new: int) -> bool:
     """A load big enough to rebuild indexes: >= 50,000 new versions and at least half the stored ones."""
     if backend_name(session) != "postgresql" or n_new < _BULK_MIN:
@@ -243,22 +135,47 @@ def _reserve_ids(session: Session, n: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- the rules
+def _ranks(versions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Case codes (by first appearance) and the precedence of each row among the rows of its case."""
+    n = len(versions)
+    case_codes = pd.factorize(versions["case_key"].astype(str))[0]
+    received = pd.to_datetime(versions["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
+    received_rank = received.astype("int64")  # NaT is the smallest int64: missing dates rank lowest
+    report_num = pd.to_numeric(versions["report_id"], errors="coerce").to_numpy(dtype=float)
+    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
+    report_txt = pd.factorize(versions["report_id"].astype(str), sort=True)[0]
+    version = versions["version"].to_numpy(dtype="int64")
+    order = np.lexsort((report_txt, report_num, received_rank, version, case_codes))  # last key first
+    grouped = case_codes[order]
+    first = np.r_[True, grouped[1:] != grouped[:-1]]
+    position = np.arange(n)
+    ranks = np.empty(n, dtype="int64")
+    ranks[order] = position - np.maximum.accumulate(np.where(first, position, 0))
+    return case_codes, ranks
+
+
+def version_precedence(versions: pd.DataFrame) -> pd.Series:
+    """The precedence of each version among the versions of its case in ``versions`` (columns case_key,
+    report_id, version, received_date): 0 for the lowest, k-1 for the highest of a case's k versions, under
+    the rule of the module docstring. Indexed like ``versions``."""
+    if versions.empty:
+        return pd.Series(dtype="int64", index=versions.index, name="precedence")
+    return pd.Series(_ranks(versions)[1], index=versions.index, name="precedence")
+
+
+def _highest(case_codes: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Positions of the row of highest precedence of each case, in the order of the case codes."""
+    top = np.bincount(case_codes)[case_codes] - 1
+    rows = np.flatnonzero(ranks == top)
+    return rows[np.argsort(case_codes[rows], kind="stable")]
+
+
 def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
-    """One row per case_key: the current version (see module docstring for the ordering)."""
+    """One row per case_key: its current version, the one of highest :func:`version_precedence`."""
     frame = versions.reset_index(drop=True)
     if frame.empty:
         return frame
-    case_codes = pd.factorize(frame["case_key"].astype(str))[0]
-    received = pd.to_datetime(frame["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
-    received_rank = received.astype("int64")  # NaT is the smallest int64: missing dates rank lowest
-    report_num = pd.to_numeric(frame["report_id"], errors="coerce").to_numpy(dtype=float)
-    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
-    report_txt = pd.factorize(frame["report_id"].astype(str), sort=True)[0]
-    version = frame["version"].to_numpy(dtype="int64")
-    order = np.lexsort((report_txt, report_num, received_rank, version, case_codes))  # last key first
-    grouped = case_codes[order]
-    last = np.r_[grouped[1:] != grouped[:-1], True]
-    return frame.iloc[order[last]]
+    return frame.iloc[_highest(*_ranks(frame))]
 
 
 def _case_dates(versions: pd.DataFrame) -> pd.DataFrame:
@@ -288,7 +205,7 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
     """Remove the cases with these keys and every version (with drugs, reactions, indications)."""
     if not keys:
         return 0
-    _temp_table(session, "_pv_del", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": keys}))
+    temp_table(session, "_pv_del", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": keys}))
     in_keys = "SELECT case_key FROM _pv_del"
     removed = session.execute(text(f"SELECT COUNT(*) FROM cases WHERE case_key IN ({in_keys})")).scalar_one()
     session.execute(text(f"DELETE FROM cases WHERE case_key IN ({in_keys})"))
@@ -296,7 +213,7 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
     for child in ("drugs", "reactions", "indications"):
         session.execute(text(f"DELETE FROM {child} WHERE case_version_id IN ({versions})"))
     session.execute(text(f"DELETE FROM case_versions WHERE case_key IN ({in_keys})"))
-    _drop_temp(session, "_pv_del")
+    drop_temp(session, "_pv_del")
     return int(removed)
 
 
@@ -399,9 +316,20 @@ def load_batch(
     ids = pd.Series(new["id"].to_numpy(), index=_version_key(new), dtype="int64")
     for flag, values in _outcome_flags(new["outcomes"]).items():
         new[flag] = values
+    # the versions of every case that gets a new one, ranked: new precedences, stored ones that move
+    affected = stored[stored["case_key"].isin(set(new["case_key"]))]
+    cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
+    pool = pd.concat([affected[cols], new[cols]], ignore_index=True)
+    pool["version"] = pool["version"].astype("int64")
+    case_codes, ranks = _ranks(pool) if len(pool) else (np.zeros(0, "int64"), np.zeros(0, "int64"))
+    new["precedence"] = ranks[len(affected):]
+    stored_ranks = ranks[:len(affected)]
+    moved = pd.DataFrame({"id": affected["id"].to_numpy(dtype="int64"), "precedence": stored_ranks})
+    moved = moved[stored_ranks != affected["precedence"].to_numpy(dtype="int64")]
     tables = [CaseVersion.__table__, Drug.__table__, Reaction.__table__, Indication.__table__, Case.__table__]
     added = updated = 0
     with _bulk_mode(session, tables, _is_bulk(session, n_new)):  # type: ignore[arg-type]
+        _update_precedence(session, moved)
         _insert_versions(session, new, source.id, batch.kind)
         step("versions")
         _insert_drugs(session, batch.drugs, ids, products)
@@ -411,11 +339,7 @@ def load_batch(
         _insert_indications(session, batch.indications, ids)
         step("indications")
         if n_new:
-            affected = set(new["case_key"])
-            cols = ["id", "case_key", "report_id", "version", "received_date", "initial_received_date"]
-            pool = pd.concat([stored[stored["case_key"].isin(affected)][cols], new[cols]], ignore_index=True)
-            pool["version"] = pool["version"].astype("int64")
-            current = current_versions(pool).join(_case_dates(pool), on="case_key")
+            current = pool.iloc[_highest(case_codes, ranks)].join(_case_dates(pool), on="case_key")
             before = current["case_key"].map(stored_cases)
             added = int(before.isna().sum())
             updated = int((before.notna() & (before != current["id"])).sum())
@@ -424,7 +348,7 @@ def load_batch(
 
     quarantine = batch.quarantine
     if len(quarantine):
-        _bulk_insert(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        write_frame(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
             "source_file_id": source.id, "file": quarantine["file"].astype(str).to_numpy(),
             "line": pd.to_numeric(quarantine["line"], errors="coerce").astype("Int64").to_numpy(),
             "field": quarantine["field"].to_numpy(), "raw": quarantine["raw"].to_numpy(),
@@ -447,19 +371,19 @@ def load_batch(
 def _stored_versions(session: Session, versions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """The stored versions of the batch's case keys, and their cases' current version ids."""
     stored = pd.DataFrame(columns=["id", "case_key", "report_id", "version", "received_date",
-                                   "initial_received_date"])
+                                   "initial_received_date", "precedence"])
     keys = pd.DataFrame({"case_key": pd.unique(versions["case_key"])})
     if not len(keys):
         return stored, {}
-    _temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
+    temp_table(session, "_pv_keys", {"case_key": "VARCHAR(100)"}, keys)
     rows = session.execute(text(
-        "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date "
-        "FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
+        "SELECT cv.id, cv.case_key, cv.report_id, cv.version, cv.received_date, cv.initial_received_date, "
+        "cv.precedence FROM case_versions cv JOIN _pv_keys k ON k.case_key = cv.case_key")).all()
     if rows:
         stored = pd.DataFrame(rows, columns=stored.columns)
     stored_cases = {k: int(v) for k, v in session.execute(text(
         "SELECT c.case_key, c.current_version_id FROM cases c JOIN _pv_keys k ON k.case_key = c.case_key"))}
-    _drop_temp(session, "_pv_keys")
+    drop_temp(session, "_pv_keys")
     return stored, stored_cases
 
 
@@ -476,12 +400,22 @@ def _outcome_flags(outcomes: pd.Series) -> dict[str, np.ndarray]:
     return flags
 
 
+def _update_precedence(session: Session, moved: pd.DataFrame) -> None:
+    """Set the precedence of stored versions whose rank changed (``moved``: id, precedence), in one UPDATE."""
+    if moved.empty:
+        return
+    temp_table(session, "_pv_precedence", {"id": "BIGINT PRIMARY KEY", "precedence": "INTEGER"}, moved)
+    session.execute(text(
+        "UPDATE case_versions SET precedence = t.precedence FROM _pv_precedence t WHERE case_versions.id = t.id"))
+    drop_temp(session, "_pv_precedence")
+
+
 def _insert_versions(session: Session, new: pd.DataFrame, source_id: int, kind: str) -> None:
     if new.empty:
         return
-    _bulk_insert(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, CaseVersion.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "id": new["id"], "case_key": new["case_key"], "report_id": new["report_id"],
-        "version": new["version"], "source_file_id": source_id, "source": kind,
+        "version": new["version"], "precedence": new["precedence"], "source_file_id": source_id, "source": kind,
         "initial_or_followup": new["initial_or_followup"], "received_date": new["received_date"],
         "initial_received_date": new["initial_received_date"], "event_date": new["event_date"],
         "age_years": pd.to_numeric(new["age_years"], errors="coerce"), "age_group": new["age_group"],
@@ -497,7 +431,7 @@ def _insert_drugs(session: Session, drugs: pd.DataFrame, ids: pd.Series, product
     if drugs.empty:
         return
     product, key = _map_drugs(drugs, products)
-    _bulk_insert(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, Drug.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "seq": pd.to_numeric(drugs["seq"], errors="coerce").astype("Int64").to_numpy(),
         "role": drugs["role"].array, "drugname": drugs["drugname"].fillna("").array,
@@ -511,7 +445,7 @@ def _insert_reactions(session: Session, reactions: pd.DataFrame, ids: pd.Series)
     reactions, version_id = _children(reactions, ids)
     if reactions.empty:
         return
-    _bulk_insert(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, Reaction.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "pt_verbatim": _strings(reactions["pt_verbatim"]),
         "pt": _normalised(reactions["pt_verbatim"]).to_numpy(),
@@ -523,7 +457,7 @@ def _insert_indications(session: Session, indications: pd.DataFrame, ids: pd.Ser
     indications, version_id = _children(indications, ids)
     if indications.empty:
         return
-    _bulk_insert(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
+    write_frame(session, Indication.__table__, pd.DataFrame({  # type: ignore[arg-type]
         "case_version_id": version_id.to_numpy(),
         "drug_seq": pd.to_numeric(indications["drug_seq"], errors="coerce").astype("Int64").to_numpy(),
         "term": _strings(indications["term"]),
@@ -542,7 +476,7 @@ def _write_cases(session: Session, current: pd.DataFrame, is_new_case: np.ndarra
     direct = current[fresh]
     if len(direct):
         rows = new.set_index("id").loc[direct["id"].to_numpy()]
-        _bulk_insert(session, Case.__table__, pd.DataFrame({  # type: ignore[arg-type]
+        write_frame(session, Case.__table__, pd.DataFrame({  # type: ignore[arg-type]
             "case_key": direct["case_key"].to_numpy(), "current_version_id": direct["id"].to_numpy(),
             "version": rows["version"].to_numpy(), "source": kind,
             "initial_received_date": direct["initial"].to_numpy(),
@@ -562,7 +496,7 @@ def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
     frame = pd.DataFrame({"case_key": current["case_key"].to_numpy(), "version_id": current["id"].to_numpy(),
                           "initial_date": current["initial"].to_numpy(),
                           "latest_date": current["latest"].to_numpy()})
-    _temp_table(session, "_pv_current", {"case_key": "VARCHAR(100)", "version_id": "BIGINT",
+    temp_table(session, "_pv_current", {"case_key": "VARCHAR(100)", "version_id": "BIGINT",
                                          "initial_date": "DATE", "latest_date": "DATE"}, frame)
     targets = ["case_key", "current_version_id", "initial_received_date", "latest_received_date",
                *_CASE_COLUMNS]
@@ -572,7 +506,7 @@ def _upsert_cases(session: Session, current: pd.DataFrame) -> None:
         f"INSERT INTO cases ({', '.join(targets)}) "
         f"SELECT {', '.join(sources)} FROM _pv_current t JOIN case_versions cv ON cv.id = t.version_id "
         f"WHERE true ON CONFLICT (case_key) DO UPDATE SET {updates}"))
-    _drop_temp(session, "_pv_current")
+    drop_temp(session, "_pv_current")
 
 
-__all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch"]
+__all__ = ["LOAD_STAGES", "LoadSummary", "current_versions", "load_batch", "version_precedence"]

@@ -1,8 +1,9 @@
 """The case store: source files, case versions, cases, drugs, reactions, indications, quarantine.
 
 Every version of every case is kept (``case_versions``) with its own drugs, reactions and indications, so
-an analysis can be replayed as of any date: it uses, per case, the latest version received by then.
-``cases`` points at the current (latest) version and carries its demographics for quick queries.
+an analysis can be replayed as of any date: it uses, per case, the version of highest precedence received by
+then. ``cases`` points at the current version (the one of highest ``CaseVersion.precedence``) and carries
+its demographics for quick queries.
 """
 
 from __future__ import annotations
@@ -61,12 +62,15 @@ class CaseVersion(Base):
     __table_args__ = (
         UniqueConstraint("case_key", "report_id"),
         Index("ix_case_versions_case_received", "case_key", "received_date"),
+        Index("ix_case_versions_case_precedence", "case_key", "precedence"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     case_key: Mapped[str] = mapped_column(String(100), index=True)
     report_id: Mapped[str] = mapped_column(String(100))  # primaryid / isr / C.1.1
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # rank among the stored versions of the case (0 the lowest): see pv.ingest.store for the rule
+    precedence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source_file_id: Mapped[int] = mapped_column(ForeignKey("source_files.id"), index=True)
     source: Mapped[str] = mapped_column(String(16))
     initial_or_followup: Mapped[str | None] = mapped_column(String(1))  # I / F

@@ -15,6 +15,7 @@ from pv.analysis.results import PAIR_VALUES, read_trend, results_frame
 from pv.analysis.runs import succeeded_run
 from pv.config import config_path, load_yaml
 from pv.errors import ConfigError, InputError, NotFoundError
+from pv.ingest.summary import store_summary
 from pv.models import (
     Run,
     Signal,
@@ -26,7 +27,6 @@ from pv.models import (
 from pv.models.cohort import CohortPatient
 from pv.normalise import EventGroups, ProductDictionary, default_event_groups, default_products
 from pv.report.data import EventSection, ReportData, SignalRow, SourceInfo
-from pv.store_summary import store_summary
 
 HEADLINE_ACTIONS = ("created", "escalated", "label_update_recommended", "reopened")
 CLOSED_STATUSES = ("refuted", "closed")
