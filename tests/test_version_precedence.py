@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -235,3 +237,13 @@ def test_version_precedence_is_indexed_like_its_input() -> None:
                          columns=["case_key", "report_id", "version", "received_date"], index=[10, 20, 30])
     assert version_precedence(frame).to_dict() == {10: 1, 20: 0, 30: 0}
     assert version_precedence(frame.iloc[:0]).empty
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["1", "2", "10", "x", "10.0", ""]),
+                          st.integers(1, 3), st.sampled_from([None, D1, dt.date(2023, 5, 1)])),
+                min_size=1, max_size=12, unique_by=lambda r: (r[0], r[1])))
+def test_migration_copy_of_the_rule_agrees_with_the_ingest(rows: list[Row]) -> None:
+    """The migration keeps its own copy of the rule as it stood; today it ranks exactly as the ingest does."""
+    frame = pd.DataFrame(rows, columns=["case_key", "report_id", "version", "received_date"])
+    assert _migration_module()._precedence(frame).tolist() == version_precedence(frame).tolist()

@@ -4,12 +4,14 @@ Revision ID: 0006_version_precedence
 Revises: 0005_alerts
 Create Date: 2026-12-03 10:12:44.118020
 
-``case_versions.precedence`` is filled for the versions already stored by the ingest's own rule
-(:func:`pv.ingest.store.version_precedence`), case by case in chunks, so the current version of every case
-keeps the highest precedence.
+``case_versions.precedence`` is filled for the versions already stored, case by case in chunks, by the rule
+the ingest applies from this revision on (:func:`pv.ingest.store.version_precedence`): highest version, then
+later received_date (missing lowest), then numerically higher report_id, then textually higher. A migration
+keeps its own copy of the rule, as it stood at this revision, so that it never changes with later code.
 """
 
 from alembic import op
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -24,14 +26,30 @@ _COLUMNS = ["case_key", "id", "report_id", "version", "received_date"]
 _SELECT = "SELECT case_key, id, report_id, version, received_date FROM case_versions"
 
 
+def _precedence(versions: pd.DataFrame) -> pd.Series:
+    """The rank of each version among the versions of its case (0 = lowest), by the rule above."""
+    n = len(versions)
+    case_codes = pd.factorize(versions["case_key"].astype(str))[0]
+    received = pd.to_datetime(versions["received_date"], errors="coerce").to_numpy(dtype="datetime64[ns]")
+    report_num = pd.to_numeric(versions["report_id"], errors="coerce").to_numpy(dtype=float)
+    report_num = np.where(np.isnan(report_num), -np.inf, report_num)
+    report_txt = pd.factorize(versions["report_id"].astype(str), sort=True)[0]
+    version = versions["version"].to_numpy(dtype="int64")
+    order = np.lexsort((report_txt, report_num, received.astype("int64"), version, case_codes))
+    grouped = case_codes[order]
+    first = np.r_[True, grouped[1:] != grouped[:-1]]
+    position = np.arange(n)
+    ranks = np.empty(n, dtype="int64")
+    ranks[order] = position - np.maximum.accumulate(np.where(first, position, 0))
+    return pd.Series(ranks, index=versions.index)
+
+
 def backfill(conn: sa.Connection, chunk: int = CHUNK) -> int:
     """Set the precedence of every stored version (all 0 before); returns the number of versions updated.
 
     Cases are read in ``case_key`` order, ``chunk`` versions at a time; the last case of a full chunk may
     go on in the next one, so it is left for the next step (unless it fills the chunk alone).
     """
-    from pv.ingest.store import version_precedence
-
     update = sa.text("UPDATE case_versions SET precedence = :precedence WHERE id = :id")
     after: str | None = None
     updated = 0
@@ -51,7 +69,7 @@ def backfill(conn: sa.Connection, chunk: int = CHUNK) -> int:
                 frame = pd.DataFrame(rows, columns=_COLUMNS)
             else:
                 frame = frame[frame["case_key"] != last]
-        precedence = version_precedence(frame)
+        precedence = _precedence(frame)
         moved = precedence[precedence > 0]
         if len(moved):
             ids = frame.loc[moved.index, "id"]
