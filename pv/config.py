@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from pv.errors import ConfigError
 from pv.settings import get_settings
@@ -33,3 +35,18 @@ def load_section(path: str | Path | None, name: str, key: str) -> dict[str, Any]
     if not isinstance(data, dict) or not isinstance(data.get(key), dict):
         raise ConfigError(f"{path or name}: expected a mapping under {key!r}")
     return data[key]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, source: str, what: str) -> M:
+    """``data`` (parsed YAML) validated as ``model``; a ConfigError names the source and every offending key,
+    e.g. ``analysis.yaml: invalid analysis configuration: roles.1: Input should be 'PS', ...``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping ({what})")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: invalid {what}: {problems}") from exc

@@ -213,7 +213,7 @@ def test_sqlite_gives_the_same_results_as_postgresql(session: Session, sqlite_se
 def test_invalid_configuration_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "analysis.yaml"
     bad.write_text("roles: [PS, XX]\n")
-    with pytest.raises(ConfigError, match=r"analysis.yaml: roles.1"):
+    with pytest.raises(ConfigError, match=r"analysis.yaml: invalid analysis configuration: roles.1: Input should be"):
         AnalysisConfig.load(bad)
 
 

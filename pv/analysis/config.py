@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pv.config import config_path, load_yaml
-from pv.errors import ConfigError
+from pv.config import config_path, load_yaml, validated
 
 ROLES = ("PS", "SS", "C", "I")
 LEVELS = ("pt", "group")
@@ -102,14 +101,7 @@ class AnalysisConfig(_Strict):
 
     @classmethod
     def parse(cls, data: Any, source: str = "analysis configuration") -> AnalysisConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{source}: {where}: {first['msg']}") from exc
+        return validated(cls, data, source, "analysis configuration")
 
 
 def canonical_json(obj: Any) -> str:

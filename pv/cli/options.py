@@ -1,8 +1,11 @@
-"""Choices shared by the commands: output formats and the interval between as-of dates."""
+"""Options shared by the commands: output formats, the interval between as-of dates, dates."""
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
+
+from pv.errors import InputError
 
 
 class TableOrJson(StrEnum):
@@ -22,3 +25,13 @@ class Every(StrEnum):
     month = "month"
     quarter = "quarter"
     year = "year"
+
+
+def iso_date(value: str | None, option: str) -> dt.date | None:
+    """The date of an option given as YYYY-MM-DD; None when the option was not given."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"not a date (expected YYYY-MM-DD): {value!r}", field=option) from exc

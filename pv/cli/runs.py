@@ -17,22 +17,13 @@ from typing import Any
 import typer
 
 from pv.analysis import runs as run_service
-from pv.cli.options import Every
+from pv.cli.options import Every, iso_date
 from pv.cli.options import TableOrJson as Format
 from pv.db import session_scope
 from pv.errors import InputError, PvError
 from pv.settings import get_settings
 
 runs_app = typer.Typer(help="Analysis runs.", no_args_is_help=True)
-
-
-def _date(value: str | None, name: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise InputError(f"not a date (YYYY-MM-DD): {value!r}", field=name) from exc
 
 
 def _wait(run_ids: list[int], timeout: float, poll: float = 0.5) -> list[dict[str, Any]]:
@@ -55,7 +46,7 @@ def analyze(
     """Start an analysis run (or find the same one already requested) and print its id."""
     from workers.tasks import submit_run
 
-    day = _date(as_of, "--as-of") or dt.date.today()
+    day = iso_date(as_of, "--as-of") or dt.date.today()
     if config is not None and not config.exists():
         raise InputError("configuration file not found", file=str(config))
     run_id, _ = submit_run(day, str(config) if config else None, scope)
@@ -80,7 +71,7 @@ def reanalyze(
     """Runs at every period end between two dates with one configuration; prints one run id per line."""
     from workers.tasks import reanalyze as reanalyze_task
 
-    first, last = _date(start, "--from"), _date(end, "--to")
+    first, last = iso_date(start, "--from"), iso_date(end, "--to")
     assert first is not None and last is not None
     if last < first:
         raise InputError("--to is before --from", field="--to")

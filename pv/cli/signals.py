@@ -12,9 +12,8 @@ from typing import Any
 
 import typer
 
-from pv.cli.options import Every, Format
+from pv.cli.options import Every, Format, iso_date
 from pv.db import session_scope
-from pv.errors import InputError
 from pv.signals import backtest as backtest_service
 from pv.signals import commands, queries
 from pv.signals import labels as label_service
@@ -23,15 +22,6 @@ from pv.signals.lifecycle import STATES
 signal_app = typer.Typer(help="One signal: show it, move it through the lifecycle.", no_args_is_help=True)
 labels_app = typer.Typer(help="The label registry (events on each product's label per jurisdiction).",
                          no_args_is_help=True)
-
-
-def _date(text: str | None, field: str) -> dt.date | None:
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise InputError(f"invalid date {text!r}: expected YYYY-MM-DD", field=field) from exc
 
 
 def _cell(v: Any) -> str:
@@ -157,7 +147,7 @@ def labels_list(
     with session_scope() as session:
         label_service.ensure_seeded(session)
         rows = [label_service.label_as_dict(r) for r in label_service.list_labels(
-            session, product=product, jurisdiction=jurisdiction, as_of=_date(as_of, "as_of"))]
+            session, product=product, jurisdiction=jurisdiction, as_of=iso_date(as_of, "--as-of"))]
     _emit(rows, LABEL_COLUMNS, fmt)
 
 
@@ -168,7 +158,7 @@ def labels_show(
     fmt: Format = typer.Option(Format.table, "--format"),
 ) -> None:
     """The label of one product in force at a date, per jurisdiction and section, with history."""
-    when = _date(as_of, "as_of") or dt.date.today()
+    when = iso_date(as_of, "--as-of") or dt.date.today()
     with session_scope() as session:
         label_service.ensure_seeded(session)
         entries = label_service.list_labels(session, product=product, as_of=when)
@@ -198,13 +188,13 @@ def labels_add(
     check: bool = typer.Option(False, "--check", help="Mark as a fact to verify."),
 ) -> None:
     """Record a label change; flagged signals it covers are cleared and move to monitoring."""
-    when = _date(effective, "effective")
+    when = iso_date(effective, "--effective")
     assert when is not None
     with session_scope() as session:
         label_service.ensure_seeded(session)
-        label, changes = commands.record_label_change(
-            session, product=product, jurisdiction=jurisdiction, event=event, section=section,
-            effective_date=when, by=by, reason=reason, source=source, note=note, check=check)
+        entry = label_service.LabelEntry(product=product, jurisdiction=jurisdiction, event=event, section=section,
+                                         effective_date=when, source=source, note=note, check=check)
+        label, changes = commands.record_label_change(session, entry, by=by, reason=reason)
         typer.echo(f"label {label.id}: {label.product} {label.jurisdiction} {label.section} {label.event} "
                    f"from {label.effective_date} (recorded by {by})")
         for c in changes:
@@ -239,7 +229,7 @@ def backtest(
     fmt: Format = typer.Option(Format.table, "--format"),
 ) -> None:
     """Replay as-of runs: when each signal is raised, flagged for a label update, and the label change."""
-    d0, d1 = _date(start, "from"), _date(end, "to")
+    d0, d1 = iso_date(start, "--from"), iso_date(end, "--to")
     assert d0 is not None and d1 is not None
     with session_scope() as session:
         if results is not None:

@@ -16,7 +16,7 @@ from pv.normalise import EventGroups, ProductDictionary
 from pv.signals import lifecycle
 from pv.signals.changes import SignalChange
 from pv.signals.evaluation import RegistryUpdate, enter_monitoring
-from pv.signals.labels import LabelIndex, add_label
+from pv.signals.labels import LabelEntry, LabelIndex, add_label
 from pv.signals.queries import get_signal
 from pv.signals.rules import RuleSet
 
@@ -37,17 +37,10 @@ def transition_signal(session: Session, signal_id: int, status: str, *, by: str,
 
 def record_label_change(
     session: Session,
+    entry: LabelEntry,
     *,
-    product: str,
-    jurisdiction: str,
-    event: str,
-    section: str,
-    effective_date: dt.date,
     by: str,
     reason: str,
-    source: str | None = None,
-    note: str | None = None,
-    check: bool = False,
     rules: RuleSet | None = None,
     groups: EventGroups | None = None,
     products: ProductDictionary | None = None,
@@ -57,14 +50,12 @@ def record_label_change(
     to monitoring. The caller commits.
     """
     rules = rules or RuleSet.load()
-    label = add_label(session, product=product, jurisdiction=jurisdiction, event=event, section=section,
-                      effective_date=effective_date, by=by, reason=reason, source=source, note=note,
-                      check=check, groups=groups, products=products)
+    label = add_label(session, entry, by=by, reason=reason, groups=groups, products=products)
     session.flush()
     index = LabelIndex.from_session(session, groups=groups, products=products, seed=False)
     changes: list[SignalChange] = []
     for signal in session.scalars(select(Signal).where(Signal.product == label.product)):
-        at = max(signal.last_as_of, effective_date)
+        at = max(signal.last_as_of, label.effective_date)
         run = RegistryUpdate(session, None, at, rules, index, None)
         labelled = run.classify(signal, at)
         signal.labelled = labelled

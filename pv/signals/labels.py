@@ -166,20 +166,28 @@ def ensure_seeded(session: Session) -> int:
     return seed_labels(session)
 
 
+@dataclass(frozen=True)
+class LabelEntry:
+    """One event on a product's label in one jurisdiction and section, from a date, as a person enters it
+    (product by any spelling, event as a PT or an event group name)."""
+
+    product: str
+    jurisdiction: str
+    event: str
+    section: str
+    effective_date: dt.date
+    end_date: dt.date | None = None
+    source: str | None = None
+    note: str | None = None
+    check: bool = False
+
+
 def add_label(
     session: Session,
+    entry: LabelEntry,
     *,
-    product: str,
-    jurisdiction: str,
-    event: str,
-    section: str,
-    effective_date: dt.date,
     by: str,
     reason: str,
-    source: str | None = None,
-    note: str | None = None,
-    check: bool = False,
-    end_date: dt.date | None = None,
     groups: EventGroups | None = None,
     products: ProductDictionary | None = None,
 ) -> Label:
@@ -187,30 +195,31 @@ def add_label(
 
     Use :func:`pv.signals.commands.record_label_change` to also apply the change to flagged signals.
     """
-    if jurisdiction not in JURISDICTIONS:
-        raise InputError(f"unknown jurisdiction {jurisdiction!r}; expected one of {', '.join(JURISDICTIONS)}",
+    e = entry
+    if e.jurisdiction not in JURISDICTIONS:
+        raise InputError(f"unknown jurisdiction {e.jurisdiction!r}; expected one of {', '.join(JURISDICTIONS)}",
                          field="jurisdiction")
-    if section not in SECTIONS:
-        raise InputError(f"unknown section {section!r}; expected one of {', '.join(SECTIONS)}",
+    if e.section not in SECTIONS:
+        raise InputError(f"unknown section {e.section!r}; expected one of {', '.join(SECTIONS)}",
                          field="section")
     if not by.strip():
         raise InputError("a label change needs who recorded it", field="by")
     if not reason.strip():
         raise InputError("a label change needs a reason", field="reason")
-    if end_date is not None and end_date <= effective_date:
+    if e.end_date is not None and e.end_date <= e.effective_date:
         raise InputError("end date must be after the effective date", field="end_date")
-    product_key = canonical_product(product, products)
-    event_key, level = canonical_event(event, groups)
-    if _existing(session, product_key, jurisdiction, event_key, section, effective_date):
+    product_key = canonical_product(e.product, products)
+    event_key, level = canonical_event(e.event, groups)
+    if _existing(session, product_key, e.jurisdiction, event_key, e.section, e.effective_date):
         raise InputError(
-            f"{product_key} / {jurisdiction} / {event_key} / {section} from {effective_date} "
+            f"{product_key} / {e.jurisdiction} / {event_key} / {e.section} from {e.effective_date} "
             "is already recorded",
             field="event",
         )
     return _insert(
-        session, product=product_key, jurisdiction=jurisdiction, event=event_key, level=level,
-        section=section, effective_date=effective_date, end_date=end_date, source=source, note=note,
-        check=check,
+        session, product=product_key, jurisdiction=e.jurisdiction, event=event_key, level=level,
+        section=e.section, effective_date=e.effective_date, end_date=e.end_date, source=e.source, note=e.note,
+        check=e.check,
         by=by.strip(), action="added", reason=reason.strip(),
     )
 

@@ -19,11 +19,11 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pv.analysis.results import PAIR_KEYS, PAIR_VALUES
-from pv.config import config_path, load_yaml
-from pv.errors import ConfigError, InputError
+from pv.config import config_path, load_yaml, validated
+from pv.errors import InputError
 
 #: What a rule may name: the values of a pair in a run's results.
 MEASURES: tuple[str, ...] = PAIR_VALUES
@@ -197,16 +197,7 @@ class RuleSet(_Model):
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "signals.yaml") -> RuleSet:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: expected a mapping with 'detection', 'feedback', 'priority'")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                problems.append(f"{loc}: {err['msg']}")
-            raise ConfigError(f"{source}: invalid signal rules: " + "; ".join(problems)) from exc
+        return validated(cls, data, source, "signal rules with 'detection', 'feedback', 'priority'")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> RuleSet:

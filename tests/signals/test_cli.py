@@ -130,7 +130,7 @@ def test_labels_list_show_add_clears_the_flag(pv_env, capsys) -> None:  # type: 
     assert code == 1 and "unknown jurisdiction 'PMDA'" in err
     code, _, err = run(capsys, "labels", "add", "Kymriah", "crs", "--jurisdiction", "FDA", "--section",
                        "boxed_warning", "--effective", "2024-13-01", "--by", "x", "--reason", "y")
-    assert code == 1 and "invalid date '2024-13-01'" in err
+    assert code == 1 and "'--effective': not a date (expected YYYY-MM-DD): '2024-13-01'" in err
 
 
 def test_backtest_command_on_result_files(pv_env, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from pv.errors import AuditTrailError, InputError
 from pv.models.signals import Label, LabelAudit
-from pv.signals.labels import LabelIndex, add_label, ensure_seeded, load_seed, seed_labels
+from pv.signals.labels import LabelEntry, LabelIndex, add_label, ensure_seeded, load_seed, seed_labels
 from tests.conftest import REPO
 
 AXI = "axicabtagene ciloleucel"
@@ -65,26 +65,27 @@ def test_classification_uses_the_label_in_force_at_the_as_of_date(session) -> No
 
 
 def test_add_label_maps_names_records_who_and_why_and_refuses_bad_input(session) -> None:  # type: ignore[no-untyped-def]
-    label = add_label(session, product="Kymriah", jurisdiction="EMA", event="Hepatitis B reactivation",
-                      section="warnings_and_precautions", effective_date=D(2023, 5, 1), by="alice",
-                      reason="EMA SmPC variation", source="EMA/VAR/123")
+    label = add_label(session, LabelEntry(product="Kymriah", jurisdiction="EMA", event="Hepatitis B reactivation",
+                                          section="warnings_and_precautions", effective_date=D(2023, 5, 1),
+                                          source="EMA/VAR/123"), by="alice", reason="EMA SmPC variation")
     session.commit()
     assert (label.product, label.event, label.level) == ("tisagenlecleucel", "hepatitis b reactivation", "pt")
     audit = session.scalars(select(LabelAudit).where(LabelAudit.label_id == label.id)).one()
     assert (audit.by, audit.action, audit.reason) == ("alice", "added", "EMA SmPC variation")
     assert audit.entry["effective_date"] == "2023-05-01"
     with pytest.raises(InputError, match="already recorded"):
-        add_label(session, product="tisagenlecleucel", jurisdiction="EMA", event="hepatitis b reactivation",
-                  section="warnings_and_precautions", effective_date=D(2023, 5, 1), by="bob", reason="again")
+        add_label(session, LabelEntry(product="tisagenlecleucel", jurisdiction="EMA", event="hepatitis b reactivation",
+                                      section="warnings_and_precautions", effective_date=D(2023, 5, 1)),
+                  by="bob", reason="again")
     with pytest.raises(InputError, match="unknown jurisdiction 'PMDA'"):
-        add_label(session, product="Kymriah", jurisdiction="PMDA", event="crs", section="boxed_warning",
-                  effective_date=D(2023, 5, 1), by="bob", reason="x")
+        add_label(session, LabelEntry(product="Kymriah", jurisdiction="PMDA", event="crs", section="boxed_warning",
+                                      effective_date=D(2023, 5, 1)), by="bob", reason="x")
     with pytest.raises(InputError, match="unknown section"):
-        add_label(session, product="Kymriah", jurisdiction="FDA", event="crs", section="box",
-                  effective_date=D(2023, 5, 1), by="bob", reason="x")
+        add_label(session, LabelEntry(product="Kymriah", jurisdiction="FDA", event="crs", section="box",
+                                      effective_date=D(2023, 5, 1)), by="bob", reason="x")
     with pytest.raises(InputError, match="needs a reason"):
-        add_label(session, product="Kymriah", jurisdiction="FDA", event="crs", section="boxed_warning",
-                  effective_date=D(2023, 5, 1), by="bob", reason=" ")
+        add_label(session, LabelEntry(product="Kymriah", jurisdiction="FDA", event="crs", section="boxed_warning",
+                                      effective_date=D(2023, 5, 1)), by="bob", reason=" ")
     session.rollback()
     audit = session.scalars(select(LabelAudit)).one()
     audit.reason = "rewritten"

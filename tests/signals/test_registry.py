@@ -14,7 +14,7 @@ from pv.errors import AuditTrailError, InputError, InvalidTransitionError
 from pv.models.signals import Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 from pv.signals.commands import record_label_change, transition_signal
 from pv.signals.evaluation import evaluate_run, is_evaluated
-from pv.signals.labels import ensure_seeded, seed_labels
+from pv.signals.labels import LabelEntry, ensure_seeded, seed_labels
 from pv.signals.queries import list_signals, rules_for_run, signal_detail
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
@@ -124,8 +124,9 @@ def test_tcell_lymphoma_flagged_after_k_runs_cleared_by_label_change_and_reopene
     transition_signal(session, tcl.id, "validated", by="alice", reason="cases reviewed: T-cell origin")
     transition_signal(session, tcl.id, "prioritised", by="alice", reason="serious, unlabelled")
     label, cleared = record_label_change(
-        session, product="Kymriah", jurisdiction="FDA", event="malignancy_t_cell", section="boxed_warning",
-        effective_date=D(2024, 4, 19), by="bob", reason="FDA approved boxed warning update", rules=rules)
+        session, LabelEntry(product="Kymriah", jurisdiction="FDA", event="malignancy_t_cell", section="boxed_warning",
+                            effective_date=D(2024, 4, 19)), by="bob", reason="FDA approved boxed warning update",
+        rules=rules)
     session.commit()
     assert label.product == TISA
     assert sorted((c.event, c.kind, c.status) for c in cleared) == [
