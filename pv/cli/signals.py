@@ -95,6 +95,7 @@ def signals(
 ) -> None:
     """The action queue, highest priority first: open signals that need a decision (new and not a known risk,
     escalated, label update recommended, reopened). --all lists every tracked signal."""
+    from pv.db import session_scope
     from pv.signals.queries import SignalFilter, find_signals
 
     filters = SignalFilter(
