@@ -251,12 +251,17 @@ def weekly_cycle(as_of: str | None = None, config_file: str | None = None,
     as of today (or ``as_of``), then signals, report, alerts.
 
     A date before the last run the registry evaluated is refused before anything is done
-    (:func:`pv.cycle.check_as_of`). The ingestion tasks run first (in name order); the run is requested by
-    :func:`start_cycle_run` once they are done, so that it sees the new data.
+    (:func:`pv.cycle.check_as_of`): the task logs why and returns it as ``refused`` (a replay of past cut-offs,
+    e.g. ``make demo`` run again, then leaves the store as it is). The ingestion tasks run first (in name order);
+    the run is requested by :func:`start_cycle_run` once they are done, so that it sees the new data.
     """
     day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
-    with session_scope() as session:
-        cycle.check_as_of(session, day)
+    try:
+        with session_scope() as session:
+            cycle.check_as_of(session, day)
+    except InputError as exc:
+        log.warning("weekly cycle as of %s refused: %s", day, exc)
+        return {"files": [], "as_of": day.isoformat(), "refused": str(exc)}
     where = Path(folder) if folder else drop_folder()
     files = [str(p) for p in drop.pending(where)]
     canvas = chain(*[ingest_file.si(f, None, True, str(where)) for f in files],
