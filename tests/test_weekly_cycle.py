@@ -62,3 +62,12 @@ def test_weekly_cycle_ingests_the_drop_folder_runs_and_evaluates_signals(
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(Run)) == 1
     assert session.scalar(select(func.count()).select_from(SignalRuleSnapshot)) == 1
+
+    # a date before the last evaluated run is refused before anything is ingested or computed
+    shutil.copy(REAL_DATA / "faers_ascii_2017q2.zip", drop / "later.zip")
+    refused = weekly_cycle.apply(kwargs={"as_of": "2017-03-31"}).get()
+    assert refused["files"] == [] and refused["refused"].startswith(
+        "as-of 2017-03-31 is before the last run the signal registry evaluated (2017-06-30)")
+    assert (drop / "later.zip").exists()
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Run)) == 1

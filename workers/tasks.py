@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from celery import Task, chain, chord
+from celery import Task, chain, chord, uuid
 from celery.canvas import Signature
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -196,22 +196,25 @@ def drop_folder() -> Path:
 
 
 @app.task(name="pv.ingest.file", base=PvTask, acks_late=True, reject_on_worker_lost=True)
-def ingest_file(path: str, kind: str | None = None, archive: bool = False) -> dict[str, Any]:
+def ingest_file(path: str, kind: str | None = None, archive: bool = False,
+                folder: str | None = None) -> dict[str, Any]:
     """Load one report file (idempotent: the store skips a file it has loaded before, by sha256).
 
-    With ``archive`` (the drop folder) the file then moves to drop/done, or to drop/failed when unreadable.
+    With ``archive`` (a drop folder: ``folder``, default :func:`drop_folder`) the file then moves to its done/
+    folder, or to failed/ when unreadable.
     """
     file = Path(path)
+    where = Path(folder) if folder else drop_folder()
     try:
         with session_scope() as session:
             summary = drop.ingest(session, file, kind)
     except InputError as exc:  # unreadable whole: nothing loaded; not retryable
         if not archive:
             raise
-        drop.archive(file, drop_folder(), error=str(exc))
+        drop.archive(file, where, error=str(exc))
         return {"file": path, "error": str(exc)}
     if archive:
-        drop.archive(file, drop_folder())
+        drop.archive(file, where)
     return summary
 
 
@@ -232,31 +235,73 @@ def weekly_report(session: Session, run_id: int) -> dict[str, Any]:
     return {"run_id": run_id, "html": str(files.html), "pdf": str(files.pdf)}
 
 
-def cycle_follow_ups(run_id: int) -> Signature:
-    """What follows a weekly run: signal evaluation (which queues the alerts), the report, sending the alerts."""
-    return chain(evaluate_signals.si(run_id), weekly_report.si(run_id), send_alerts.si(), app=app)
+def cycle_follow_ups(run_id: int, last_task_id: str | None = None) -> Signature:
+    """What follows a weekly run: signal evaluation (which queues the alerts), the report, sending the alerts.
+
+    ``last_task_id``: the task id given to the last step, so that a caller can wait for the cycle to end.
+    """
+    send = send_alerts.si() if last_task_id is None else send_alerts.si().set(task_id=last_task_id)
+    return chain(evaluate_signals.si(run_id), weekly_report.si(run_id), send, app=app)
 
 
 @app.task(name="pv.weekly_cycle", base=PvTask)
-def weekly_cycle(as_of: str | None = None, config_file: str | None = None) -> dict[str, Any]:
-    """The weekly cycle: ingest new files from the drop folder, run as of today, then signals, report, alerts.
+def weekly_cycle(as_of: str | None = None, config_file: str | None = None,
+                 folder: str | None = None) -> dict[str, Any]:
+    """The weekly cycle: ingest new files from the drop folder (``folder``, default :func:`drop_folder`), run
+    as of today (or ``as_of``), then signals, report, alerts.
 
-    The ingestion tasks run first (in name order); the run is requested by :func:`start_cycle_run` once they
-    are done, so that it sees the new data.
+    A date before the last run the registry evaluated is refused before anything is done
+    (:func:`pv.cycle.check_as_of`): the task logs why and returns it as ``refused`` (a replay of past cut-offs,
+    e.g. ``make demo`` run again, then leaves the store as it is). The ingestion tasks run first (in name order);
+    the run is requested by :func:`start_cycle_run` once they are done, so that it sees the new data.
     """
-    files = [str(p) for p in _pending_drop_files()]
-    canvas = chain(*[ingest_file.si(f, None, True) for f in files], start_cycle_run.si(as_of, config_file),
-                   app=app)
+    day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    try:
+        with session_scope() as session:
+            cycle.check_as_of(session, day)
+    except InputError as exc:
+        log.warning("weekly cycle as of %s refused: %s", day, exc)
+        return {"files": [], "as_of": day.isoformat(), "refused": str(exc)}
+    where = Path(folder) if folder else drop_folder()
+    files = [str(p) for p in drop.pending(where)]
+    canvas = chain(*[ingest_file.si(f, None, True, str(where)) for f in files],
+                   start_cycle_run.si(day.isoformat(), config_file), app=app)
     canvas.apply_async()
-    return {"files": files, "as_of": as_of or dt.date.today().isoformat()}
+    return {"files": files, "as_of": day.isoformat()}
 
 
-def _pending_drop_files() -> list[Path]:
-    return drop.pending(drop_folder())
+def start_cycle(as_of: dt.date, config_file: str | None = None) -> dict[str, Any]:
+    """Request the cycle's run and dispatch it with its follow-ups (:func:`cycle_follow_ups`).
+
+    A run that exists already is not computed again; when it has succeeded (computed by ``pv analyze``, or by
+    an earlier cycle) its follow-ups are dispatched now: the registry skips a run it has evaluated, the report
+    is rewritten and pending alerts are sent. A run still queued or running for another request gets no
+    follow-ups here (``follow_ups`` None). Returns run_id, dispatched (the run is computed by this cycle) and
+    follow_ups: the task id of the last follow-up, to wait for.
+    """
+    last = uuid()
+    run_id, dispatched = submit_run(as_of, config_file, follow=lambda run: cycle_follow_ups(run, last))
+    if not dispatched:
+        with session_scope() as session:
+            status = run_service.get_run(session, run_id).status
+        if status != "succeeded":
+            return {"run_id": run_id, "dispatched": False, "follow_ups": None}
+        dispatch_follow_ups(run_id, last)
+    return {"run_id": run_id, "dispatched": dispatched, "follow_ups": last}
+
+
+def dispatch_follow_ups(run_id: int, last_task_id: str | None = None) -> None:
+    """Dispatch the follow-ups of a succeeded run (embedded: run them now; a failure is logged, as a failing
+    run stage's is)."""
+    try:
+        cycle_follow_ups(run_id, last_task_id).apply_async()
+    except Exception:
+        if not app.conf.task_always_eager:
+            raise
+        log.exception("run %s: the weekly cycle's follow-ups failed", run_id)
 
 
 @app.task(name="pv.weekly_cycle.run", base=PvTask)
 def start_cycle_run(as_of: str | None = None, config_file: str | None = None) -> dict[str, Any]:
     day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
-    run_id, dispatched = submit_run(day, config_file, follow=cycle_follow_ups)
-    return {"run_id": run_id, "dispatched": dispatched}
+    return start_cycle(day, config_file)

@@ -8,6 +8,7 @@ import typer
 
 from pv.cli import alerts as alerts_cli
 from pv.cli import cohort as cohort_cli
+from pv.cli import cycle as cycle_cli
 from pv.cli import db as db_cli
 from pv.cli import disproportionality as disproportionality_cli
 from pv.cli import ingest as ingest_cli
@@ -33,6 +34,7 @@ cohort_cli.register(app, ingest_cli.app, simulate_cli.app)
 app.add_typer(alerts_cli.app, name="alerts")
 signals_cli.register(app)
 runs_cli.register(app)
+cycle_cli.register(app)
 app.add_typer(report_cli.app, name="report")
 app.command("disproportionality")(disproportionality_cli.command)
 

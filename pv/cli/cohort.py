@@ -145,19 +145,21 @@ def incidence(
 
 
 def onset(
-    product: str = typer.Option(..., "--product", help="Product (INN) as mapped in the case store."),
+    product: str = typer.Option(..., "--product", help="Product (INN, brand or any known spelling)."),
     event: str = typer.Option(..., "--event", help="Event group (config/event_groups.yaml)."),
     fmt: str = typer.Option("json", "--format", help="json or table."),
 ) -> None:
     """Time to onset in spontaneous reports: days from therapy start to event, median, IQR, Weibull shape."""
     from pv import db
     from pv.analysis.incidence import onset_table
-    from pv.normalise import EventGroups
+    from pv.normalise import EventGroups, ProductDictionary
     from pv.stats.onset import time_to_onset
 
     if fmt not in FORMATS:
         raise InputError(f"--format must be json or table, not {fmt!r}", field="format")
     groups_cfg = EventGroups.load(get_settings().config_dir / "event_groups.yaml")
+    # the case store keeps each drug's product by its INN: a brand or a code names the same product
+    product = ProductDictionary.load(get_settings().config_dir / "products.yaml").match(product) or product
     with db.session_scope(get_settings().database_url) as session:
         table = onset_table(session, product, event, groups_cfg)
     summary = time_to_onset(table)

@@ -65,7 +65,7 @@ def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: Format) -> No
 
 
 SIGNAL_COLUMNS = ("id", "product", "event", "level", "status", "priority", "first_detected", "last_run", "n",
-                  "eb05", "ic025", "prr", "ror_lower", "labelled", "label_update_recommended")
+                  "eb05", "ic025", "prr", "ror_lower", "labelled", "label_update_recommended", "needs_decision")
 
 
 def _flat(d: dict[str, Any]) -> dict[str, Any]:
@@ -73,17 +73,37 @@ def _flat(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def signals(
-    status: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(STATES)}."),
-    product: str | None = typer.Option(None, "--product", help="Product (INN or any known spelling)."),
+    status: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(STATES)} (lists every signal "
+                                      "in that status, in the queue or not)."),
+    product: str | None = typer.Option(None, "--product", help="Product (INN, brand or any known spelling)."),
     flagged: bool = typer.Option(False, "--flagged", help="Only signals flagged 'label update recommended'."),
+    all_findings: bool = typer.Option(False, "--all", help="Every tracked signal, labelled and closed ones "
+                                      "included, not only the action queue."),
+    unlabelled: bool = typer.Option(False, "--unlabelled",
+                                    help="Only signals unlabelled in at least one judged jurisdiction."),
+    jurisdiction: str | None = typer.Option(None, "--jurisdiction", help="Only signals unlabelled in this "
+                                            "jurisdiction (FDA, NMPA, EMA)."),
+    changed_since: str | None = typer.Option(None, "--changed-since", help="Only signals with an audit entry "
+                                             "on or after this date (YYYY-MM-DD, UTC)."),
+    event: str | None = typer.Option(None, "--event", help="A PT or event group name (any case)."),
+    group: str | None = typer.Option(None, "--group", help="An event group: the group, the groups within it "
+                                     "and the signals on its PTs."),
+    min_eb05: float | None = typer.Option(None, "--min-eb05", help="EB05 of the last run at least this."),
+    min_n: float | None = typer.Option(None, "--min-n", help="Cases in the last run at least this."),
+    min_priority: float | None = typer.Option(None, "--min-priority", help="Priority (0-100) at least this."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
 ) -> None:
-    """List signals, highest priority first."""
+    """The action queue, highest priority first: open signals that need a decision (new and not a known risk,
+    escalated, label update recommended, reopened). --all lists every tracked signal."""
+    from pv.db import session_scope
+    from pv.signals.queries import SignalFilter, find_signals
+
+    filters = SignalFilter(
+        all_findings=all_findings, status=status, product=product, flagged=True if flagged else None,
+        unlabelled=unlabelled, jurisdiction=jurisdiction, changed_since=iso_date(changed_since, "--changed-since"),
+        event=event, group=group, min_eb05=min_eb05, min_n=min_n, min_priority=min_priority)
     with session_scope() as session:
-        found = queries.list_signals(session, status=status, product=product,
-                                      flagged=True if flagged else None)
-        latest = queries.latest_measures(session, [s.id for s in found])
-        rows = [queries.signal_as_dict(s, latest.get(s.id)) for s in found]
+        rows = [found.as_dict() for found in find_signals(session, filters)]
     _emit(rows if fmt is Format.json else [_flat(r) for r in rows], SIGNAL_COLUMNS, fmt)
 
 

@@ -91,7 +91,9 @@ def _prepare(results: pd.DataFrame, rules: RuleSet, products: ProductDictionary 
     return evaluate_rules(frame, rules)
 
 
-def _latest_evaluated(session: Session) -> dt.date | None:
+def last_evaluated_as_of(session: Session) -> dt.date | None:
+    """The as-of date of the last run the registry evaluated (None before the first): runs are evaluated in
+    as-of order, so no run before this date can be evaluated any more."""
     return session.scalar(select(func.max(SignalRuleSnapshot.as_of)))
 
 
@@ -304,7 +306,7 @@ def evaluate_run(
     rules = rules or RuleSet.load()
     if is_evaluated(session, run_id):
         raise InputError(f"run {run_id} was already evaluated by the signal registry", field="run_id")
-    latest = _latest_evaluated(session)
+    latest = last_evaluated_as_of(session)
     if latest is not None and as_of < latest:
         raise InputError(f"run {run_id} is as of {as_of}, before the last evaluated run ({latest}): "
                          "runs must be evaluated in as-of order", field="as_of")
@@ -391,8 +393,11 @@ def evaluate_run(
     return run.changes()
 
 
-
-
 def is_evaluated(session: Session, run_id: int) -> bool:
     """Whether the registry has evaluated run ``run_id`` (each run is evaluated once)."""
     return session.scalar(select(SignalRuleSnapshot.id).where(SignalRuleSnapshot.run_id == run_id)) is not None
+
+
+def evaluated_runs(session: Session, as_of: dt.date) -> set[int]:
+    """The ids of the runs as of ``as_of`` that the registry has evaluated."""
+    return set(session.scalars(select(SignalRuleSnapshot.run_id).where(SignalRuleSnapshot.as_of == as_of)))

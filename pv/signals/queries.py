@@ -1,19 +1,23 @@
-"""Reading the signal registry: lists, one signal in full, the rules a run was evaluated with."""
+"""Reading the signal registry: the action queue and filtered lists, one signal in full, the rules a run was
+evaluated with, the changes a run's evaluation recorded."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from pv.errors import InputError, NotFoundError
 from pv.models.signals import Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
+from pv.normalise import EventGroups, default_event_groups, normalise_pt
 from pv.signals import lifecycle
 from pv.signals.labels import canonical_product
-from pv.signals.rules import MEASURES
+from pv.signals.rules import JURISDICTIONS, MEASURES
 from pv.stats.numbers import json_float
 
 #: The measures a signal list shows.
@@ -43,6 +47,186 @@ def list_signals(session: Session, *, status: str | None = None, product: str | 
     if flagged is not None:
         stmt = stmt.where(Signal.label_update_recommended.is_(flagged))
     return list(session.scalars(stmt.order_by(Signal.priority.desc(), Signal.id)))
+
+
+#: Why an open signal needs a decision (:func:`queue_reasons`), in the order they are listed.
+QUEUE_REASONS = ("new", "escalated", "label_update_recommended", "reopened")
+
+
+@dataclass(frozen=True)
+class SignalFilter:
+    """What a signal list asks for (``pv signals``): every criterion given must hold.
+
+    By default the list is the action queue (the open signals that need a decision, :func:`queue_reasons`).
+    ``all_findings`` lists every tracked signal whatever its status or label; so does a ``status``, which is
+    listed whether or not the queue holds signals in it (it holds open ones only).
+    """
+
+    all_findings: bool = False
+    status: str | None = None
+    #: any spelling of the product dictionary (brand, INN, code)
+    product: str | None = None
+    #: flagged "label update recommended" (True) or not (False)
+    flagged: bool | None = None
+    #: unlabelled in at least one jurisdiction where the product is judged
+    unlabelled: bool = False
+    #: unlabelled in this jurisdiction (FDA, NMPA, EMA)
+    jurisdiction: str | None = None
+    #: an audit entry on or after this date (UTC)
+    changed_since: dt.date | None = None
+    #: a PT or an event group name, case-insensitive
+    event: str | None = None
+    #: an event group: its own signals, those of the groups within it and the signals on its PTs
+    group: str | None = None
+    #: thresholds on the measures of the signal's last run, and on its priority
+    min_eb05: float | None = None
+    min_n: float | None = None
+    min_priority: float | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A listed signal: its measures in the last run that measured it, and why it needs a decision (empty when
+    it is not in the action queue)."""
+
+    signal: Signal
+    measure: SignalMeasure | None
+    needs_decision: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**signal_as_dict(self.signal, self.measure), "needs_decision": list(self.needs_decision)}
+
+
+def is_known_risk(labelled: Mapping[str, bool]) -> bool:
+    """Labelled in every jurisdiction where the product is judged (and judged in one at least)."""
+    return bool(labelled) and all(labelled.values())
+
+
+def queue_reasons(signal: Signal, *, reopened: bool) -> tuple[str, ...]:
+    """Why an open signal needs a decision (:data:`QUEUE_REASONS`); refuted and closed signals need none.
+
+    - ``new``: detected and not yet validated or refuted, unless its event is labelled wherever the product is
+      judged (a known risk: still measured every run, and reopened when it strengthens);
+    - ``escalated``: escalated by the feedback loop and not in monitoring;
+    - ``label_update_recommended``: flagged for a label update;
+    - ``reopened``: moved back from monitoring to validated (``reopened`` says the last status change of the
+      signal was that one) and not moved on since.
+    """
+    if signal.status not in lifecycle.OPEN_STATES:
+        return ()
+    reasons = {
+        "new": signal.status == "new" and not is_known_risk(signal.labelled or {}),
+        "escalated": bool(signal.escalated) and signal.status != "monitoring",
+        "label_update_recommended": bool(signal.label_update_recommended),
+        "reopened": reopened and signal.status == "validated",
+    }
+    return tuple(r for r in QUEUE_REASONS if reasons[r])
+
+
+def find_signals(session: Session, filters: SignalFilter | None = None, *,
+                 groups: EventGroups | None = None) -> list[Finding]:
+    """The signals ``filters`` asks for (the action queue by default), highest priority first, then by id."""
+    f = filters or SignalFilter()
+    groups = groups or default_event_groups()
+    queue_only = not f.all_findings and f.status is None
+    stmt = select(Signal, SignalMeasure).outerjoin(
+        SignalMeasure, and_(SignalMeasure.signal_id == Signal.id, SignalMeasure.run_id == Signal.last_run_id))
+    if queue_only:  # a first cut in SQL; queue_reasons decides
+        stmt = stmt.where(Signal.status.in_(sorted(lifecycle.OPEN_STATES)), or_(
+            Signal.status.in_(("new", "validated")), Signal.escalated.is_(True),
+            Signal.label_update_recommended.is_(True)))
+    if f.status:
+        stmt = stmt.where(Signal.status == _status(f.status))
+    if f.product:
+        stmt = stmt.where(Signal.product == canonical_product(f.product))
+    if f.flagged is not None:
+        stmt = stmt.where(Signal.label_update_recommended.is_(f.flagged))
+    if f.event is not None:
+        stmt = stmt.where(Signal.event.in_(sorted(_event_keys(f.event, groups))))
+    if f.group is not None:
+        stmt = stmt.where(_in_group(f.group, groups))
+    if f.changed_since is not None:
+        since = dt.datetime.combine(f.changed_since, dt.time.min, tzinfo=dt.UTC)
+        stmt = stmt.where(exists().where(SignalAudit.signal_id == Signal.id, SignalAudit.at >= since))
+    if f.min_priority is not None:
+        stmt = stmt.where(Signal.priority >= f.min_priority)
+    if f.min_eb05 is not None:
+        stmt = stmt.where(SignalMeasure.eb05 >= f.min_eb05)
+    if f.min_n is not None:
+        stmt = stmt.where(SignalMeasure.n >= f.min_n)
+    jurisdiction = _jurisdiction(f.jurisdiction) if f.jurisdiction is not None else None
+    rows: list[tuple[Signal, SignalMeasure | None]] = [
+        (s, m) for s, m in session.execute(stmt.order_by(Signal.priority.desc(), Signal.id))
+        if (not f.unlabelled or not all((s.labelled or {}).values()))
+        and (jurisdiction is None or (s.labelled or {}).get(jurisdiction) is False)
+    ]
+    reopened = reopened_signals(session, [s.id for s, _ in rows if s.status == "validated"])
+    found = [Finding(s, m, queue_reasons(s, reopened=s.id in reopened)) for s, m in rows]
+    return [x for x in found if x.needs_decision] if queue_only else found
+
+
+def reopened_signals(session: Session, signal_ids: Sequence[int]) -> set[int]:
+    """Those of ``signal_ids`` whose last status change moved them from monitoring back to validated."""
+    if not signal_ids:
+        return set()
+    last = (select(SignalAudit.signal_id, func.max(SignalAudit.id).label("id"))
+            .where(SignalAudit.action == "transition", SignalAudit.signal_id.in_(list(signal_ids)))
+            .group_by(SignalAudit.signal_id).subquery())
+    return set(session.scalars(
+        select(SignalAudit.signal_id).join(last, SignalAudit.id == last.c.id)
+        .where(SignalAudit.from_status == "monitoring", SignalAudit.to_status == "validated")))
+
+
+def _status(value: str) -> str:
+    if value not in lifecycle.STATES:
+        raise InputError(f"unknown status {value!r}; statuses are: {', '.join(lifecycle.STATES)}",
+                         field="status")
+    return value
+
+
+def _jurisdiction(value: str) -> str:
+    code = value.strip().upper()
+    if code not in JURISDICTIONS:
+        raise InputError(f"unknown jurisdiction {value!r}; expected one of {', '.join(JURISDICTIONS)}",
+                         field="jurisdiction")
+    return code
+
+
+def _event_keys(name: str, groups: EventGroups) -> set[str]:
+    """The stored events a name stands for: the PT in its normalised form, or a group name in any case."""
+    key = normalise_pt(name)
+    if not key:
+        raise InputError("empty event", field="event")
+    return {key} | {g for g in groups.groups if normalise_pt(g) == key}
+
+
+def _in_group(name: str, groups: EventGroups) -> ColumnElement[bool]:
+    """Signals within an event group: the group's own, those of the groups whose terms it includes, and the
+    PT-level signals on its terms."""
+    found = [g for g in groups.groups if normalise_pt(g) == normalise_pt(name)]
+    if not found:
+        raise InputError(f"unknown event group {name!r}; groups are: {', '.join(sorted(groups.groups))}",
+                         field="group")
+    terms = groups.groups[found[0]]
+    within = sorted(g for g, t in groups.groups.items() if g == found[0] or (t and t <= terms))
+    if not terms:
+        return and_(Signal.level == "group", Signal.event.in_(within)) if within else false()
+    return or_(and_(Signal.level == "pt", Signal.event.in_(sorted(terms))),
+               and_(Signal.level == "group", Signal.event.in_(within)))
+
+
+def changes_of_run(session: Session, run_id: int) -> dict[str, int]:
+    """The registry's changes recorded when run ``run_id`` was evaluated, by kind (the kinds of
+    :class:`~pv.signals.changes.SignalChange`), read from the audit trail."""
+    kinds: Counter[str] = Counter()
+    rows = session.execute(select(SignalAudit.action, SignalAudit.from_status, SignalAudit.to_status)
+                           .where(SignalAudit.run_id == run_id, SignalAudit.by == lifecycle.SYSTEM_USER))
+    for action, before, after in rows:
+        if action != "transition":
+            kinds[action] += 1
+        elif (before, after) == ("monitoring", "validated"):
+            kinds["reopened"] += 1
+    return dict(sorted(kinds.items()))
 
 
 def rules_for_run(session: Session, run_id: int) -> dict[str, Any]:

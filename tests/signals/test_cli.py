@@ -39,10 +39,16 @@ def _populate(pg_url: str) -> None:
 
 def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # type: ignore[no-untyped-def]
     _populate(pv_env)
+    # the action queue: CRS is new but on the FDA label (a known risk), T-cell lymphoma is flagged
     code, out, _ = run(capsys, "signals", "--format", "json")
     assert code == 0
+    queue = json.loads(out)
+    assert [(d["event"], d["needs_decision"]) for d in queue] == [
+        ("t-cell lymphoma", ["new", "escalated", "label_update_recommended"])]
+    code, out, _ = run(capsys, "signals", "--all", "--format", "json")
     data = json.loads(out)
-    assert [d["event"] for d in data] == ["t-cell lymphoma", "cytokine release syndrome"]
+    assert [(d["event"], d["needs_decision"]) for d in data] == [
+        ("t-cell lymphoma", ["new", "escalated", "label_update_recommended"]), ("cytokine release syndrome", [])]
     first = data[0]
     assert {"id", "product", "event", "level", "status", "first_detected", "last_run", "measures", "labelled",
             "label_update_recommended", "priority"} <= set(first)
@@ -52,7 +58,7 @@ def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # typ
     assert (first["first_detected"], first["last_run"], first["level"]) == ("2023-03-31", 3, "pt")
     assert data[1]["labelled"] == {"FDA": True} and data[0]["priority"] > data[1]["priority"]
 
-    code, out, _ = run(capsys, "signals", "--format", "csv", "--product", "Kymriah")
+    code, out, _ = run(capsys, "signals", "--all", "--format", "csv", "--product", "Kymriah")
     lines = out.strip().splitlines()
     assert lines[0].startswith("id,product,event,level,status,priority")
     assert len(lines) == 3 and "FDA=no" in lines[1]
@@ -121,7 +127,8 @@ def test_labels_list_show_add_clears_the_flag(pv_env, capsys) -> None:  # type: 
     assert ("tisagenlecleucel FDA warnings_and_precautions t-cell lymphoma from 2023-12-01 "
             "(recorded by bob)") in out
     assert "t-cell lymphoma: label update cleared; now monitoring" in out
-    data = json.loads(run(capsys, "signals", "--format", "json")[1])
+    assert json.loads(run(capsys, "signals", "--format", "json")[1]) == []  # nothing left to decide
+    data = json.loads(run(capsys, "signals", "--all", "--format", "json")[1])
     tcl = next(d for d in data if d["event"] == "t-cell lymphoma")
     assert tcl["label_update_recommended"] is False and tcl["status"] == "monitoring"
     assert tcl["labelled"] == {"FDA": True}
