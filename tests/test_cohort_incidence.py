@@ -163,7 +163,7 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"groups", "gray_test", "fine_gray"}
+    assert set(res) == {"groups", "gray_test", "fine_gray", "notes"}
     assert len(res["groups"]) == 6
     for events in res["groups"].values():
         assert list(events) == ["secondary_malignancy"]
@@ -220,7 +220,7 @@ def test_cli_incidence_on_a_file_matches_cmprsk(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"groups", "gray_test"}
+    assert set(res) == {"groups", "gray_test", "notes"}
     for sex in ("F", "M"):
         got = res["groups"][sex]["1"]
         want = ref[ref.group == sex].sort_values("time")
@@ -270,13 +270,13 @@ def test_cli_incidence_single_group_table_and_errors(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0 and "group all - event relapse" in r.output
-    with pytest.raises(InputError, match="neither the event of interest"):
+    with pytest.raises(InputError, match="event value.s. progression are neither the event of interest"):
         analyse(
-            pd.read_csv(data, dtype=str),
+            pd.read_csv(data, dtype=str).assign(status=["relapse", "death", "censored", "progression"]),
             "t",
             "status",
             event_of_interest="relapse",
-            competing=["x"],
+            competing=["death"],
             censored="censored",
         )
     with pytest.raises(InputError, match="no column 'nope'"):

@@ -25,6 +25,7 @@ from pv.errors import InputError, NotFoundError
 from pv.ingest.cohort import cohort_frame
 from pv.models import Case, CaseVersion, CohortEvent, Drug, EventGroupTerm, Reaction
 from pv.normalise import EventGroups
+from pv.stats.checks import code_like, event_codes, is_numeric_codes
 from pv.stats.cuminc import CumulativeIncidence
 from pv.stats.finegray import FineGray
 from pv.stats.numbers import optional_float
@@ -64,25 +65,69 @@ def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
     return pd.concat(parts, axis=1)
 
 
+def _describe_codes(levels: np.ndarray, counts: np.ndarray, limit: int = 12) -> str:
+    """"0 (3 rows), 1 (2 rows), ..." for the codes of an event column."""
+    parts = [f"{level} ({count} row{'s' if count != 1 else ''})" for level, count in zip(levels, counts, strict=True)]
+    if len(parts) > limit:
+        return ", ".join(parts[:limit]) + f", ... ({len(parts)} codes in all)"
+    return ", ".join(parts)
+
+
+class _Codes:
+    """The codes of an event column, and the codes named by the caller resolved against them."""
+
+    def __init__(self, column: str, codes: np.ndarray, known: Sequence[Any]) -> None:
+        self.column = column
+        self.codes = codes
+        self.levels, self.counts = np.unique(codes, return_counts=True)
+        self.occurring = set(self.levels.tolist())
+        self.known = {k for k in (code_like(c, codes) for c in known) if k is not None}
+        self.numeric = is_numeric_codes(codes)
+
+    def describe(self) -> str:
+        return _describe_codes(self.levels, self.counts)
+
+    def resolve(self, value: Any, field: str, what: str, *, may_be_absent: bool = False) -> Any:
+        """``value`` as the code it names; refused when it does not occur (unless known or ``may_be_absent``)."""
+        given = value.strip() if isinstance(value, str) else value
+        code = code_like(given, self.codes)
+        if code is not None and (code in self.occurring or code in self.known or may_be_absent):
+            return code
+        hint = ""
+        if not self.numeric:
+            alike = [str(c) for c in self.levels if str(c).casefold() == str(given).casefold()]
+            if alike:
+                hint = f" (codes are compared exactly, case included: did you mean {alike[0]!r}?)"
+        raise InputError(f"{what} {value!r} does not occur in column {self.column!r}{hint}; "
+                         f"its codes are {self.describe()}", field=field)
+
+
 def analyse(
     frame: pd.DataFrame,
     time: str,
     event: str,
     *,
-    event_of_interest: str | None = None,
-    competing: Sequence[str] | None = None,
-    censored: str = "0",
+    event_of_interest: Any = None,
+    competing: Sequence[Any] | None = None,
+    censored: Any = "0",
     group: str | None = None,
     times: Sequence[float] | None = None,
     covariates: Sequence[str] | None = None,
     conf_type: str = "log-log",
     alpha: float = 0.05,
+    known_codes: Sequence[Any] | None = None,
 ) -> IncidenceResult:
     """Cumulative incidence (and Gray's test, and Fine-Gray when covariates are given) for a time/event table.
 
-    Event values are compared as strings. Every value other than ``censored`` is an event; when ``competing``
-    is given, a value outside {event_of_interest, competing..., censored} is an error. Without ``times`` the
-    curves are reported at their steps (0 and every time with an event of that type).
+    Event codes are compared as the type of the event column (:func:`pv.stats.checks.event_codes`): as numbers
+    when every value is a number (``1``, ``1.0`` and ``"1"`` are one code), otherwise as text, exactly (case
+    included; surrounding blanks are ignored). ``event_of_interest``, each ``competing`` code and ``censored``
+    must occur in the column, except codes listed in ``known_codes`` (the codes the column can hold by
+    construction, e.g. a cohort extract's event group, ``death`` and ``censored``: there an absent code is a
+    correct zero count). A ``censored`` code may also be absent when ``event_of_interest`` and ``competing``
+    account for every code (complete follow-up). Every value other than ``censored`` is an event; when
+    ``competing`` is given, a value outside {event_of_interest, competing..., censored} is an error. Without
+    ``times`` the curves are reported at their steps (0 and every time with an event of that type).
     """
     for col in [time, event] + ([group] if group else []):
         if col not in frame.columns:
@@ -93,22 +138,41 @@ def analyse(
     if t.isna().any():
         pos = int(np.flatnonzero(t.isna().to_numpy())[0])
         raise InputError(f"row {pos + 1}: time {frame[time].iloc[pos]!r} is not a number", field=time)
-    ev = frame[event].astype(str).str.strip()
-    observed = sorted(set(ev) - {censored})
-    if event_of_interest is not None and competing:
-        allowed = {event_of_interest, censored, *competing}
-        unexpected = sorted(set(ev) - allowed)
+    raw = frame[event]
+    if raw.isna().any():
+        pos = int(np.flatnonzero(raw.isna().to_numpy())[0])
+        raise InputError(f"row {pos + 1}: missing event value", field=event)
+    ev = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+    codes = _Codes(event, event_codes(ev.to_numpy(object)), known_codes or [])
+    target = None
+    if event_of_interest is not None:
+        target = codes.resolve(event_of_interest, "event_of_interest", "event of interest")
+    rivals = [codes.resolve(c, "competing", "competing event") for c in competing or []]
+    complete = target is not None and bool(rivals) and codes.occurring <= {target, *rivals}
+    cens = codes.resolve(censored, "censored", "censored code", may_be_absent=complete)
+    if target is not None and (target == cens or target in rivals):
+        raise InputError(f"event of interest {event_of_interest!r} is also named "
+                         f"{'censored' if target == cens else 'competing'}", field="event_of_interest")
+    if cens in rivals:
+        raise InputError(f"competing event {censored!r} is also the censored code", field="competing")
+    if target is not None and rivals:
+        allowed = {target, cens, *rivals}
+        unexpected = [str(c) for c in codes.levels if c not in allowed]
         if unexpected:
             raise InputError(
                 f"event value(s) {', '.join(unexpected)} are neither the event of interest, "
                 "competing nor censored",
                 field=event,
             )
-    report = [event_of_interest] if event_of_interest is not None else observed
+    observed = [c for c in codes.levels.tolist() if c != cens]
+    if target is None and not observed:
+        raise InputError(f"no events: every row of column {event!r} has the censored code {cens!r}",
+                         field=event)
+    report = [target] if target is not None else observed
     grp = frame[group].astype(str) if group else None
-    ci = CumulativeIncidence(censored=censored, alpha=alpha, conf_type=conf_type).fit(
+    ci = CumulativeIncidence(censored=cens, alpha=alpha, conf_type=conf_type).fit(
         t.to_numpy(float),
-        ev.to_numpy(object),
+        codes.codes,
         grp.to_numpy(object) if grp is not None else None,
         events=report,
     )
@@ -135,10 +199,14 @@ def analyse(
         str(r.event): {"statistic": optional_float(r.statistic), "df": int(r.df), "p_value": optional_float(r.p_value)}
         for r in ci.gray_test_.itertuples(index=False)
     }
-    result: dict[str, Any] = {"groups": groups, "gray_test": gray}
+    notes = [
+        f"no events of interest ({e}) in the data: the cumulative incidence is 0 throughout follow-up"
+        for e in report
+        if e not in codes.occurring
+    ]
+    result: dict[str, Any] = {"groups": groups, "gray_test": gray, "notes": notes}
     fg = None
     if covariates:
-        target = event_of_interest
         if target is None:
             if len(observed) != 1:
                 raise InputError(
@@ -146,8 +214,8 @@ def analyse(
                 )
             target = observed[0]
         x = _design(frame, covariates)
-        fg = FineGray(event_of_interest=target, censored=censored, alpha=alpha).fit(
-            t.to_numpy(float), ev.to_numpy(object), x
+        fg = FineGray(event_of_interest=target, censored=cens, alpha=alpha).fit(
+            t.to_numpy(float), codes.codes, x
         )
         result["fine_gray"] = [
             {
@@ -162,6 +230,12 @@ def analyse(
             for r in fg.summary.itertuples(index=False)
         ]
     return IncidenceResult(cuminc=ci, fine_gray=fg, result=result, events=[str(e) for e in report])
+
+
+def cohort_codes(event_group: str) -> list[str]:
+    """The codes of the ``event`` column of :func:`cohort_time_event` for ``event_group`` (its
+    ``known_codes`` for :func:`analyse`)."""
+    return [event_group, DEATH, CENSORED]
 
 
 def group_types(event_groups: EventGroups, group: str) -> set[str]:

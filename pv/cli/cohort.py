@@ -74,7 +74,7 @@ def incidence(
     conf_type: str = typer.Option("log-log", "--conf-type", help="Interval: log-log (default) or plain."),
 ) -> None:
     """Cumulative incidence with competing risks (Aalen-Johansen), Gray's test, Fine-Gray regression."""
-    from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_time_event
+    from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_codes, cohort_time_event
 
     if fmt not in FORMATS:
         raise InputError(f"--format must be json or table, not {fmt!r}", field="format")
@@ -99,6 +99,7 @@ def incidence(
             event_of_interest=event,
             competing=[DEATH],
             censored=CENSORED,
+            known_codes=cohort_codes(event),
             group=by,
             times=_floats(times, "times"),
             covariates=_names(covariates),

@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pv.errors import ConvergenceError, InputError
-from pv.stats.checks import validate_time_event
+from pv.stats.checks import as_code, event_codes, validate_time_event
 
 _EPS = np.finfo(float).eps
 
@@ -137,7 +137,8 @@ class FineGray:
     """Fine-Gray subdistribution hazards regression (cmprsk::crr's estimate and sandwich variance).
 
     Parameters: ``event_of_interest`` (the cause modelled), ``censored`` (the event value meaning censored;
-    any other value is a competing cause), ``alpha`` (for the HR interval), ``tol`` (convergence: max |score|
+    any other value is a competing cause; codes are compared as the type of the event values, see
+    :func:`pv.stats.checks.event_codes`), ``alpha`` (for the HR interval), ``tol`` (convergence: max |score|
     * max(|beta|, 1) < tol * max(|loglik|, 1), crr's rule), ``max_iter``.
 
     After :meth:`fit`: ``coef_``, ``se_``, ``var_`` (sandwich), ``information_``, ``loglik_``,
@@ -157,6 +158,9 @@ class FineGray:
     def fit(self, time: Any, event: Any, covariates: pd.DataFrame | np.ndarray,
             names: list[str] | None = None) -> FineGray:
         t, e = validate_time_event(time, event)
+        e = event_codes(e)
+        target = as_code(self.event_of_interest, e, "event_of_interest")
+        censored = as_code(self.censored, e, "censored")
         if isinstance(covariates, pd.DataFrame):
             names = list(covariates.columns) if names is None else names
             try:
@@ -175,7 +179,7 @@ class FineGray:
         keep = np.isfinite(x).all(axis=1)
         self.n_missing_ = int((~keep).sum())
         t, e, x = t[keep], e[keep], x[keep]
-        status = np.where(e == self.censored, 0, np.where(e == self.event_of_interest, 1, 2))
+        status = np.where(e == censored, 0, np.where(e == target, 1, 2))
         if not (status == 1).any():
             raise InputError(f"no events of type {self.event_of_interest!r}: "
                              "the Fine-Gray model cannot be fitted", field="event")

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from pv.stats.checks import as_array, sorted_levels, validate_time_event
+from pv.stats.checks import as_code, event_codes, group_values, sorted_levels, validate_time_event
+
+GRAY_COLUMNS = ["event", "statistic", "df", "p_value"]
 
 
 def _crst(y: np.ndarray, m: np.ndarray, ig: np.ndarray, ng: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,16 +99,27 @@ def _crst(y: np.ndarray, m: np.ndarray, ig: np.ndarray, ng: int, rho: float) -> 
     return s, v
 
 
+def _strata(strata: Any, n: int) -> np.ndarray:
+    if strata is None:
+        return np.zeros(n, dtype=int)
+    return pd.factorize(group_values(strata, n, "strata"))[0]
+
+
 def gray_scores(time: Any, event: Any, group: Any, cause: Any, strata: Any = None, rho: float = 0.0,
                 censored: Any = 0) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """Gray's scores for the first K-1 groups (sorted levels) and their covariance, summed over strata."""
+    """Gray's scores for the first K-1 groups (sorted levels) and their covariance, summed over strata.
+
+    Codes are compared as the type of the event values (:func:`pv.stats.checks.event_codes`)."""
     t, e = validate_time_event(time, event)
-    g = as_array(group, "group")
+    e = event_codes(e)
+    cause = as_code(cause, e, "cause")
+    censored = as_code(censored, e, "censored")
+    g = group_values(group, len(t), "group")
     levels = sorted_levels(g)
     ig = pd.Categorical(g, categories=levels).codes.astype(int)
     ng = len(levels)
     m = np.where(e == censored, 0, np.where(e == cause, 1, 2))
-    st = np.zeros(len(t), dtype=int) if strata is None else pd.factorize(as_array(strata, "strata"))[0]
+    st = _strata(strata, len(t))
     order = np.argsort(t, kind="stable")
     t, m, ig, st = t[order], m[order], ig[order], st[order]
     s = np.zeros(ng - 1)
@@ -123,16 +136,21 @@ def gray_test(time: Any, event: Any, group: Any, strata: Any = None, rho: float 
               censored: Any = 0, events: list[Any] | None = None) -> pd.DataFrame:
     """Gray's test for every event type (or those given): DataFrame event, statistic, df, p_value."""
     t, e = validate_time_event(time, event)
-    causes = events if events is not None else sorted_levels(e[e != censored])
+    e = event_codes(e)
+    censored = as_code(censored, e, "censored")
+    g = group_values(group, len(t), "group")
+    levels = sorted_levels(g)
+    causes = ([as_code(c, e, "events") for c in events] if events is not None
+              else sorted_levels(e[e != censored]))
     rows = []
     for cause in causes:
-        s, v, levels = gray_scores(t, e, group, cause, strata=strata, rho=rho, censored=censored)
         df = len(levels) - 1
         stat = np.nan
         if df > 0:
+            s, v, _ = gray_scores(t, e, g, cause, strata=strata, rho=rho, censored=censored)
             sv = np.linalg.svd(v, compute_uv=False)
             if sv.size and sv[0] > 0 and sv[-1] > 1e-7 * sv[0]:
                 stat = float(s @ np.linalg.solve(v, s))
         p = float(sps.chi2.sf(stat, df)) if np.isfinite(stat) else np.nan
         rows.append({"event": cause, "statistic": stat, "df": df, "p_value": p})
-    return pd.DataFrame(rows, columns=["event", "statistic", "df", "p_value"])
+    return pd.DataFrame(rows, columns=GRAY_COLUMNS)

@@ -1,0 +1,159 @@
+"""`pv incidence` on small CSV files, end to end: inputs that must never give a silently wrong answer.
+
+Event codes spelt as numbers or text, codes that do not occur, missing group values, constant or collinear
+covariates, rows dropped for missing covariates, undefined Gray tests and files without events. The expected
+curves are worked by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pv.analysis.incidence import analyse, cohort_codes
+from pv.cli import main
+from pv.errors import InputError
+
+# 6 subjects: t=1 event 1 (6 at risk: F1 = 1/6, S = 5/6), t=2 censored, t=3 event 2 (4 at risk: S = 5/8),
+# t=4 event 1 (3 at risk: F1 = 1/6 + 5/8 * 1/3 = 3/8, S = 5/12), t=5 censored, t=6 event 1 (F1 = 3/8 + 5/12)
+TIMES = [1, 2, 3, 4, 5, 6]
+CODES = [1, 0, 2, 1, 0, 1]
+F1 = [0.0, 1 / 6, 3 / 8, 19 / 24]
+F2 = [0.0, 5 / 6 * 1 / 4]  # t=3: S(3-) = 5/6, 1 of 4 at risk
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(["incidence", *argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def csv(tmp_path: Path, rows: list[str], header: str = "t,status", name: str = "d.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def numbered(tmp_path: Path, spell: str = "{}") -> Path:
+    return csv(tmp_path, [f"{t},{spell.format(c)}" for t, c in zip(TIMES, CODES, strict=True)])
+
+
+def estimates(result: dict, event: str, group: str = "all") -> list[float | None]:
+    return [p["estimate"] for p in result["groups"][group][event]]
+
+
+# --- event codes -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spell,options", [
+    ("{}", ["--event-of-interest", "1.0", "--competing", "2.0", "--censored", "0.0"]),
+    ("{}.0", ["--event-of-interest", "1", "--competing", "2"]),
+    ("{}.0", ["--event-of-interest", "1.0", "--competing", "2", "--censored", "0.00"]),
+    (" {} ", ["--event-of-interest", "01", "--competing", "2"]),
+], ids=["int-file-float-options", "float-file-int-options", "float-file-float-options", "padded-file"])
+def test_numeric_codes_are_compared_as_numbers(capsys, tmp_path: Path, spell: str, options: list[str]) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsys, str(numbered(tmp_path, spell)), "--time", "t", "--event", "status", *options)
+    assert code == 0, err
+    res = json.loads(out)
+    assert list(res["groups"]["all"]) == ["1"]
+    assert estimates(res, "1") == pytest.approx(F1)
+
+
+def test_float_coded_censoring_is_not_an_event(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # 0.0 is the default censored code 0: only events 1 and 2 get curves
+    code, out, err = run(capsys, str(numbered(tmp_path, "{}.0")), "--time", "t", "--event", "status")
+    assert code == 0, err
+    res = json.loads(out)
+    assert list(res["groups"]["all"]) == ["1", "2"]
+    assert estimates(res, "1") == pytest.approx(F1)
+    assert estimates(res, "2") == pytest.approx(F2)
+
+
+def test_text_codes_are_compared_exactly_and_an_absent_code_is_refused(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = csv(tmp_path, ["1,CRS", "2,censored", "3,death", "4,CRS"])
+    code, out, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "crs",
+                         "--censored", "censored")
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        "pv: error: field 'event_of_interest': event of interest 'crs' does not occur in column 'status' "
+        "(codes are compared exactly, case included: did you mean 'CRS'?); its codes are CRS (2 rows), "
+        "censored (1 row), death (1 row)")
+    # the right spelling: t=1 4 at risk F = 1/4; t=3 death (S = 3/4 * 1/2); t=4 F = 1/4 + 3/8
+    code, out, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "CRS",
+                         "--censored", "censored")
+    assert code == 0, err
+    assert estimates(json.loads(out), "CRS") == pytest.approx([0, 1 / 4, 5 / 8])
+
+
+@pytest.mark.parametrize("options,field,message", [
+    (["--event-of-interest", "3"], "event_of_interest", "event of interest '3' does not occur"),
+    (["--event-of-interest", "1", "--competing", "9"], "competing", "competing event '9' does not occur"),
+    (["--censored", "-1"], "censored", "censored code '-1' does not occur"),
+    (["--censored", "censored"], "censored", "censored code 'censored' does not occur"),
+    (["--event-of-interest", "1", "--censored", "1.0"], "event_of_interest",
+     "event of interest '1' is also named censored"),
+    (["--event-of-interest", "1", "--competing", "1.0"], "event_of_interest",
+     "event of interest '1' is also named competing"),
+], ids=["interest", "competing", "censored", "censored-text", "interest-is-censored", "interest-is-competing"])
+def test_codes_that_do_not_occur_or_clash_are_refused(capsys, tmp_path: Path, options: list[str], field: str,  # type: ignore[no-untyped-def]
+                                                      message: str) -> None:
+    code, out, err = run(capsys, str(numbered(tmp_path)), "--time", "t", "--event", "status", *options)
+    assert code == 1 and out == ""
+    assert err.startswith(f"pv: error: field {field!r}: {message}")
+    if "does not occur" in message:
+        assert err.strip().endswith("its codes are 0 (2 rows), 1 (3 rows), 2 (1 row)")
+
+
+def test_forgetting_the_censored_code_of_a_text_file_is_refused(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # without --censored the default 0 would make every "alive" row an event of type "alive"
+    data = csv(tmp_path, ["1,relapse", "2,alive", "3,death", "4,alive"])
+    code, _, err = run(capsys, str(data), "--time", "t", "--event", "status")
+    assert code == 1
+    assert err.strip() == ("pv: error: field 'censored': censored code '0' does not occur in column 'status'; "
+                           "its codes are alive (2 rows), death (1 row), relapse (1 row)")
+
+
+def test_complete_follow_up_needs_every_code_named(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # no censoring at all: every code is named, so the absent censored code 0 is not a mistake
+    data = csv(tmp_path, ["1,1", "2,2", "2,2", "3,1"])
+    code, _, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1")
+    assert code == 1 and "censored code '0' does not occur" in err
+    code, out, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                         "--competing", "2")
+    assert code == 0, err
+    # t=1: F = 1/4, S = 3/4; t=2: two competing, S = 3/4 * 1/3 = 1/4; t=3: 1 at risk, F = 1/4 + 1/4
+    assert estimates(json.loads(out), "1") == pytest.approx([0, 0.25, 0.5])
+
+
+def test_an_all_censored_file_says_there_are_no_events(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = csv(tmp_path, ["1,0", "2,0", "3,0"])
+    code, _, err = run(capsys, str(data), "--time", "t", "--event", "status")
+    assert code == 1
+    assert err.strip() == "pv: error: field 'status': no events: every row of column 'status' has the censored code 0"
+    code, _, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1")
+    assert code == 1
+    assert "event of interest '1' does not occur in column 'status'; its codes are 0 (3 rows)" in err
+
+
+def test_known_codes_allow_a_correct_zero_curve_and_say_so() -> None:
+    # a cohort extract in which nobody had the event: a flat zero curve, and a note that says why
+    frame = pd.DataFrame({"time": [1.0, 2.0, 3.0], "event": ["death", "censored", "censored"]})
+    with pytest.raises(InputError, match="event of interest 'crs' does not occur"):
+        analyse(frame, "time", "event", event_of_interest="crs", competing=["death"], censored="censored")
+    res = analyse(frame, "time", "event", event_of_interest="crs", competing=["death"], censored="censored",
+                  known_codes=cohort_codes("crs"), times=[0.5, 3, 4]).result
+    assert estimates(res, "crs") == [0.0, 0.0, None]
+    assert res["notes"] == ["no events of interest (crs) in the data: the cumulative incidence is 0 throughout "
+                            "follow-up"]
+    # no death and no censoring either: still fine with known codes
+    only = pd.DataFrame({"time": [1.0, 2.0], "event": ["crs", "crs"]})
+    res = analyse(only, "time", "event", event_of_interest="crs", competing=["death"], censored="censored",
+                  known_codes=cohort_codes("crs")).result
+    assert estimates(res, "crs") == [0.0, 0.5, 1.0] and res["notes"] == []
