@@ -163,7 +163,7 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"groups", "gray_test", "fine_gray", "notes"}
+    assert set(res) == {"n", "n_excluded_missing_group", "groups", "gray_test", "fine_gray", "notes"}
     assert len(res["groups"]) == 6
     for events in res["groups"].values():
         assert list(events) == ["secondary_malignancy"]
@@ -187,6 +187,24 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
     assert res["groups"]["axicabtagene ciloleucel"]["secondary_malignancy"][2]["estimate"] == pytest.approx(
         axi
     )
+
+
+def test_cli_cohort_incidence_excludes_patients_without_a_group_value(session, pv_env, cohort_csv: Path) -> None:  # type: ignore[no-untyped-def]
+    load_cohort(session, parse_cohort_csv(cohort_csv, MAPPING, PRODUCTS))
+    session.commit()
+    argv = ["incidence", "--cohort", "--event", "secondary_malignancy", "--by", "sex", "--unit", "days"]
+    r = runner.invoke(pv_app, argv)
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    # P8 has no recorded sex: left out, not a group "nan" or "None"
+    assert res["n"] == 3 and res["n_excluded_missing_group"] == 1
+    assert list(res["groups"]) == ["F", "M"]
+    # F: P2 dies on day 181 (S = 1/2), P3's malignancy on day 730 (F = 1/2); M: P1's on day 366
+    assert [p["estimate"] for p in res["groups"]["F"]["secondary_malignancy"]] == [0.0, 0.5]
+    assert [p["estimate"] for p in res["groups"]["M"]["secondary_malignancy"]] == [0.0, 1.0]
+    r = runner.invoke(pv_app, [*argv, "--format", "table"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "3 rows analysed; 1 row excluded: no value in column 'sex'"
 
 
 def test_cli_incidence_on_a_file_matches_cmprsk(tmp_path: Path) -> None:
@@ -220,7 +238,7 @@ def test_cli_incidence_on_a_file_matches_cmprsk(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"groups", "gray_test", "notes"}
+    assert set(res) == {"n", "n_excluded_missing_group", "groups", "gray_test", "notes"}
     for sex in ("F", "M"):
         got = res["groups"][sex]["1"]
         want = ref[ref.group == sex].sort_values("time")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -157,3 +158,60 @@ def test_known_codes_allow_a_correct_zero_curve_and_say_so() -> None:
     res = analyse(only, "time", "event", event_of_interest="crs", competing=["death"], censored="censored",
                   known_codes=cohort_codes("crs")).result
     assert estimates(res, "crs") == [0.0, 0.5, 1.0] and res["notes"] == []
+
+
+# --- missing group values ----------------------------------------------------------------------------------
+
+GROUPED = ["1,1,A", "2,0,A", "3,2,B", "4,1,B", "5,0,", "6,1,A", "7,1,B", "8,2,"]
+
+
+def test_rows_without_a_group_are_excluded_and_counted(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = csv(tmp_path, GROUPED, header="t,status,g")
+    code, out, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                         "--group", "g")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["n"] == 6 and res["n_excluded_missing_group"] == 2
+    assert list(res["groups"]) == ["A", "B"]  # no group "nan"
+    # A: t=1 (3 at risk) F = 1/3, t=2 censored, t=6 (1 at risk) F = 1/3 + 2/3; B: t=3 competing (3 at risk,
+    # S = 2/3), t=4 F = 2/3 * 1/2 = 1/3, t=7 F = 1/3 + 1/3
+    assert estimates(res, "1", "A") == pytest.approx([0, 1 / 3, 1])
+    assert estimates(res, "1", "B") == pytest.approx([0, 1 / 3, 2 / 3])
+    # Gray's test compares A and B only: the same as on the file without the two rows
+    complete = csv(tmp_path, [r for r in GROUPED if not r.endswith(",")], header="t,status,g", name="c.csv")
+    code, out, _ = run(capsys, str(complete), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                       "--group", "g")
+    want = json.loads(out)
+    assert want["n_excluded_missing_group"] == 0 and want["n"] == 6
+    assert res["gray_test"] == want["gray_test"] and res["gray_test"]["1"]["df"] == 1
+    assert res["groups"] == want["groups"]
+    code, out, _ = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                       "--group", "g", "--format", "table")
+    assert code == 0
+    assert out.splitlines()[0] == "6 rows analysed; 2 rows excluded: no value in column 'g'"
+    assert "group nan" not in out
+
+
+def test_analyse_excludes_none_nan_and_blank_groups() -> None:
+    frame = pd.DataFrame({"t": [1, 2, 3, 4, 5, 6], "e": [1, 0, 0, 1, 0, 1],
+                          "g": ["A", None, "B", "  ", np.nan, "A"]})
+    res = analyse(frame, "t", "e", censored=0, group="g").result
+    assert res["n"] == 3 and res["n_excluded_missing_group"] == 3
+    assert list(res["groups"]) == ["A", "B"]
+    with pytest.raises(InputError, match="no row has a value in column 'g'") as err:
+        analyse(frame.assign(g=None), "t", "e", censored=0, group="g")
+    assert err.value.field == "g"
+    # a whole-number group column with missing values (read as floats) keeps its labels as 1, 2
+    numeric = analyse(frame.assign(g=[1, np.nan, 2, 2, np.nan, 1]), "t", "e", censored=0, group="g").result
+    assert list(numeric["groups"]) == ["1", "2"] and numeric["n_excluded_missing_group"] == 2
+    assert analyse(frame, "t", "e", censored=0).result["n_excluded_missing_group"] == 0
+
+
+def test_codes_must_occur_among_the_rows_with_a_group(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # the only competing event (2) is in a row without a group
+    data = csv(tmp_path, ["1,1,A", "2,0,B", "3,2,", "4,1,B"], header="t,status,g")
+    code, _, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                       "--competing", "2", "--group", "g")
+    assert code == 1
+    assert err.strip() == ("pv: error: field 'competing': competing event '2' does not occur in column 'status' "
+                           "among the 3 rows with a value in column 'g'; its codes are 0 (1 row), 1 (2 rows)")

@@ -65,6 +65,17 @@ def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
     return pd.concat(parts, axis=1)
 
 
+def _group_labels(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(labels of the rows with a group value, which rows have one). Missing values, blank text included, are
+    not a group; labels are text (whole numbers without decimals, as a float column with gaps holds them)."""
+    text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+    present = (text.notna() & (text != "")).to_numpy()
+    kept = text[present]
+    if pd.api.types.is_float_dtype(kept) and len(kept) and (kept == kept.round()).all():
+        kept = kept.astype("int64")
+    return kept.astype(str).to_numpy(object), present
+
+
 def _describe_codes(levels: np.ndarray, counts: np.ndarray, limit: int = 12) -> str:
     """"0 (3 rows), 1 (2 rows), ..." for the codes of an event column."""
     parts = [f"{level} ({count} row{'s' if count != 1 else ''})" for level, count in zip(levels, counts, strict=True)]
@@ -76,8 +87,9 @@ def _describe_codes(levels: np.ndarray, counts: np.ndarray, limit: int = 12) -> 
 class _Codes:
     """The codes of an event column, and the codes named by the caller resolved against them."""
 
-    def __init__(self, column: str, codes: np.ndarray, known: Sequence[Any]) -> None:
+    def __init__(self, column: str, codes: np.ndarray, known: Sequence[Any], where: str = "") -> None:
         self.column = column
+        self.where = where
         self.codes = codes
         self.levels, self.counts = np.unique(codes, return_counts=True)
         self.occurring = set(self.levels.tolist())
@@ -98,7 +110,7 @@ class _Codes:
             alike = [str(c) for c in self.levels if str(c).casefold() == str(given).casefold()]
             if alike:
                 hint = f" (codes are compared exactly, case included: did you mean {alike[0]!r}?)"
-        raise InputError(f"{what} {value!r} does not occur in column {self.column!r}{hint}; "
+        raise InputError(f"{what} {value!r} does not occur in column {self.column!r}{self.where}{hint}; "
                          f"its codes are {self.describe()}", field=field)
 
 
@@ -127,7 +139,9 @@ def analyse(
     correct zero count). A ``censored`` code may also be absent when ``event_of_interest`` and ``competing``
     account for every code (complete follow-up). Every value other than ``censored`` is an event; when
     ``competing`` is given, a value outside {event_of_interest, competing..., censored} is an error. Without
-    ``times`` the curves are reported at their steps (0 and every time with an event of that type).
+    ``times`` the curves are reported at their steps (0 and every time with an event of that type). Rows
+    without a ``group`` value (missing or blank) are left out of the whole analysis and counted in
+    ``n_excluded_missing_group``; ``n`` counts the rows analysed.
     """
     for col in [time, event] + ([group] if group else []):
         if col not in frame.columns:
@@ -143,7 +157,18 @@ def analyse(
         pos = int(np.flatnonzero(raw.isna().to_numpy())[0])
         raise InputError(f"row {pos + 1}: missing event value", field=event)
     ev = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
-    codes = _Codes(event, event_codes(ev.to_numpy(object)), known_codes or [])
+    all_codes = event_codes(ev.to_numpy(object))
+    keep = np.ones(len(frame), dtype=bool)
+    labels = None
+    where = ""
+    if group:
+        labels, keep = _group_labels(frame[group])
+        if not keep.any():
+            raise InputError(f"no row has a value in column {group!r}", field=group)
+        frame, t = frame[keep], t[keep]
+        if not keep.all():
+            where = f" among the {int(keep.sum())} rows with a value in column {group!r}"
+    codes = _Codes(event, all_codes[keep], known_codes or [], where)
     target = None
     if event_of_interest is not None:
         target = codes.resolve(event_of_interest, "event_of_interest", "event of interest")
@@ -166,14 +191,13 @@ def analyse(
             )
     observed = [c for c in codes.levels.tolist() if c != cens]
     if target is None and not observed:
-        raise InputError(f"no events: every row of column {event!r} has the censored code {cens!r}",
+        raise InputError(f"no events: every row of column {event!r}{where} has the censored code {cens!r}",
                          field=event)
     report = [target] if target is not None else observed
-    grp = frame[group].astype(str) if group else None
     ci = CumulativeIncidence(censored=cens, alpha=alpha, conf_type=conf_type).fit(
         t.to_numpy(float),
         codes.codes,
-        grp.to_numpy(object) if grp is not None else None,
+        labels,
         events=report,
     )
     if times is not None:
@@ -204,7 +228,13 @@ def analyse(
         for e in report
         if e not in codes.occurring
     ]
-    result: dict[str, Any] = {"groups": groups, "gray_test": gray, "notes": notes}
+    result: dict[str, Any] = {
+        "n": int(keep.sum()),
+        "n_excluded_missing_group": int((~keep).sum()),
+        "groups": groups,
+        "gray_test": gray,
+        "notes": notes,
+    }
     fg = None
     if covariates:
         if target is None:

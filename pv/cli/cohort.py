@@ -32,10 +32,14 @@ def _names(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
-def _emit(result: dict, fmt: str) -> None:
+def _emit(result: dict, fmt: str, group: str | None = None) -> None:
     if fmt == "json":
         typer.echo(json.dumps(result, indent=2, allow_nan=False))
         return
+    excluded = result["n_excluded_missing_group"]
+    typer.echo(f"{result['n']} rows analysed"
+               + (f"; {excluded} row{'s' if excluded != 1 else ''} excluded: no value in column {group!r}"
+                  if excluded else ""))
     for group, events in result["groups"].items():
         for event, points in events.items():
             typer.echo(f"group {group} - event {event}")
@@ -142,7 +146,7 @@ def incidence(
         from pv.report.incidence_plots import plot_cumulative_incidence
 
         plot_cumulative_incidence(res.cuminc, plot, events=res.cuminc.events_, time_label=time_label)
-    _emit(res.result, fmt)
+    _emit(res.result, fmt, by if cohort else group)
 
 
 def onset(
