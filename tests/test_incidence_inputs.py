@@ -215,3 +215,30 @@ def test_codes_must_occur_among_the_rows_with_a_group(capsys, tmp_path: Path) ->
     assert code == 1
     assert err.strip() == ("pv: error: field 'competing': competing event '2' does not occur in column 'status' "
                            "among the 3 rows with a value in column 'g'; its codes are 0 (1 row), 1 (2 rows)")
+
+
+# --- Fine-Gray covariates ----------------------------------------------------------------------------------
+
+FG_ROWS = [  # t, status, x, dose, sex, arm
+    "1,1,0.5,5,M,1", "2,2,1.2,5,M,0", "3,0,-0.3,5,F,0", "4,1,0.8,5,F,1", "5,1,2.0,5,M,1", "6,0,-1.1,5,F,0",
+    "7,2,0.0,5,M,0", "8,1,1.5,5,F,1", "9,0,0.7,5,M,0", "10,1,-0.4,5,F,1", "11,2,0.9,5,M,1", "12,0,0.1,5,F,0",
+]
+
+
+@pytest.mark.parametrize("covariates,message", [
+    ("x,dose", "covariate dose is constant (5 in every row used): it has no hazard ratio; leave it out"),
+    ("dose", "covariate dose is constant (5 in every row used)"),
+    ("x,sex,male", "covariates sex=M, male are collinear: male = sex=M; a hazard ratio for each cannot be "
+                   "estimated, leave one of them out"),
+    ("x,country", "covariate country is constant (FR in every row with a value): it has no hazard ratio; "
+                  "leave it out"),
+    ("x,arm", "the Fine-Gray estimate for arm goes to infinity"),
+], ids=["constant", "constant-alone", "collinear", "one-level-text", "separation"])
+def test_fine_gray_covariates_without_a_hazard_ratio_are_named(capsys, tmp_path: Path, covariates: str,  # type: ignore[no-untyped-def]
+                                                               message: str) -> None:
+    rows = [f"{r},{int(r.split(',')[4] == 'M')},FR" for r in FG_ROWS]
+    data = csv(tmp_path, rows, header="t,status,x,dose,sex,arm,male,country")
+    code, out, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                         "--covariates", covariates)
+    assert code == 1 and out == ""
+    assert err.startswith(f"pv: error: field 'covariates': {message}")

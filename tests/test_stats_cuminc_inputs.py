@@ -99,3 +99,85 @@ def test_missing_group_or_stratum_is_refused_not_made_a_group() -> None:
     # a list mixing text and NaN keeps the NaN missing (numpy alone would make it the text "nan")
     with pytest.raises(InputError, match="missing event at position 1"):
         CumulativeIncidence(censored="c").fit([1, 2], ["relapse", np.nan])
+
+
+# --- Fine-Gray covariates that give no hazard ratio ---------------------------------------------------------
+
+FG_TIME = np.arange(1.0, 13.0)
+FG_EVENT = np.array([1, 2, 0, 1, 1, 0, 2, 1, 0, 1, 2, 0])
+X1 = np.array([0.5, 1.2, -0.3, 0.8, 2.0, -1.1, 0.0, 1.5, 0.7, -0.4, 0.9, 0.1])
+X2 = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+
+
+def _fit_error(covariates: pd.DataFrame, event: np.ndarray = FG_EVENT) -> InputError:
+    with pytest.raises(InputError) as err:
+        FineGray(event_of_interest=1).fit(FG_TIME, event, covariates)
+    assert err.value.field == "covariates"
+    return err.value
+
+
+def test_fine_gray_fits_the_well_posed_design() -> None:
+    fg = FineGray(event_of_interest=1).fit(FG_TIME, FG_EVENT, pd.DataFrame({"x1": X1, "x2": X2}))
+    assert fg.converged_ and np.isfinite(fg.se_).all() and (fg.se_ < 5).all()
+
+
+def test_fine_gray_refuses_a_constant_covariate() -> None:
+    err = _fit_error(pd.DataFrame({"x1": X1, "dose": 5.0}))
+    assert err.reason == "covariate dose is constant (5 in every row used): it has no hazard ratio; leave it out"
+    # alone it used to end in a numpy traceback
+    err = _fit_error(pd.DataFrame({"dose": np.full(12, 5.0)}))
+    assert err.reason.startswith("covariate dose is constant")
+    # constant among the rows used: the only other value is in a row dropped for a missing covariate
+    err = _fit_error(pd.DataFrame({"x1": np.where(np.arange(12) == 3, np.nan, X1),
+                                   "arm": np.where(np.arange(12) == 3, 1.0, 0.0)}))
+    assert err.reason.startswith("covariate arm is constant (0 in every row used)")
+    err = _fit_error(pd.DataFrame({"a": 1.0, "x1": X1, "b": -2.0}))
+    assert err.reason.startswith("covariates a, b are constant (1, -2 in every row used)")
+
+
+def test_fine_gray_refuses_collinear_covariates_and_names_them() -> None:
+    err = _fit_error(pd.DataFrame({"x1": X1, "x2": X2, "x3": X1 + 2 * X2 - 1, "other": X1 ** 2}))
+    assert err.reason == ("covariates x1, x2, x3 are collinear: x3 = x1 + 2 * x2 - 1; "
+                          "a hazard ratio for each cannot be estimated, leave one of them out")
+    err = _fit_error(pd.DataFrame({"weight_kg": X1 + 70, "weight_lb": (X1 + 70) * 2.20462}))
+    assert "covariates weight_kg, weight_lb are collinear: weight_lb = 2.205 * weight_kg" in err.reason
+    # numerically collinear: a difference of one part in 10^9 is no information
+    err = _fit_error(pd.DataFrame({"x1": X1, "x1b": X1 * (1 + 1e-9 * np.sin(np.arange(12)))}))
+    assert err.reason.startswith("covariates x1, x1b are collinear")
+
+
+def test_fine_gray_refuses_a_covariate_without_information_on_the_event() -> None:
+    # z varies only among the two subjects censored before the first event of interest (t=1): in every risk
+    # set of the likelihood z is 0, so the information on its coefficient is 0 although the column varies
+    time = np.array([0.5, 0.7, 1, 2, 3, 4, 5, 6, 7, 8])
+    event = np.array([0, 0, 1, 2, 1, 0, 1, 2, 1, 0])
+    z = np.array([1.0, 2.0, 0, 0, 0, 0, 0, 0, 0, 0])
+    x = np.array([0.3, -0.2, 0.5, 1.1, -0.7, 0.2, 0.9, -1.4, 0.4, 0.0])
+    with pytest.raises(InputError) as err:
+        FineGray(event_of_interest=1).fit(time, event, pd.DataFrame({"x": x, "z": z}))
+    assert err.value.reason == (
+        "covariate z carries no information on event 1: it takes one value among the subjects at risk at "
+        "every time of an event of interest (it varies only among subjects who left before); leave it out")
+
+
+def test_fine_gray_refuses_an_estimate_that_goes_to_infinity() -> None:
+    # every event of interest is in arm 1: the likelihood grows without bound in the arm's coefficient
+    arm = np.array([1.0, 0, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0])
+    with pytest.raises(InputError) as err:
+        FineGray(event_of_interest=1).fit(FG_TIME, FG_EVENT, pd.DataFrame({"x1": X1, "arm": arm}))
+    assert err.value.field == "covariates"
+    assert err.value.reason == (
+        "the Fine-Gray estimate for arm goes to infinity (monotone likelihood, e.g. every event of interest, "
+        "or none, in one level of the covariate): no finite hazard ratio fits; leave it out or regroup it")
+
+
+def test_fine_gray_counts_rows_dropped_for_missing_covariates() -> None:
+    x = np.where(np.isin(np.arange(12), [2, 5]), np.nan, X1)
+    fg = FineGray(event_of_interest=1).fit(FG_TIME, FG_EVENT, pd.DataFrame({"x1": x}))
+    want = FineGray(event_of_interest=1).fit(np.delete(FG_TIME, [2, 5]), np.delete(FG_EVENT, [2, 5]),
+                                             pd.DataFrame({"x1": np.delete(X1, [2, 5])}))
+    assert fg.n_missing_ == 2 and fg.n_ == 10
+    np.testing.assert_allclose(fg.coef_, want.coef_, rtol=1e-12)
+    # the only events of interest are in rows with a missing covariate
+    with pytest.raises(InputError, match=r"no events of type 1 among the 7 rows with every covariate \(5 dropped"):
+        FineGray(event_of_interest=1).fit(FG_TIME, FG_EVENT, np.where(FG_EVENT == 1, np.nan, X1))

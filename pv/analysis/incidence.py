@@ -57,6 +57,9 @@ def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
             parts.append(numeric.rename(col).astype(float))
             continue
         levels = sorted(values.dropna().astype(str).unique())
+        if len(levels) == 1:
+            raise InputError(f"covariate {col} is constant ({levels[0]} in every row with a value): it has no "
+                             "hazard ratio; leave it out", field="covariates")
         for level in levels[1:]:
             dummy = (values.astype(str) == level).astype(float).where(values.notna())
             parts.append(dummy.rename(f"{col}={level}"))
