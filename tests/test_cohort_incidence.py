@@ -163,7 +163,7 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"n", "n_excluded_missing_group", "groups", "gray_test", "fine_gray", "notes"}
+    assert set(res) == {"n", "n_excluded_missing_group", "counts", "groups", "gray_test", "fine_gray", "notes"}
     assert len(res["groups"]) == 6
     for events in res["groups"].values():
         assert list(events) == ["secondary_malignancy"]
@@ -171,8 +171,13 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
         assert [p["time"] for p in pts] == [1.0, 2.0, 5.0]
         assert set(pts[0]) == {"time", "estimate", "variance", "lower", "upper"}
     assert res["gray_test"]["secondary_malignancy"]["df"] == 5
-    assert [f["covariate"] for f in res["fine_gray"]] == ["age_years", "sex=M"]
-    assert set(res["fine_gray"][0]) == {"covariate", "coef", "se", "hr", "hr_lower", "hr_upper", "p_value"}
+    assert res["n"] == 600 and res["n_excluded_missing_group"] == 0 and res["notes"] == []
+    assert sum(c["n"] for c in res["counts"].values()) == 600
+    assert res["gray_test"]["secondary_malignancy"]["reason"] is None
+    fine_gray = res["fine_gray"]
+    assert (fine_gray["event"], fine_gray["n"], fine_gray["n_missing"]) == ("secondary_malignancy", 600, 0)
+    assert [f["covariate"] for f in fine_gray["coefficients"]] == ["age_years", "sex=M"]
+    assert set(fine_gray["coefficients"][0]) == {"covariate", "coef", "se", "hr", "hr_lower", "hr_upper", "p_value"}
     assert plot.read_text().lstrip().startswith("<?xml")
     # the same numbers as the estimator on the extract
     from pv.db import session_scope
@@ -238,7 +243,7 @@ def test_cli_incidence_on_a_file_matches_cmprsk(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"n", "n_excluded_missing_group", "groups", "gray_test", "notes"}
+    assert set(res) == {"n", "n_excluded_missing_group", "counts", "groups", "gray_test", "notes"}
     for sex in ("F", "M"):
         got = res["groups"][sex]["1"]
         want = ref[ref.group == sex].sort_values("time")

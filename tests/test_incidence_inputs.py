@@ -16,6 +16,7 @@ import pytest
 
 from pv.analysis.incidence import analyse, cohort_codes
 from pv.cli import main
+from pv.cli.cohort import _emit
 from pv.errors import InputError
 
 # 6 subjects: t=1 event 1 (6 at risk: F1 = 1/6, S = 5/6), t=2 censored, t=3 event 2 (4 at risk: S = 5/8),
@@ -242,3 +243,76 @@ def test_fine_gray_covariates_without_a_hazard_ratio_are_named(capsys, tmp_path:
                          "--covariates", covariates)
     assert code == 1 and out == ""
     assert err.startswith(f"pv: error: field 'covariates': {message}")
+
+
+def test_rows_dropped_for_missing_covariates_are_reported(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [r if i not in (2, 5) else ",".join(r.split(",")[:2] + [""] + r.split(",")[3:])
+            for i, r in enumerate(FG_ROWS)]
+    data = csv(tmp_path, rows, header="t,status,x,dose,sex,arm")
+    argv = [str(data), "--time", "t", "--event", "status", "--event-of-interest", "1", "--covariates", "x,sex"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    res = json.loads(out)
+    fine_gray = res["fine_gray"]
+    assert (fine_gray["event"], fine_gray["n"], fine_gray["n_missing"]) == ("1", 10, 2)
+    assert [c["covariate"] for c in fine_gray["coefficients"]] == ["x", "sex=M"]
+    # the same model as on the file without the two rows
+    complete = csv(tmp_path, [r for i, r in enumerate(FG_ROWS) if i not in (2, 5)],
+                   header="t,status,x,dose,sex,arm", name="complete.csv")
+    code, out, _ = run(capsys, str(complete), *argv[1:])
+    want = json.loads(out)["fine_gray"]
+    assert want["n_missing"] == 0 and want["coefficients"] == fine_gray["coefficients"]
+    # the curves use every row
+    assert res["n"] == 12
+    code, out, _ = run(capsys, *argv, "--format", "table")
+    assert code == 0
+    assert "Fine-Gray subdistribution hazard ratios, event 1: 10 rows (2 dropped for a missing covariate)" in out
+
+
+# --- Gray's test that cannot be computed, and notes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows,reason", [
+    (["1,1,A", "2,0,A", "3,1,A", "4,0,"], "one group only"),
+    # B's subjects are censored before the first event
+    (["1,1,A", "2,0,A", "3,1,A", "0.5,0,B", "0.6,0,B"],
+     "group B has no subject at risk at the times of events of type 1"),
+], ids=["one-group", "group-not-at-risk"])
+def test_gray_test_that_cannot_be_computed_says_why(capsys, tmp_path: Path, rows: list[str], reason: str) -> None:  # type: ignore[no-untyped-def]
+    data = csv(tmp_path, rows, header="t,status,g")
+    argv = [str(data), "--time", "t", "--event", "status", "--group", "g"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    test = json.loads(out)["gray_test"]["1"]
+    assert test["statistic"] is None and test["p_value"] is None and test["reason"] == reason
+    code, out, err = run(capsys, *argv, "--format", "table")
+    assert code == 0, err
+    assert f"Gray's test, event 1: not computable ({reason})" in out.splitlines()
+
+
+def test_gray_test_that_can_be_computed_has_no_reason(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = csv(tmp_path, GROUPED, header="t,status,g")
+    code, out, _ = run(capsys, str(data), "--time", "t", "--event", "status", "--group", "g", "--format", "table")
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("Gray's test")]
+    assert len(lines) == 2 and all(", df 1, p = " in line for line in lines)
+    code, out, _ = run(capsys, str(data), "--time", "t", "--event", "status", "--group", "g")
+    assert {t["reason"] for t in json.loads(out)["gray_test"].values()} == {None}
+
+
+def test_counts_per_group_and_notes_in_the_table(capsys) -> None:  # type: ignore[no-untyped-def]
+    frame = pd.DataFrame({"time": [1.0, 2.0, 3.0, 4.0], "event": ["death", "censored", "censored", "death"],
+                          "arm": ["a", "a", "b", "b"]})
+    res = analyse(frame, "time", "event", event_of_interest="crs", competing=["death"], censored="censored",
+                  known_codes=cohort_codes("crs"), group="arm").result
+    assert res["counts"] == {"a": {"n": 2, "events": {"death": 1}, "censored": 1},
+                             "b": {"n": 2, "events": {"death": 1}, "censored": 1}}
+    assert res["gray_test"]["crs"] == {"statistic": None, "df": 1, "p_value": None,
+                                       "reason": "no events of type 'crs'"}
+    _emit(res, "table", "arm")  # the table as `pv incidence --cohort --event crs --by arm` prints it
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4 rows analysed"
+    assert "group a - event crs: 2 rows, 0 events of crs, 1 competing, 1 censored" in lines
+    assert "Gray's test, event crs: not computable (no events of type 'crs')" in lines
+    assert lines[-1] == ("note: no events of interest (crs) in the data: the cumulative incidence is 0 throughout "
+                         "follow-up")

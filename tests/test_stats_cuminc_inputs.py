@@ -101,6 +101,28 @@ def test_missing_group_or_stratum_is_refused_not_made_a_group() -> None:
         CumulativeIncidence(censored="c").fit([1, 2], ["relapse", np.nan])
 
 
+@pytest.mark.parametrize("time,event,group,reason", [
+    ([1, 2, 3, 4], [2, 0, 2, 0], ["A", "A", "B", "B"], "no events of type 1"),
+    ([1, 2, 3], [1, 0, 1], ["A", "A", "A"], "one group only"),
+    # B's two subjects are censored before the first event of type 1 (t=1)
+    ([1, 2, 3, 4, 5, 0.5, 0.6], [1, 0, 1, 2, 0, 0, 0], ["A"] * 5 + ["B"] * 2,
+     "group B has no subject at risk at the times of events of type 1"),
+    ([1, 2, 3, 4, 0.5, 0.6], [1, 0, 1, 2, 0, 0], ["A"] * 4 + ["B", "C"],
+     "groups B, C have no subject at risk at the times of events of type 1"),
+], ids=["no-events", "one-group", "group-not-at-risk", "groups-not-at-risk"])
+def test_gray_test_says_why_it_is_undefined(time: list, event: list, group: list, reason: str) -> None:
+    res = gray_test(time, event, group, events=[1])
+    assert np.isnan(res.statistic[0]) and np.isnan(res.p_value[0])
+    assert res.reason[0] == reason
+    assert res.df[0] == len(set(group)) - 1
+
+
+def test_gray_test_has_no_reason_when_defined() -> None:
+    # B has no event of type 1 but is at risk: the test is defined
+    res = gray_test([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], [1, 1, 2, 0, 1, 2, 0, 2, 0, 0], ["A"] * 5 + ["B"] * 5)
+    assert res.reason.tolist() == [None, None] and np.isfinite(res.statistic).all()
+
+
 # --- Fine-Gray covariates that give no hazard ratio ---------------------------------------------------------
 
 FG_TIME = np.arange(1.0, 13.0)

@@ -1,11 +1,16 @@
 """Cumulative incidence analyses behind ``pv incidence`` and ``pv onset``: tables in, JSON-ready dicts out.
 
 - :func:`analyse` runs the estimators of :mod:`pv.stats` on a time/event table (any CSV, or a cohort extract)
-  and returns the result as JSON: ``groups`` -> group -> event -> list of {time, estimate,
-  variance, lower, upper}; ``gray_test`` -> event -> {statistic, df, p_value} (empty with one group);
-  ``fine_gray`` (when covariates are given) -> list of {covariate, coef, se, hr, hr_lower, hr_upper, p_value}.
+  and returns the result as JSON: ``n`` (rows analysed), ``n_excluded_missing_group`` (rows left out for a
+  missing group value), ``counts`` -> group -> {n, events: code -> rows, censored}; ``groups`` -> group ->
+  event -> list of {time, estimate, variance, lower, upper}; ``gray_test`` -> event -> {statistic, df,
+  p_value, reason} (empty without a group; ``reason`` says why the statistic is null, else null);
+  ``fine_gray`` (when covariates are given) -> {event, n, n_missing (rows dropped for a missing covariate),
+  coefficients: list of {covariate, coef, se, hr, hr_lower, hr_upper, p_value}}; ``notes`` (what the user
+  must be told, e.g. that there is no event of interest at all).
 - :func:`cohort_time_event` turns the cohort store into such a table for one event group: time from infusion
-  to the first event of the group, death (competing) or last follow-up (censored).
+  to the first event of the group, death (competing) or last follow-up (censored); :func:`cohort_codes` are
+  its event codes.
 - :func:`onset_table` extracts (product, event, start_date, event_date) from current case versions.
 Services receive a Session from their caller and never commit.
 """
@@ -25,9 +30,10 @@ from pv.errors import InputError, NotFoundError
 from pv.ingest.cohort import cohort_frame
 from pv.models import Case, CaseVersion, CohortEvent, Drug, EventGroupTerm, Reaction
 from pv.normalise import EventGroups
-from pv.stats.checks import code_like, event_codes, is_numeric_codes
+from pv.stats.checks import code_like, event_codes, is_numeric_codes, sorted_levels
 from pv.stats.cuminc import CumulativeIncidence
 from pv.stats.finegray import FineGray
+from pv.stats.gray import gray_test
 from pv.stats.numbers import optional_float
 
 DEATH = "death"
@@ -77,6 +83,21 @@ def _group_labels(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if pd.api.types.is_float_dtype(kept) and len(kept) and (kept == kept.round()).all():
         kept = kept.astype("int64")
     return kept.astype(str).to_numpy(object), present
+
+
+def _counts(codes: np.ndarray, labels: np.ndarray | None, censored: Any) -> dict[str, dict[str, Any]]:
+    """Per group: rows, events by code (every code other than the censored one), censored rows."""
+    g = np.full(len(codes), "all", dtype=object) if labels is None else labels
+    out: dict[str, dict[str, Any]] = {}
+    for level in sorted_levels(g):
+        mine = codes[g == level]
+        events, counts = np.unique(mine[mine != censored], return_counts=True)
+        out[str(level)] = {
+            "n": len(mine),
+            "events": {str(e): int(c) for e, c in zip(events.tolist(), counts, strict=True)},
+            "censored": int((mine == censored).sum()),
+        }
+    return out
 
 
 def _describe_codes(levels: np.ndarray, counts: np.ndarray, limit: int = 12) -> str:
@@ -222,9 +243,17 @@ def analyse(
                 }
                 for r in part.itertuples(index=False)
             ]
+    tests = ci.gray_test_
+    if group and len(ci.groups_) == 1:  # a comparison was asked for: say why there is none
+        tests = gray_test(t.to_numpy(float), codes.codes, labels, censored=cens, events=report)
     gray = {
-        str(r.event): {"statistic": optional_float(r.statistic), "df": int(r.df), "p_value": optional_float(r.p_value)}
-        for r in ci.gray_test_.itertuples(index=False)
+        str(r.event): {
+            "statistic": optional_float(r.statistic),
+            "df": int(r.df),
+            "p_value": optional_float(r.p_value),
+            "reason": r.reason if isinstance(r.reason, str) else None,
+        }
+        for r in tests.itertuples(index=False)
     }
     notes = [
         f"no events of interest ({e}) in the data: the cumulative incidence is 0 throughout follow-up"
@@ -234,6 +263,7 @@ def analyse(
     result: dict[str, Any] = {
         "n": int(keep.sum()),
         "n_excluded_missing_group": int((~keep).sum()),
+        "counts": _counts(codes.codes, labels, cens),
         "groups": groups,
         "gray_test": gray,
         "notes": notes,
@@ -250,18 +280,23 @@ def analyse(
         fg = FineGray(event_of_interest=target, censored=cens, alpha=alpha).fit(
             t.to_numpy(float), codes.codes, x
         )
-        result["fine_gray"] = [
-            {
-                "covariate": r.covariate,
-                "coef": float(r.coef),
-                "se": float(r.se),
-                "hr": float(r.hr),
-                "hr_lower": float(r.hr_lower),
-                "hr_upper": float(r.hr_upper),
-                "p_value": float(r.p_value),
-            }
-            for r in fg.summary.itertuples(index=False)
-        ]
+        result["fine_gray"] = {
+            "event": str(target),
+            "n": fg.n_,
+            "n_missing": fg.n_missing_,
+            "coefficients": [
+                {
+                    "covariate": r.covariate,
+                    "coef": float(r.coef),
+                    "se": float(r.se),
+                    "hr": float(r.hr),
+                    "hr_lower": float(r.hr_lower),
+                    "hr_upper": float(r.hr_upper),
+                    "p_value": float(r.p_value),
+                }
+                for r in fg.summary.itertuples(index=False)
+            ],
+        }
     return IncidenceResult(cuminc=ci, fine_gray=fg, result=result, events=[str(e) for e in report])
 
 

@@ -32,30 +32,47 @@ def _names(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _emit(result: dict, fmt: str, group: str | None = None) -> None:
     if fmt == "json":
         typer.echo(json.dumps(result, indent=2, allow_nan=False))
         return
     excluded = result["n_excluded_missing_group"]
-    typer.echo(f"{result['n']} rows analysed"
-               + (f"; {excluded} row{'s' if excluded != 1 else ''} excluded: no value in column {group!r}"
-                  if excluded else ""))
-    for group, events in result["groups"].items():
+    typer.echo(f"{_plural(result['n'], 'row')} analysed"
+               + (f"; {_plural(excluded, 'row')} excluded: no value in column {group!r}" if excluded else ""))
+    typer.echo("")
+    for group_name, events in result["groups"].items():
+        count = result["counts"][group_name]
         for event, points in events.items():
-            typer.echo(f"group {group} - event {event}")
+            own = count["events"].get(event, 0)
+            other = sum(count["events"].values()) - own
+            typer.echo(f"group {group_name} - event {event}: {_plural(count['n'], 'row')}, "
+                       f"{_plural(own, 'event')} of {event}, {other} competing, {count['censored']} censored")
             frame = pd.DataFrame(points, columns=["time", "estimate", "variance", "lower", "upper"])
             typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
             typer.echo("")
     for event, test in result.get("gray_test", {}).items():
+        if test["statistic"] is None:
+            typer.echo(f"Gray's test, event {event}: not computable ({test['reason']})")
+        else:
+            typer.echo(
+                f"Gray's test, event {event}: statistic {test['statistic']:.4f}, df {test['df']}, "
+                f"p = {test['p_value']:.4g}"
+            )
+    fine_gray = result.get("fine_gray")
+    if fine_gray:
+        dropped = fine_gray["n_missing"]
+        typer.echo(f"Fine-Gray subdistribution hazard ratios, event {fine_gray['event']}: "
+                   f"{_plural(fine_gray['n'], 'row')}"
+                   + (f" ({dropped} dropped for a missing covariate)" if dropped else ""))
         typer.echo(
-            f"Gray's test, event {event}: statistic {test['statistic']:.4f}, df {test['df']}, "
-            f"p = {test['p_value']:.4g}"
+            pd.DataFrame(fine_gray["coefficients"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
         )
-    if result.get("fine_gray"):
-        typer.echo("Fine-Gray subdistribution hazard ratios")
-        typer.echo(
-            pd.DataFrame(result["fine_gray"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        )
+    for note in result.get("notes", []):
+        typer.echo(f"note: {note}")
 
 
 def incidence(

@@ -133,7 +133,7 @@ class CumulativeIncidence:
     After :meth:`fit`: ``groups_``, ``events_`` (event types, sorted), ``curves_`` (DataFrame: group, event,
     time, estimate, variance, n_risk, n_event, n_any: one row per time with an event of that type, plus a
     first row at time 0 with estimate 0 when no such event happens at 0), ``max_time_`` (largest observed time
-    per group), ``n_`` (subjects per group), ``gray_test_`` (DataFrame event, statistic, df, p_value; empty
+    per group), ``n_`` (subjects per group), ``gray_test_`` (DataFrame event, statistic, df, p_value, reason; empty
     with a single group).
     """
 
