@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pv.analysis.incidence import analyse, cohort_codes
 from pv.cli import main
@@ -316,3 +318,70 @@ def test_counts_per_group_and_notes_in_the_table(capsys) -> None:  # type: ignor
     assert "Gray's test, event crs: not computable (no events of type 'crs')" in lines
     assert lines[-1] == ("note: no events of interest (crs) in the data: the cumulative incidence is 0 throughout "
                          "follow-up")
+
+
+# --- properties --------------------------------------------------------------------------------------------
+
+ROWS = st.lists(st.tuples(st.integers(0, 10), st.sampled_from([0, 1, 2]), st.sampled_from(["a", "b", None])),
+                min_size=1, max_size=40)
+
+
+def _frame(rows: list[tuple[int, int, str | None]]) -> pd.DataFrame:
+    # one censored row and one event of each type in each group, so that every code occurs
+    fixed = [(5, 0, "a"), (3, 1, "a"), (7, 2, "b"), (2, 1, "b")]
+    return pd.DataFrame(fixed + rows, columns=["t", "e", "g"])
+
+
+SPELLINGS = {
+    "int": (lambda c: c, 0),
+    "float": (float, 0),
+    "text": (str, "0"),
+    "float-text": (lambda c: f"{c}.0", "0.0"),
+    "padded-text": (lambda c: f" {c} ", " 0"),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=ROWS, spelling=st.sampled_from(sorted(SPELLINGS)), times=st.booleans())
+def test_recoding_the_event_column_gives_the_same_result(rows: list, spelling: str, times: bool) -> None:
+    frame = _frame(rows)
+    spell, censored = SPELLINGS[spelling]
+    recoded = frame.assign(e=frame["e"].map(spell).astype(object))
+    options = {"group": "g", "times": [0, 2.5, 5, 11] if times else None}
+    want = analyse(frame, "t", "e", censored=0, **options).result
+    assert analyse(recoded, "t", "e", censored=censored, **options).result == want
+    # with the event of interest and competing codes spelt another way again
+    want = analyse(frame, "t", "e", event_of_interest=1, competing=[2], censored=0, **options).result
+    got = analyse(recoded, "t", "e", event_of_interest="1.0", competing=[2.0], censored=censored, **options)
+    assert got.result == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=ROWS, seed=st.integers(0, 2**32 - 1))
+def test_shuffling_the_rows_gives_the_same_result(rows: list, seed: int) -> None:
+    frame = _frame(rows)
+    shuffled = frame.sample(frac=1, random_state=np.random.default_rng(seed))
+    want = analyse(frame, "t", "e", censored=0, group="g").result
+    got = analyse(shuffled, "t", "e", censored=0, group="g").result
+    assert got["groups"].keys() == want["groups"].keys() and got["counts"] == want["counts"]
+    for g, events in want["groups"].items():
+        for e, points in events.items():
+            assert [p["time"] for p in got["groups"][g][e]] == [p["time"] for p in points]
+            for key in ("estimate", "variance", "lower", "upper"):
+                np.testing.assert_allclose([p[key] for p in got["groups"][g][e]], [p[key] for p in points],
+                                           rtol=1e-12, atol=1e-15)
+    for e, test in want["gray_test"].items():
+        assert got["gray_test"][e]["reason"] == test["reason"]
+        if test["statistic"] is not None:
+            assert got["gray_test"][e]["statistic"] == pytest.approx(test["statistic"], rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=ROWS)
+def test_rows_without_a_group_change_nothing_but_their_count(rows: list) -> None:
+    frame = _frame(rows)
+    got = analyse(frame, "t", "e", censored=0, group="g").result
+    want = analyse(frame[frame["g"].notna()], "t", "e", censored=0, group="g").result
+    assert got["n_excluded_missing_group"] == int(frame["g"].isna().sum())
+    assert want["n_excluded_missing_group"] == 0
+    assert {**got, "n_excluded_missing_group": 0} == want

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pv.errors import InputError
 from pv.stats.checks import as_code, event_codes
@@ -161,6 +163,8 @@ def test_fine_gray_refuses_collinear_covariates_and_names_them() -> None:
     err = _fit_error(pd.DataFrame({"x1": X1, "x2": X2, "x3": X1 + 2 * X2 - 1, "other": X1 ** 2}))
     assert err.reason == ("covariates x1, x2, x3 are collinear: x3 = x1 + 2 * x2 - 1; "
                           "a hazard ratio for each cannot be estimated, leave one of them out")
+    err = _fit_error(pd.DataFrame({"x1": X1, "x2": X2, "x3": 3 - X1 - X2}))
+    assert "collinear: x3 = -x1 - x2 + 3;" in err.reason
     err = _fit_error(pd.DataFrame({"weight_kg": X1 + 70, "weight_lb": (X1 + 70) * 2.20462}))
     assert "covariates weight_kg, weight_lb are collinear: weight_lb = 2.205 * weight_kg" in err.reason
     # numerically collinear: a difference of one part in 10^9 is no information
@@ -203,3 +207,56 @@ def test_fine_gray_counts_rows_dropped_for_missing_covariates() -> None:
     # the only events of interest are in rows with a missing covariate
     with pytest.raises(InputError, match=r"no events of type 1 among the 7 rows with every covariate \(5 dropped"):
         FineGray(event_of_interest=1).fit(FG_TIME, FG_EVENT, np.where(FG_EVENT == 1, np.nan, X1))
+
+
+# --- properties --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5, 5), min_size=1, max_size=30))
+def test_every_spelling_of_whole_number_codes_is_the_same_code(codes: list[int]) -> None:
+    want = np.array(codes, dtype=np.int64)
+    for spelt in (codes, [float(c) for c in codes], [str(c) for c in codes], [f"{c}.0" for c in codes],
+                  np.array(codes, dtype=object), [f" {c}" for c in codes]):
+        got = event_codes(spelt)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+
+
+def _residual(relation: str, design: pd.DataFrame) -> float:
+    """Largest |left - right| over the rows for a relation such as ``combo = 2 * x1 - 0.5 * x2 + 3``, relative
+    to the size of its terms (the coefficients are printed to 4 significant digits)."""
+    left, right = relation.split(" = ")
+    terms = []
+    for term in right.replace(" - ", " + -").split(" + "):
+        if " * " in term:
+            coef, name = term.split(" * ")
+            terms.append(float(coef) * design[name].to_numpy())
+        elif term.lstrip("-") in design.columns:
+            terms.append((-1 if term.startswith("-") else 1) * design[term.lstrip("-")].to_numpy())
+        else:
+            terms.append(np.full(len(design), float(term)))
+    lhs = design[left].to_numpy()
+    scale = np.abs(lhs) + np.sum(np.abs(terms), axis=0)
+    return float(np.max(np.abs(lhs - np.sum(terms, axis=0)) / scale))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), a=st.floats(0.1, 10) | st.floats(-10, -0.1),
+       b=st.floats(0.1, 10) | st.floats(-10, -0.1), c=st.floats(-100, 100))
+def test_fine_gray_always_names_a_linear_combination(seed: int, a: float, b: float, c: float) -> None:
+    rng = np.random.default_rng(seed)
+    n = 40
+    time = rng.exponential(1.0, n)
+    event = np.concatenate([[1, 2, 0], rng.integers(0, 3, n - 3)])
+    x1, x2, noise = rng.normal(size=n), rng.integers(0, 2, n).astype(float), rng.normal(size=n)
+    x2[:2] = [0.0, 1.0]
+    design = pd.DataFrame({"noise": noise, "x1": x1, "x2": x2, "combo": a * x1 + b * x2 + c})
+    with pytest.raises(InputError) as err:
+        FineGray(event_of_interest=1).fit(time, event, design)
+    assert err.value.field == "covariates"
+    assert err.value.reason.startswith("covariates x1, x2, combo are collinear: ")
+    relation = err.value.reason.split("collinear: ")[1].split(";")[0]
+    assert _residual(relation, design) < 1e-3  # the relation holds (coefficients to 4 digits)
+    with pytest.raises(InputError, match="covariate k is constant"):
+        FineGray(event_of_interest=1).fit(time, event, pd.DataFrame({"x1": x1, "k": np.full(n, c)}))

@@ -158,11 +158,11 @@ def _relation(v: np.ndarray, mean: np.ndarray, sd: np.ndarray, names: list[str])
     coef = -(v / v[k]) * (sd[k] / sd)
     used = [j for j in range(len(v)) if j != k and abs(v[j]) > 1e-3 * abs(v[k])]
     const = mean[k] - sum(coef[j] * mean[j] for j in used)
-    terms = [names[j] if abs(coef[j] - 1) < 5e-5 else f"{_number(coef[j])} * {names[j]}" for j in used]
-    text = f"{names[k]} = " + " + ".join(terms)
-    if abs(const) > 1e-8 * (abs(mean[k]) + sd[k]):
-        text += f" + {_number(const)}"
-    return text.replace("+ -", "- ")
+    terms = [names[j] if abs(coef[j] - 1) < 5e-5 else f"-{names[j]}" if abs(coef[j] + 1) < 5e-5
+             else f"{_number(coef[j])} * {names[j]}" for j in used]
+    if abs(const) > 1e-8 * (abs(mean[k]) + sd[k]) or not terms:
+        terms.append(_number(const))
+    return f"{names[k]} = " + " + ".join(terms).replace("+ -", "- ")
 
 
 def check_design(x: np.ndarray, names: list[str]) -> None:
