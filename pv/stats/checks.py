@@ -86,16 +86,20 @@ def _as_numbers(values: np.ndarray) -> np.ndarray:
 def event_codes(event: Any) -> np.ndarray:
     """Event values as codes are compared: numbers when every value is a number or the text of one (``1``,
     ``1.0`` and ``"1"`` are one code; whole numbers as int64), otherwise the text of each value, exactly as
-    given (an object array of str: ``"CRS"`` and ``"crs"`` are two codes). "nan" and "inf" are text."""
+    given (a numpy str array: ``"CRS"`` and ``"crs"`` are two codes). "nan" and "inf" are text."""
     arr = np.asarray(event)
     if arr.dtype.kind in "biuf":
         numbers = arr.astype(float)
         if np.all(np.isfinite(numbers)):
             return _as_numbers(numbers)
-    parsed = [_number(v) for v in arr.tolist()]
-    if all(v is not None for v in parsed):
-        return _as_numbers(np.array(parsed, dtype=float))
-    return np.array([str(v) for v in arr.tolist()], dtype=object)
+    values = arr.tolist()
+    numbers = []
+    for value in values:
+        number = _number(value)
+        if number is None:  # text: stop at the first value that is not a number
+            return arr.astype(str) if arr.dtype.kind in "US" else np.array([str(v) for v in values], dtype=str)
+        numbers.append(number)
+    return _as_numbers(np.array(numbers, dtype=float))
 
 
 def is_numeric_codes(codes: np.ndarray) -> bool:

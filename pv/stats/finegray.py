@@ -177,11 +177,9 @@ def check_design(x: np.ndarray, names: list[str]) -> None:
                          f"{'they have' if plural else 'it has'} no hazard ratio; leave "
                          f"{'them' if plural else 'it'} out", field="covariates")
     mean, sd = x.mean(axis=0), x.std(axis=0)
-    z = (x - mean) / sd / np.sqrt(len(x))
-    _, sv, vt = np.linalg.svd(z, full_matrices=True)
-    eig = np.zeros(x.shape[1])
-    eig[: len(sv)] = sv**2
-    null = vt[eig < _SINGULAR]
+    z = (x - mean) / sd
+    eig, vec = np.linalg.eigh(z.T @ z / len(x))  # the correlation matrix of the covariates
+    null = vec[:, eig < _SINGULAR].T
     if len(null):
         involved = np.flatnonzero(np.any(np.abs(null) > 1e-3 * np.abs(null).max(axis=1, keepdims=True), axis=0))
         raise InputError(f"covariates {_names(names, involved)} are collinear: "
@@ -254,13 +252,14 @@ class FineGray:
         check_design(x, self.covariates_)
         design = _Design(t, status, x)
         p = x.shape[1]
-        _, _, info0 = design.loglik_score_info(np.zeros(p))
+        at_zero = design.loglik_score_info(np.zeros(p))
+        info0 = at_zero[2]
         self._check_information(info0, x, int((status == 1).sum()), target)
         beta = np.zeros(p)
         converged = False
         it = 0
         for it in range(self.max_iter + 1):  # noqa: B007 - it is reported
-            ll, score, info = design.loglik_score_info(beta)
+            ll, score, info = design.loglik_score_info(beta) if it else at_zero
             if it:
                 self._check_divergence(info, info0)
             if np.max(np.abs(score) * np.maximum(np.abs(beta), 1)) < max(abs(ll), 1) * self.tol:
@@ -284,11 +283,10 @@ class FineGray:
             beta = new
         if not converged:
             raise ConvergenceError(f"Fine-Gray regression did not converge in {self.max_iter} iterations")
-        self.n_iter_ = it
-        ll, score, info = design.loglik_score_info(beta)
+        self.n_iter_ = it  # ll, score and info are those at beta, computed in the last iteration
         self.coef_ = beta
         self.loglik_ = ll
-        self.loglik_null_ = design.loglik(np.zeros(p))
+        self.loglik_null_ = at_zero[0]
         self.information_ = info
         inv = np.linalg.inv(info)
         self.var_ = inv @ design.sandwich_middle(beta) @ inv.T
