@@ -89,17 +89,17 @@ def event_codes(event: Any) -> np.ndarray:
     given (a numpy str array: ``"CRS"`` and ``"crs"`` are two codes). "nan" and "inf" are text."""
     arr = np.asarray(event)
     if arr.dtype.kind in "biuf":
-        numbers = arr.astype(float)
-        if np.all(np.isfinite(numbers)):
-            return _as_numbers(numbers)
+        as_float = arr.astype(float)
+        if np.all(np.isfinite(as_float)):
+            return _as_numbers(as_float)
     values = arr.tolist()
-    numbers = []
+    parsed: list[float] = []
     for value in values:
         number = _number(value)
         if number is None:  # text: stop at the first value that is not a number
             return arr.astype(str) if arr.dtype.kind in "US" else np.array([str(v) for v in values], dtype=str)
-        numbers.append(number)
-    return _as_numbers(np.array(numbers, dtype=float))
+        parsed.append(number)
+    return _as_numbers(np.array(parsed, dtype=float))
 
 
 def is_numeric_codes(codes: np.ndarray) -> bool:
