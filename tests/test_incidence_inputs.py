@@ -385,3 +385,21 @@ def test_rows_without_a_group_change_nothing_but_their_count(rows: list) -> None
     assert got["n_excluded_missing_group"] == int(frame["g"].isna().sum())
     assert want["n_excluded_missing_group"] == 0
     assert {**got, "n_excluded_missing_group": 0} == want
+
+
+def test_usual_spellings_of_a_missing_value_are_missing_in_group_and_covariate_columns(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # as R writes a CSV: NA for a missing group, age and sex
+    rows = [f"{t},{s},{g},{a},{x}" for t, s, g, a, x in [
+        (1, 1, "A", 61, "M"), (2, 0, "A", 70, "F"), (3, 2, "NA", 55, "M"), (4, 1, "B", "NA", "F"),
+        (5, 0, "B", 48, "NA"), (6, 1, "A", 66, "F"), (7, 2, "B", 59, "M"), (8, 1, "null", 73, "M"),
+        (9, 0, "A", 52, "F"), (10, 1, "B", 64, "M"), (11, 2, "A", 58, "F"), (12, 0, "B", 69, "M")]]
+    data = csv(tmp_path, rows, header="t,status,g,age,sex")
+    code, out, err = run(capsys, str(data), "--time", "t", "--event", "status", "--event-of-interest", "1",
+                         "--group", "g", "--covariates", "age,sex")
+    assert code == 0, err
+    res = json.loads(out)
+    assert list(res["groups"]) == ["A", "B"] and res["n_excluded_missing_group"] == 2
+    # age stays a number (not one indicator per age), sex has two levels; two more rows lack one of them
+    fine_gray = res["fine_gray"]
+    assert [c["covariate"] for c in fine_gray["coefficients"]] == ["age", "sex=M"]
+    assert (fine_gray["n"], fine_gray["n_missing"]) == (8, 2)

@@ -51,13 +51,27 @@ class IncidenceResult:
     events: list[str]
 
 
+# How CSV writers spell a missing value (R's NA, pandas' NaN, SQL's NULL, Python's None): in a group or
+# covariate column these are missing, like an empty cell, never a group or category of their own.
+MISSING_TEXT = frozenset({"", "NA", "N/A", "NaN", "nan", "NULL", "null", "None"})
+
+
+def _with_missing(values: pd.Series) -> pd.Series:
+    """``values`` with text stripped of surrounding blanks and the spellings of :data:`MISSING_TEXT` as NaN."""
+    text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return text.mask(text.map(lambda v: isinstance(v, str) and v in MISSING_TEXT))
+
+
 def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
-    """Numeric design matrix: numeric columns as they are, others one-hot against their first sorted level."""
+    """Numeric design matrix: numeric columns as they are, others one-hot against their first sorted level.
+    Missing values (:data:`MISSING_TEXT` included) stay missing: Fine-Gray drops those rows and counts them."""
     parts = []
     for col in covariates:
         if col not in frame.columns:
             raise InputError(f"no column {col!r} for covariate", field=col)
-        values = frame[col]
+        values = _with_missing(frame[col])
+        if values.isna().all():
+            raise InputError(f"covariate {col} has no value", field="covariates")
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.notna().sum() == values.notna().sum():
             parts.append(numeric.rename(col).astype(float))
@@ -75,10 +89,11 @@ def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
 
 
 def _group_labels(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(labels of the rows with a group value, which rows have one). Missing values, blank text included, are
-    not a group; labels are text (whole numbers without decimals, as a float column with gaps holds them)."""
-    text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
-    present = (text.notna() & (text != "")).to_numpy()
+    """(labels of the rows with a group value, which rows have one). Missing values (blank text and
+    :data:`MISSING_TEXT` included) are not a group; labels are text (whole numbers without decimals, as a float
+    column with gaps holds them)."""
+    text = _with_missing(values)
+    present = text.notna().to_numpy()
     kept = text[present]
     if pd.api.types.is_float_dtype(kept) and len(kept) and (kept == kept.round()).all():
         kept = kept.astype("int64")
