@@ -179,8 +179,8 @@ def analyse(
     account for every code (complete follow-up). Every value other than ``censored`` is an event; when
     ``competing`` is given, a value outside {event_of_interest, competing..., censored} is an error. Without
     ``times`` the curves are reported at their steps (0 and every time with an event of that type). Rows
-    without a ``group`` value (missing or blank) are left out of the whole analysis and counted in
-    ``n_excluded_missing_group``; ``n`` counts the rows analysed.
+    without a ``group`` value (missing, blank or a spelling in :data:`MISSING_TEXT`) are left out of the whole
+    analysis and counted in ``n_excluded_missing_group``; ``n`` counts the rows analysed.
     """
     for col in [time, event] + ([group] if group else []):
         if col not in frame.columns:
