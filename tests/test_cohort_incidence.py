@@ -163,7 +163,7 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"groups", "gray_test", "fine_gray"}
+    assert set(res) == {"n", "n_excluded_missing_group", "counts", "groups", "gray_test", "fine_gray", "notes"}
     assert len(res["groups"]) == 6
     for events in res["groups"].values():
         assert list(events) == ["secondary_malignancy"]
@@ -171,8 +171,13 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
         assert [p["time"] for p in pts] == [1.0, 2.0, 5.0]
         assert set(pts[0]) == {"time", "estimate", "variance", "lower", "upper"}
     assert res["gray_test"]["secondary_malignancy"]["df"] == 5
-    assert [f["covariate"] for f in res["fine_gray"]] == ["age_years", "sex=M"]
-    assert set(res["fine_gray"][0]) == {"covariate", "coef", "se", "hr", "hr_lower", "hr_upper", "p_value"}
+    assert res["n"] == 600 and res["n_excluded_missing_group"] == 0 and res["notes"] == []
+    assert sum(c["n"] for c in res["counts"].values()) == 600
+    assert res["gray_test"]["secondary_malignancy"]["reason"] is None
+    fine_gray = res["fine_gray"]
+    assert (fine_gray["event"], fine_gray["n"], fine_gray["n_missing"]) == ("secondary_malignancy", 600, 0)
+    assert [f["covariate"] for f in fine_gray["coefficients"]] == ["age_years", "sex=M"]
+    assert set(fine_gray["coefficients"][0]) == {"covariate", "coef", "se", "hr", "hr_lower", "hr_upper", "p_value"}
     assert plot.read_text().lstrip().startswith("<?xml")
     # the same numbers as the estimator on the extract
     from pv.db import session_scope
@@ -187,6 +192,24 @@ def test_cli_simulate_ingest_and_cohort_incidence(pv_env, tmp_path: Path) -> Non
     assert res["groups"]["axicabtagene ciloleucel"]["secondary_malignancy"][2]["estimate"] == pytest.approx(
         axi
     )
+
+
+def test_cli_cohort_incidence_excludes_patients_without_a_group_value(session, pv_env, cohort_csv: Path) -> None:  # type: ignore[no-untyped-def]
+    load_cohort(session, parse_cohort_csv(cohort_csv, MAPPING, PRODUCTS))
+    session.commit()
+    argv = ["incidence", "--cohort", "--event", "secondary_malignancy", "--by", "sex", "--unit", "days"]
+    r = runner.invoke(pv_app, argv)
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    # P8 has no recorded sex: left out, not a group "nan" or "None"
+    assert res["n"] == 3 and res["n_excluded_missing_group"] == 1
+    assert list(res["groups"]) == ["F", "M"]
+    # F: P2 dies on day 181 (S = 1/2), P3's malignancy on day 730 (F = 1/2); M: P1's on day 366
+    assert [p["estimate"] for p in res["groups"]["F"]["secondary_malignancy"]] == [0.0, 0.5]
+    assert [p["estimate"] for p in res["groups"]["M"]["secondary_malignancy"]] == [0.0, 1.0]
+    r = runner.invoke(pv_app, [*argv, "--format", "table"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "3 rows analysed; 1 row excluded: no value in column 'sex'"
 
 
 def test_cli_incidence_on_a_file_matches_cmprsk(tmp_path: Path) -> None:
@@ -220,7 +243,7 @@ def test_cli_incidence_on_a_file_matches_cmprsk(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert set(res) == {"groups", "gray_test"}
+    assert set(res) == {"n", "n_excluded_missing_group", "counts", "groups", "gray_test", "notes"}
     for sex in ("F", "M"):
         got = res["groups"][sex]["1"]
         want = ref[ref.group == sex].sort_values("time")
@@ -270,13 +293,13 @@ def test_cli_incidence_single_group_table_and_errors(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0 and "group all - event relapse" in r.output
-    with pytest.raises(InputError, match="neither the event of interest"):
+    with pytest.raises(InputError, match="event value.s. progression are neither the event of interest"):
         analyse(
-            pd.read_csv(data, dtype=str),
+            pd.read_csv(data, dtype=str).assign(status=["relapse", "death", "censored", "progression"]),
             "t",
             "status",
             event_of_interest="relapse",
-            competing=["x"],
+            competing=["death"],
             censored="censored",
         )
     with pytest.raises(InputError, match="no column 'nope'"):

@@ -32,26 +32,47 @@ def _names(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
-def _emit(result: dict, fmt: str) -> None:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _emit(result: dict, fmt: str, group: str | None = None) -> None:
     if fmt == "json":
         typer.echo(json.dumps(result, indent=2, allow_nan=False))
         return
-    for group, events in result["groups"].items():
+    excluded = result["n_excluded_missing_group"]
+    typer.echo(f"{_plural(result['n'], 'row')} analysed"
+               + (f"; {_plural(excluded, 'row')} excluded: no value in column {group!r}" if excluded else ""))
+    typer.echo("")
+    for group_name, events in result["groups"].items():
+        count = result["counts"][group_name]
         for event, points in events.items():
-            typer.echo(f"group {group} - event {event}")
+            own = count["events"].get(event, 0)
+            other = sum(count["events"].values()) - own
+            typer.echo(f"group {group_name} - event {event}: {_plural(count['n'], 'row')}, "
+                       f"{_plural(own, 'event')} of {event}, {other} competing, {count['censored']} censored")
             frame = pd.DataFrame(points, columns=["time", "estimate", "variance", "lower", "upper"])
             typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
             typer.echo("")
     for event, test in result.get("gray_test", {}).items():
+        if test["statistic"] is None:
+            typer.echo(f"Gray's test, event {event}: not computable ({test['reason']})")
+        else:
+            typer.echo(
+                f"Gray's test, event {event}: statistic {test['statistic']:.4f}, df {test['df']}, "
+                f"p = {test['p_value']:.4g}"
+            )
+    fine_gray = result.get("fine_gray")
+    if fine_gray:
+        dropped = fine_gray["n_missing"]
+        typer.echo(f"Fine-Gray subdistribution hazard ratios, event {fine_gray['event']}: "
+                   f"{_plural(fine_gray['n'], 'row')}"
+                   + (f" ({dropped} dropped for a missing covariate)" if dropped else ""))
         typer.echo(
-            f"Gray's test, event {event}: statistic {test['statistic']:.4f}, df {test['df']}, "
-            f"p = {test['p_value']:.4g}"
+            pd.DataFrame(fine_gray["coefficients"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
         )
-    if result.get("fine_gray"):
-        typer.echo("Fine-Gray subdistribution hazard ratios")
-        typer.echo(
-            pd.DataFrame(result["fine_gray"]).to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        )
+    for note in result.get("notes", []):
+        typer.echo(f"note: {note}")
 
 
 def incidence(
@@ -74,7 +95,7 @@ def incidence(
     conf_type: str = typer.Option("log-log", "--conf-type", help="Interval: log-log (default) or plain."),
 ) -> None:
     """Cumulative incidence with competing risks (Aalen-Johansen), Gray's test, Fine-Gray regression."""
-    from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_time_event
+    from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_codes, cohort_time_event
 
     if fmt not in FORMATS:
         raise InputError(f"--format must be json or table, not {fmt!r}", field="format")
@@ -99,6 +120,7 @@ def incidence(
             event_of_interest=event,
             competing=[DEATH],
             censored=CENSORED,
+            known_codes=cohort_codes(event),
             group=by,
             times=_floats(times, "times"),
             covariates=_names(covariates),
@@ -141,7 +163,7 @@ def incidence(
         from pv.report.incidence_plots import plot_cumulative_incidence
 
         plot_cumulative_incidence(res.cuminc, plot, events=res.cuminc.events_, time_label=time_label)
-    _emit(res.result, fmt)
+    _emit(res.result, fmt, by if cohort else group)
 
 
 def onset(

@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_time_event
+from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_codes, cohort_time_event
 from pv.analysis.results import PAIR_VALUES, read_trend, results_frame
 from pv.analysis.runs import succeeded_run
 from pv.config import config_path, load_yaml
@@ -120,7 +120,7 @@ def _cif(session: Session, group: str, groups: EventGroups) -> pd.DataFrame | No
     if not (frame["event"] == group).any():
         return None
     result = analyse(frame, "time", "event", event_of_interest=group, competing=[DEATH], censored=CENSORED,
-                     group="product")
+                     group="product", known_codes=cohort_codes(group))
     rows = [
         {"group": g, **point}
         for g, events in result.result["groups"].items()

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pv.analysis.incidence import analyse, cohort_time_event
+from pv.analysis.incidence import analyse, cohort_codes, cohort_time_event
 from pv.errors import NotFoundError
 from pv.normalise import EventGroups, default_event_groups
 
@@ -47,7 +47,7 @@ def cohort_incidence(session: Session, product: str, event: str, level: str, as_
     if frame.empty:
         return None
     result = analyse(frame, "time", "event", event_of_interest=group, competing=["death"], censored="censored",
-                     times=list(times))
+                     times=list(times), known_codes=cohort_codes(group))
     curve = next(iter(result.result["groups"].values()))[group]
     return {
         "source": "cohort store",

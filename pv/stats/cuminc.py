@@ -40,8 +40,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from pv.errors import InputError
-from pv.stats.checks import as_array, sorted_levels, validate_time_event
-from pv.stats.gray import gray_test
+from pv.stats.checks import as_code, event_codes, group_values, sorted_levels, validate_time_event
+from pv.stats.gray import GRAY_COLUMNS, gray_test
 
 CONF_TYPES = ("log-log", "plain")
 
@@ -133,7 +133,7 @@ class CumulativeIncidence:
     After :meth:`fit`: ``groups_``, ``events_`` (event types, sorted), ``curves_`` (DataFrame: group, event,
     time, estimate, variance, n_risk, n_event, n_any: one row per time with an event of that type, plus a
     first row at time 0 with estimate 0 when no such event happens at 0), ``max_time_`` (largest observed time
-    per group), ``n_`` (subjects per group), ``gray_test_`` (DataFrame event, statistic, df, p_value; empty
+    per group), ``n_`` (subjects per group), ``gray_test_`` (DataFrame event, statistic, df, p_value, reason; empty
     with a single group).
     """
 
@@ -153,25 +153,22 @@ class CumulativeIncidence:
 
         ``events`` lists the event types to report (default: every non-censored value observed); a listed type
         that never occurs gets a curve that stays at 0. Every non-censored value still counts as an event (a
-        competing one when not listed). ``strata`` only stratifies Gray's test, as in cmprsk.
+        competing one when not listed). ``strata`` only stratifies Gray's test, as in cmprsk. Codes are compared
+        as the type of the event values (:func:`pv.stats.checks.event_codes`: ``1``, ``1.0`` and ``"1"`` are
+        one code when every value is a number; text exactly otherwise); ``events_`` holds them in that type.
+        A missing group value is an error: leave such rows out first.
         """
         t, e = validate_time_event(time, event)
-        if group is None:
-            g = np.full(len(t), "all", dtype=object)
-        else:
-            g = as_array(group, "group")
-            if len(g) != len(t):
-                raise InputError(f"group has {len(g)} values but time has {len(t)}", field="group")
-            if np.any(pd.isna(g)):
-                raise InputError(f"missing group at position {int(np.flatnonzero(pd.isna(g))[0])}",
-                                 field="group")
+        e = event_codes(e)
+        censored = as_code(self.censored, e, "censored")
+        g = group_values(group, len(t), "group")
         self.groups_ = sorted_levels(g)
         if events is not None:
-            self.events_ = list(events)
-            if self.censored in self.events_:
-                raise InputError(f"event {self.censored!r} is the censoring value", field="event")
+            self.events_ = list(dict.fromkeys(as_code(c, e, "events") for c in events))
+            if censored in self.events_:
+                raise InputError(f"event {self.censored!r} is the censoring value", field="events")
         else:
-            self.events_ = sorted_levels(e[e != self.censored]) if np.any(e != self.censored) else []
+            self.events_ = sorted_levels(e[e != censored]) if np.any(e != censored) else []
         frames = []
         self.max_time_: dict[Any, float] = {}
         self.n_: dict[Any, int] = {}
@@ -179,7 +176,7 @@ class CumulativeIncidence:
             sel = g == grp
             self.max_time_[grp] = float(t[sel].max())
             self.n_[grp] = int(sel.sum())
-            per_cause = aalen_johansen(t[sel], e[sel], self.events_, self.censored)
+            per_cause = aalen_johansen(t[sel], e[sel], self.events_, censored)
             for cause, df in per_cause.items():
                 if len(df) == 0 or df["time"].iloc[0] > 0:
                     start = pd.DataFrame({"time": [0.0], "estimate": [0.0], "variance": [0.0],
@@ -191,10 +188,10 @@ class CumulativeIncidence:
         cols = ["group", "event", "time", "estimate", "variance", "n_risk", "n_event", "n_any"]
         self.curves_ = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
         if len(self.groups_) > 1 and self.events_:
-            self.gray_test_ = gray_test(t, e, g, strata=strata, rho=self.rho, censored=self.censored,
+            self.gray_test_ = gray_test(t, e, g, strata=strata, rho=self.rho, censored=censored,
                                         events=self.events_)
         else:
-            self.gray_test_ = pd.DataFrame(columns=["event", "statistic", "df", "p_value"])
+            self.gray_test_ = pd.DataFrame(columns=GRAY_COLUMNS)
         return self
 
     def _check_fitted(self) -> None:

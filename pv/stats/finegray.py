@@ -17,6 +17,10 @@ by Newton-Raphson with step halving (cmprsk's algorithm). The variance is Fine &
 ``I^-1 (sum_i (eta_i + psi_i)(eta_i + psi_i)') I^-1``, where ``eta_i`` is subject ``i``'s score residual and
 ``psi_i`` the correction for estimating ``G`` (crr's ``crrvv``), computed here in closed vectorised form.
 
+Covariates that have no finite, unique estimate are refused before or during the fit, naming them (see
+:func:`check_design` and :class:`FineGray`): a singular information matrix would otherwise give an arbitrary
+hazard ratio with a meaningless standard error.
+
 Reference: Fine JP, Gray RJ (1999) A proportional hazards model for the subdistribution of a competing risk.
 J Am Stat Assoc 94:496-509.
 """
@@ -30,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pv.errors import ConvergenceError, InputError
-from pv.stats.checks import validate_time_event
+from pv.stats.checks import as_code, event_codes, validate_time_event
 
 _EPS = np.finfo(float).eps
 
@@ -133,17 +137,74 @@ class _Design:
         return total.T @ total
 
 
+# Smallest eigenvalue of a correlation-scaled matrix (the design's, the information's at beta = 0, or the
+# information at beta scaled by that at 0) below which it is taken as singular: two standardised covariates
+# closer than 1e-4 apart, or an estimate going to infinity (the information left is about exp(-|beta|)).
+_SINGULAR = 1e-8
+
+
+def _names(names: list[str], which: np.ndarray | list[int]) -> str:
+    return ", ".join(names[i] for i in which)
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _relation(v: np.ndarray, mean: np.ndarray, sd: np.ndarray, names: list[str]) -> str:
+    """The linear relation ``sum_j v_j (x_j - mean_j) / sd_j = 0`` solved for its largest term, in the
+    covariates' own units, e.g. ``x3 = x1 + 2 * x2 - 1``."""
+    k = int(np.argmax(np.abs(v)))
+    coef = -(v / v[k]) * (sd[k] / sd)
+    used = [j for j in range(len(v)) if j != k and abs(v[j]) > 1e-3 * abs(v[k])]
+    const = mean[k] - sum(coef[j] * mean[j] for j in used)
+    terms = [names[j] if abs(coef[j] - 1) < 5e-5 else f"-{names[j]}" if abs(coef[j] + 1) < 5e-5
+             else f"{_number(coef[j])} * {names[j]}" for j in used]
+    if abs(const) > 1e-8 * (abs(mean[k]) + sd[k]) or not terms:
+        terms.append(_number(const))
+    return f"{names[k]} = " + " + ".join(terms).replace("+ -", "- ")
+
+
+def check_design(x: np.ndarray, names: list[str]) -> None:
+    """Refuse a design without a hazard ratio for every column: constant columns, and columns that are
+    (numerically) linear combinations of others, naming them (``InputError`` on ``covariates``)."""
+    constant = np.flatnonzero(np.ptp(x, axis=0) == 0) if len(x) else np.arange(x.shape[1])
+    if len(constant):
+        values = ", ".join(_number(x[0, j]) for j in constant) if len(x) else "no value"
+        plural = len(constant) > 1
+        raise InputError(f"covariate{'s' if plural else ''} {_names(names, constant)} "
+                         f"{'are' if plural else 'is'} constant ({values} in every row used): "
+                         f"{'they have' if plural else 'it has'} no hazard ratio; leave "
+                         f"{'them' if plural else 'it'} out", field="covariates")
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    z = (x - mean) / sd
+    eig, vec = np.linalg.eigh(z.T @ z / len(x))  # the correlation matrix of the covariates
+    null = vec[:, eig < _SINGULAR].T
+    if len(null):
+        involved = np.flatnonzero(np.any(np.abs(null) > 1e-3 * np.abs(null).max(axis=1, keepdims=True), axis=0))
+        raise InputError(f"covariates {_names(names, involved)} are collinear: "
+                         f"{_relation(null[0], mean, sd, names)}; a hazard ratio for each cannot be estimated, "
+                         "leave one of them out", field="covariates")
+
+
 class FineGray:
     """Fine-Gray subdistribution hazards regression (cmprsk::crr's estimate and sandwich variance).
 
     Parameters: ``event_of_interest`` (the cause modelled), ``censored`` (the event value meaning censored;
-    any other value is a competing cause), ``alpha`` (for the HR interval), ``tol`` (convergence: max |score|
+    any other value is a competing cause; codes are compared as the type of the event values, see
+    :func:`pv.stats.checks.event_codes`), ``alpha`` (for the HR interval), ``tol`` (convergence: max |score|
     * max(|beta|, 1) < tol * max(|loglik|, 1), crr's rule), ``max_iter``.
 
     After :meth:`fit`: ``coef_``, ``se_``, ``var_`` (sandwich), ``information_``, ``loglik_``,
     ``loglik_null_``, ``converged_``, ``n_``, ``n_iter_``, ``covariates_`` and the ``summary`` DataFrame
     (covariate, coef, se, hr, hr_lower, hr_upper, z, p_value). Rows with missing covariates are dropped (as
     crr's na.omit), counted in ``n_missing_``.
+
+    Where crr would return an arbitrary hazard ratio (or fail), :meth:`fit` raises ``InputError`` on
+    ``covariates`` naming the covariates at fault: a column constant among the rows used, columns that are
+    (numerically) linear combinations of others (with the relation, e.g. ``x3 = x1 + 2 * x2 - 1``), a column
+    without information on the event (one value in every risk set of the likelihood), and an estimate that
+    goes to infinity (monotone likelihood, e.g. every event of interest in one level of a covariate).
     """
 
     def __init__(self, event_of_interest: Any = 1, censored: Any = 0, alpha: float = 0.05, tol: float = 1e-10,
@@ -157,6 +218,9 @@ class FineGray:
     def fit(self, time: Any, event: Any, covariates: pd.DataFrame | np.ndarray,
             names: list[str] | None = None) -> FineGray:
         t, e = validate_time_event(time, event)
+        e = event_codes(e)
+        target = as_code(self.event_of_interest, e, "event_of_interest")
+        censored = as_code(self.censored, e, "censored")
         if isinstance(covariates, pd.DataFrame):
             names = list(covariates.columns) if names is None else names
             try:
@@ -172,22 +236,32 @@ class FineGray:
             raise InputError(f"covariates have {x.shape[0]} rows but time has {len(t)}", field="covariates")
         if len(names) != x.shape[1]:
             raise InputError("one name per covariate column is needed", field="covariates")
+        if x.shape[1] == 0:
+            raise InputError("no covariate to fit", field="covariates")
         keep = np.isfinite(x).all(axis=1)
         self.n_missing_ = int((~keep).sum())
         t, e, x = t[keep], e[keep], x[keep]
-        status = np.where(e == self.censored, 0, np.where(e == self.event_of_interest, 1, 2))
+        status = np.where(e == censored, 0, np.where(e == target, 1, 2))
         if not (status == 1).any():
-            raise InputError(f"no events of type {self.event_of_interest!r}: "
+            among = (f" among the {len(t)} rows with every covariate ({self.n_missing_} dropped for a missing "
+                     "covariate)" if self.n_missing_ else "")
+            raise InputError(f"no events of type {self.event_of_interest!r}{among}: "
                              "the Fine-Gray model cannot be fitted", field="event")
         self.covariates_ = list(names)
         self.n_ = len(t)
+        check_design(x, self.covariates_)
         design = _Design(t, status, x)
         p = x.shape[1]
+        at_zero = design.loglik_score_info(np.zeros(p))
+        info0 = at_zero[2]
+        self._check_information(info0, x, int((status == 1).sum()), target)
         beta = np.zeros(p)
         converged = False
         it = 0
         for it in range(self.max_iter + 1):  # noqa: B007 - it is reported
-            ll, score, info = design.loglik_score_info(beta)
+            ll, score, info = design.loglik_score_info(beta) if it else at_zero
+            if it:
+                self._check_divergence(info, info0)
             if np.max(np.abs(score) * np.maximum(np.abs(beta), 1)) < max(abs(ll), 1) * self.tol:
                 converged = True
                 break
@@ -209,17 +283,52 @@ class FineGray:
             beta = new
         if not converged:
             raise ConvergenceError(f"Fine-Gray regression did not converge in {self.max_iter} iterations")
-        self.n_iter_ = it
-        ll, score, info = design.loglik_score_info(beta)
+        self.n_iter_ = it  # ll, score and info are those at beta, computed in the last iteration
         self.coef_ = beta
         self.loglik_ = ll
-        self.loglik_null_ = design.loglik(np.zeros(p))
+        self.loglik_null_ = at_zero[0]
         self.information_ = info
         inv = np.linalg.inv(info)
         self.var_ = inv @ design.sandwich_middle(beta) @ inv.T
         self.se_ = np.sqrt(np.diag(self.var_))
         self.converged_ = converged
         return self
+
+    def _check_information(self, info0: np.ndarray, x: np.ndarray, n_events: int, target: Any) -> None:
+        """Refuse covariates on which the likelihood has no information although their column varies: constant
+        (or collinear) within the risk set of every event of interest."""
+        names = self.covariates_
+        diag = np.diag(info0)
+        none = np.flatnonzero(diag <= _SINGULAR * n_events * x.var(axis=0))
+        if len(none):
+            plural = len(none) > 1
+            raise InputError(
+                f"covariate{'s' if plural else ''} {_names(names, none)} carr{'y' if plural else 'ies'} no "
+                f"information on event {target!r}: {'they take' if plural else 'it takes'} one value among the "
+                "subjects at risk at every time of an event of interest (it varies only among subjects who left "
+                f"before); leave {'them' if plural else 'it'} out", field="covariates")
+        d = np.sqrt(diag)
+        eig, vec = np.linalg.eigh(info0 / np.outer(d, d))
+        if eig[0] < _SINGULAR:
+            involved = np.flatnonzero(np.abs(vec[:, 0]) > 1e-3 * np.abs(vec[:, 0]).max())
+            raise InputError(f"covariates {_names(names, involved)} are collinear among the subjects at risk at "
+                             "the times of events of interest (they differ only among subjects who left before); "
+                             "leave one of them out", field="covariates")
+
+    def _check_divergence(self, info: np.ndarray, info0: np.ndarray) -> None:
+        """Refuse an estimate going to infinity (monotone likelihood): the information left in some direction,
+        relative to that at beta = 0, vanishes as the coefficient grows."""
+        d = np.sqrt(np.diag(info0))
+        eig, vec = np.linalg.eigh(info / np.outer(d, d))
+        if eig[0] >= _SINGULAR:
+            return
+        involved = np.flatnonzero(np.abs(vec[:, 0]) > 0.1 * np.abs(vec[:, 0]).max())
+        plural = len(involved) > 1
+        raise InputError(
+            f"the Fine-Gray estimate{'s' if plural else ''} for {_names(self.covariates_, involved)} "
+            f"go{'' if plural else 'es'} to infinity (monotone likelihood, e.g. every event of interest, or none, in "
+            f"one level of the covariate): no finite hazard ratio fits; leave {'them' if plural else 'it'} out or "
+            f"regroup {'them' if plural else 'it'}", field="covariates")
 
     @property
     def summary(self) -> pd.DataFrame:

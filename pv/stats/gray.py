@@ -9,8 +9,9 @@ incidence):
 ``Y_g`` is the number at risk, ``S_g`` the Kaplan-Meier survival of any event and ``F_g`` the cumulative
 incidence of the cause in group ``g``. The variance of the first ``K - 1`` scores is Gray's estimator (ties
 corrected as in cmprsk); the statistic ``z' V^-1 z`` is chi-square with ``K - 1`` degrees of freedom. With
-strata, scores and variances are summed over strata. A singular variance (e.g. no events of the cause in any
-group) gives NaN.
+strata, scores and variances are summed over strata. When the test is undefined the statistic is NaN and
+``reason`` says why: one group only, no events of the cause, a group with no subject at risk at the times of
+the cause's events (e.g. everyone censored before the first event), or otherwise a singular variance.
 
 Reference: Gray RJ (1988) A class of K-sample tests for comparing the cumulative incidence of a competing
 risk. Ann Stat 16:1141-1154. The arithmetic follows cmprsk's Fortran so that results agree to rounding.
@@ -24,7 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from pv.stats.checks import as_array, sorted_levels, validate_time_event
+from pv.stats.checks import as_code, event_codes, group_values, sorted_levels, validate_time_event
+
+GRAY_COLUMNS = ["event", "statistic", "df", "p_value", "reason"]
 
 
 def _crst(y: np.ndarray, m: np.ndarray, ig: np.ndarray, ng: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,16 +100,27 @@ def _crst(y: np.ndarray, m: np.ndarray, ig: np.ndarray, ng: int, rho: float) -> 
     return s, v
 
 
+def _strata(strata: Any, n: int) -> np.ndarray:
+    if strata is None:
+        return np.zeros(n, dtype=int)
+    return pd.factorize(group_values(strata, n, "strata"))[0]
+
+
 def gray_scores(time: Any, event: Any, group: Any, cause: Any, strata: Any = None, rho: float = 0.0,
                 censored: Any = 0) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """Gray's scores for the first K-1 groups (sorted levels) and their covariance, summed over strata."""
+    """Gray's scores for the first K-1 groups (sorted levels) and their covariance, summed over strata.
+
+    Codes are compared as the type of the event values (:func:`pv.stats.checks.event_codes`)."""
     t, e = validate_time_event(time, event)
-    g = as_array(group, "group")
+    e = event_codes(e)
+    cause = as_code(cause, e, "cause")
+    censored = as_code(censored, e, "censored")
+    g = group_values(group, len(t), "group")
     levels = sorted_levels(g)
     ig = pd.Categorical(g, categories=levels).codes.astype(int)
     ng = len(levels)
     m = np.where(e == censored, 0, np.where(e == cause, 1, 2))
-    st = np.zeros(len(t), dtype=int) if strata is None else pd.factorize(as_array(strata, "strata"))[0]
+    st = _strata(strata, len(t))
     order = np.argsort(t, kind="stable")
     t, m, ig, st = t[order], m[order], ig[order], st[order]
     s = np.zeros(ng - 1)
@@ -119,20 +133,50 @@ def gray_scores(time: Any, event: Any, group: Any, cause: Any, strata: Any = Non
     return s, v, levels
 
 
+def _undefined_reason(t: np.ndarray, is_cause: np.ndarray, g: np.ndarray, st: np.ndarray, levels: list[Any],
+                      cause: Any) -> str:
+    """Why Gray's statistic for ``cause`` is undefined (its variance is singular)."""
+    if len(levels) < 2:
+        return "one group only"
+    if not is_cause.any():
+        return f"no events of type {cause!r}"
+    at_risk = set()
+    for k in np.unique(st):
+        sel = st == k
+        if is_cause[sel].any():
+            first = t[sel & is_cause].min()
+            at_risk.update(g[sel & (t >= first)].tolist())
+    silent = [str(level) for level in levels if level not in at_risk]
+    if silent:
+        return (f"group {', '.join(silent)} has no subject at risk at the times of events of type {cause!r}"
+                if len(silent) == 1 else
+                f"groups {', '.join(silent)} have no subject at risk at the times of events of type {cause!r}")
+    return "the variance of the scores is singular"
+
+
 def gray_test(time: Any, event: Any, group: Any, strata: Any = None, rho: float = 0.0,
               censored: Any = 0, events: list[Any] | None = None) -> pd.DataFrame:
-    """Gray's test for every event type (or those given): DataFrame event, statistic, df, p_value."""
+    """Gray's test for every event type (or those given): DataFrame event, statistic, df, p_value, reason.
+
+    ``reason`` is None when the statistic is defined and says why it is not otherwise (NaN statistic)."""
     t, e = validate_time_event(time, event)
-    causes = events if events is not None else sorted_levels(e[e != censored])
+    e = event_codes(e)
+    censored = as_code(censored, e, "censored")
+    g = group_values(group, len(t), "group")
+    levels = sorted_levels(g)
+    st = _strata(strata, len(t))
+    causes = ([as_code(c, e, "events") for c in events] if events is not None
+              else sorted_levels(e[e != censored]))
     rows = []
     for cause in causes:
-        s, v, levels = gray_scores(t, e, group, cause, strata=strata, rho=rho, censored=censored)
         df = len(levels) - 1
         stat = np.nan
         if df > 0:
+            s, v, _ = gray_scores(t, e, g, cause, strata=strata, rho=rho, censored=censored)
             sv = np.linalg.svd(v, compute_uv=False)
             if sv.size and sv[0] > 0 and sv[-1] > 1e-7 * sv[0]:
                 stat = float(s @ np.linalg.solve(v, s))
         p = float(sps.chi2.sf(stat, df)) if np.isfinite(stat) else np.nan
-        rows.append({"event": cause, "statistic": stat, "df": df, "p_value": p})
-    return pd.DataFrame(rows, columns=["event", "statistic", "df", "p_value"])
+        reason = None if np.isfinite(stat) else _undefined_reason(t, e == cause, g, st, levels, cause)
+        rows.append({"event": cause, "statistic": stat, "df": df, "p_value": p, "reason": reason})
+    return pd.DataFrame(rows, columns=GRAY_COLUMNS)
