@@ -6,18 +6,23 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import typer
 
 from pv.cli.options import Format
 from pv.errors import InputError, UnreadableFileError
-from pv.stats import RESULT_COLUMNS, disproportionality
+
+# pandas and the statistics (NumPy, SciPy) are imported inside the functions that use them, so that ``pv --help``
+# and the help of every command start without them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
     """Read the named columns of a case-level CSV as text (empty cells are missing)."""
+    import pandas as pd
+
     try:
         header = pd.read_csv(path, nrows=0)
     except FileNotFoundError as exc:
@@ -36,12 +41,10 @@ def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def _json_value(v: object) -> object:
-    if isinstance(v, float | np.floating):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
+    if hasattr(v, "item"):  # a NumPy scalar: the Python number it holds
+        v = v.item()
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
     return v
 
 
@@ -61,6 +64,8 @@ def command(
 
     Counts are distinct cases; the MGPS prior is fitted on all pairs (see docs/methods.md).
     """
+    from pv.stats import RESULT_COLUMNS, disproportionality
+
     rows = read_case_rows(file, list(dict.fromkeys([id_col, product_col, event_col, *strata])))
     table, model = disproportionality(rows, id_col=id_col, product_col=product_col, event_col=event_col,
                                       strata=strata or None, min_count=min_count, fisher=fisher,
