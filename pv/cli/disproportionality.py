@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from pv.cli.csv_text import csv_text
 from pv.cli.options import Format
 from pv.errors import InputError, UnreadableFileError
 
@@ -20,8 +21,15 @@ if TYPE_CHECKING:
 
 
 def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read the named columns of a case-level CSV as text (empty cells are missing)."""
+    """Read the named columns of a case-level CSV as text (empty cells are missing).
+
+    Arrow's CSV reader reads a well-formed file several times faster than pandas' own; a file it rejects (rows of
+    uneven length, text that is not UTF-8...) is read again by pandas, which decides as it always did what it
+    can read.
+    """
     import pandas as pd
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
 
     try:
         header = pd.read_csv(path, nrows=0)
@@ -33,6 +41,15 @@ def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
         if col not in header.columns:
             raise InputError(f"no column {col!r}; the columns are {', '.join(map(str, header.columns))}",
                              file=str(path), line=1, field=col)
+    try:
+        table = pa_csv.read_csv(
+            path, parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
+        return table.to_pandas()
+    except pa.ArrowException:
+        pass
     try:
         return pd.read_csv(path, usecols=columns, dtype=dict.fromkeys(columns, str), keep_default_na=False,
                            na_values=[""])
@@ -82,7 +99,7 @@ def command(
     elif output_format is Format.table:
         text = table.to_string(index=False)
     else:
-        text = table.to_csv(index=False).rstrip("\n")
+        text = csv_text(table).rstrip("\n")
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
