@@ -7,6 +7,10 @@ spelling that appears in it as whole words matches ("KYMRIAH INJECTION"), then t
 every background.
 
 Event groups: ``config/event_groups.yaml``; groups may include other groups, flattened here.
+
+The YAML loading (:mod:`pv.config`, which brings YAML, pydantic and the settings) is imported by the ``load``
+methods only, so that the text functions here (``normalise_pt``, used when counting) import without it: the
+``pv disproportionality`` command reads no configuration.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from pv.config import load_section
 from pv.errors import ConfigError
 
 _BRACKETS = re.compile(r"[\(\[\{（][^\)\]\}）]*[\)\]\}）]")
@@ -91,6 +94,8 @@ class ProductDictionary:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ProductDictionary:
+        from pv.config import load_section  # YAML, pydantic and the settings: see the module docstring
+
         return cls.from_mapping(load_section(path, "products.yaml", "products"))
 
     def _match_one(self, text: str) -> str | None:
@@ -168,6 +173,8 @@ class EventGroups:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> EventGroups:
+        from pv.config import load_section  # YAML, pydantic and the settings: see the module docstring
+
         return cls.from_mapping(load_section(path, "event_groups.yaml", "groups"))
 
     def groups_of(self, pt: str) -> list[str]:

@@ -7,17 +7,10 @@ from enum import StrEnum
 
 import typer
 
-from pv import db
-from pv.alerts.service import (
-    DEFAULT_MAX_ATTEMPTS,
-    list_alerts,
-    outbox_row_dict,
-    retry_failed,
-    send_pending,
-)
-from pv.alerts.transport import transport_from_settings
 from pv.cli.options import TableOrJson as Format
-from pv.settings import get_settings
+
+# The alerts service, the database layer and the settings (SQLAlchemy, pydantic) are imported inside the commands
+# that use them, so that ``pv --help`` and the help of every command start without them.
 
 app = typer.Typer(help="Alert emails about signal changes (the outbox).", no_args_is_help=True)
 
@@ -33,16 +26,24 @@ def send(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would be sent; send and change nothing."
     ),
-    max_attempts: int = typer.Option(DEFAULT_MAX_ATTEMPTS, min=1, help="Attempts before an alert fails."),
+    max_attempts: int | None = typer.Option(
+        None, min=1, help="Attempts before an alert fails (default 5)."
+    ),  # the service's DEFAULT_MAX_ATTEMPTS, not imported here (it would load SQLAlchemy); a test holds them equal
 ) -> None:
     """Send the pending alerts (SMTP when PV_SMTP_HOST is set, else .eml files in <PV_VAR_DIR>/outbox).
 
     Exit status 1 when an attempt failed (the alert stays pending for a retry, or is marked failed).
     """
+    from pv import db
+    from pv.alerts.service import DEFAULT_MAX_ATTEMPTS, send_pending
+    from pv.alerts.transport import transport_from_settings
+    from pv.settings import get_settings
+
     settings = get_settings()
     transport = transport_from_settings(settings)
     with db.session_scope(settings.database_url) as session:
-        summary = send_pending(session, transport, max_attempts=max_attempts, dry_run=dry_run)
+        summary = send_pending(session, transport, max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
+                               dry_run=dry_run)
     if dry_run:
         typer.echo(
             f"dry run: {summary.would_send} alert(s) would be sent via {summary.transport}"
@@ -66,6 +67,10 @@ def list_(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many (newest first)."),
 ) -> None:
     """List the alerts in the outbox, newest first."""
+    from pv import db
+    from pv.alerts.service import list_alerts, outbox_row_dict
+    from pv.settings import get_settings
+
     with db.session_scope(get_settings().database_url) as session:
         rows = [outbox_row_dict(r) for r in list_alerts(session, status.value if status else None, limit)]
     if format is Format.json:
@@ -92,6 +97,10 @@ def retry(
     ids: list[int] | None = typer.Argument(None, help="Outbox ids (default: every failed alert)."),
 ) -> None:
     """Put failed alerts back in the queue with a fresh attempt budget (then run `pv alerts send`)."""
+    from pv import db
+    from pv.alerts.service import retry_failed
+    from pv.settings import get_settings
+
     with db.session_scope(get_settings().database_url) as session:
         n = retry_failed(session, ids or None)
     typer.echo(f"{n} failed alert(s) queued again")

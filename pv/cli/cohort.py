@@ -10,11 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from pv.errors import InputError, UnreadableFileError
-from pv.settings import get_settings
+
+# pandas, the analyses, the database layer and the settings are imported inside the commands that use them, so
+# that ``pv --help`` and the help of every command start without them.
 
 FORMATS = ("json", "table")
 
@@ -40,6 +41,8 @@ def _emit(result: dict, fmt: str, group: str | None = None) -> None:
     if fmt == "json":
         typer.echo(json.dumps(result, indent=2, allow_nan=False))
         return
+    import pandas as pd
+
     excluded = result["n_excluded_missing_group"]
     typer.echo(f"{_plural(result['n'], 'row')} analysed"
                + (f"; {_plural(excluded, 'row')} excluded: no value in column {group!r}" if excluded else ""))
@@ -95,7 +98,10 @@ def incidence(
     conf_type: str = typer.Option("log-log", "--conf-type", help="Interval: log-log (default) or plain."),
 ) -> None:
     """Cumulative incidence with competing risks (Aalen-Johansen), Gray's test, Fine-Gray regression."""
+    import pandas as pd
+
     from pv.analysis.incidence import CENSORED, DEATH, analyse, cohort_codes, cohort_time_event
+    from pv.settings import get_settings
 
     if fmt not in FORMATS:
         raise InputError(f"--format must be json or table, not {fmt!r}", field="format")
@@ -172,9 +178,12 @@ def onset(
     fmt: str = typer.Option("json", "--format", help="json or table."),
 ) -> None:
     """Time to onset in spontaneous reports: days from therapy start to event, median, IQR, Weibull shape."""
+    import pandas as pd
+
     from pv import db
     from pv.analysis.incidence import onset_table
     from pv.normalise import EventGroups, ProductDictionary
+    from pv.settings import get_settings
     from pv.stats.onset import time_to_onset
 
     if fmt not in FORMATS:
@@ -209,6 +218,7 @@ def ingest_cohort(
     from pv import db
     from pv.ingest.cohort import CohortMapping, load_cohort, parse_cohort_csv
     from pv.normalise import EventGroups, ProductDictionary
+    from pv.settings import get_settings
 
     settings = get_settings()
     cfg = settings.config_dir

@@ -10,22 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pv.db import session_scope
 from pv.errors import UnreadableFileError
-from pv.ingest.batch import Batch
-from pv.ingest.faers import PARSE_STAGES, parse_quarter
-from pv.ingest.store import LOAD_STAGES, LoadSummary, load_batch
-from pv.settings import get_settings
+
+# The parsers, the case store and the settings (pandas, SQLAlchemy, pydantic) are imported inside the functions
+# that use them, so that ``pv --help`` and the help of every command start without them.
+if TYPE_CHECKING:
+    from pv.ingest.batch import Batch
+    from pv.ingest.store import LoadSummary
+
+    Parser = Callable[[Path, Callable[[str], None]], Batch]
 
 app = typer.Typer(help="Load report files into the case store.", no_args_is_help=True)
-
-Parser = Callable[[Path, Callable[[str], None]], Batch]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ def ingest_files(paths: Sequence[Path], parse: Parser, *, parse_stages: int = 1,
     ``parse(path, step)`` returns a Batch and may call ``step(stage)`` up to ``parse_stages`` times (for the
     progress bar). An :class:`UnreadableFileError` is reported for that file and the others still load.
     """
+    from pv.db import session_scope
+    from pv.ingest.store import LOAD_STAGES, load_batch
+    from pv.settings import get_settings
+
     console = console or Console(width=None if _terminal() else 160)
     url = get_settings().database_url
     results: list[FileResult] = []
@@ -111,6 +117,8 @@ def exit_code(results: Sequence[FileResult]) -> int:
 def faers(paths: list[Path] = typer.Argument(..., help="Quarter zips or extracted folders (FAERS or AERS).")
           ) -> None:
     """Load FAERS quarterly ASCII or legacy AERS extracts (zip or folder), deduplicating across quarters."""
+    from pv.ingest.faers import PARSE_STAGES, parse_quarter
+
     results = ingest_files(paths, lambda p, step: parse_quarter(p, progress=step),
                            parse_stages=len(PARSE_STAGES))
     if exit_code(results):

@@ -6,20 +6,21 @@ import datetime as dt
 from pathlib import Path
 
 import typer
-from sqlalchemy import select
 
-from pv.db import session_scope
 from pv.errors import NotFoundError
-from pv.models import Run
-from pv.report.build import build_report_data
-from pv.report.render import write_report
-from pv.settings import get_settings
+
+# SQLAlchemy, the report (matplotlib, WeasyPrint) and the settings are imported inside the functions that use
+# them, so that ``pv --help`` and the help of every command start without them.
 
 app = typer.Typer(help="Safety reports.", no_args_is_help=True)
 
 
 def latest_run_id(session, as_of: dt.date | None = None) -> int:  # type: ignore[no-untyped-def]
     """The latest succeeded run (as of ``as_of`` exactly, when given)."""
+    from sqlalchemy import select
+
+    from pv.models import Run
+
     q = select(Run.id).where(Run.status == "succeeded")
     if as_of is not None:
         q = q.where(Run.as_of == as_of)
@@ -38,6 +39,11 @@ def weekly(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <var_dir>/reports)."),
 ) -> None:
     """Write the weekly signal report of a run as HTML and PDF, and print their paths."""
+    from pv.db import session_scope
+    from pv.report.build import build_report_data
+    from pv.report.render import write_report
+    from pv.settings import get_settings
+
     if run is not None and as_of is not None:
         raise typer.BadParameter("give --run or --as-of, not both")
     out_dir = out or get_settings().var_dir / "reports"

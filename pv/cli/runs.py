@@ -16,17 +16,20 @@ from typing import Any
 
 import typer
 
-from pv.analysis import runs as run_service
 from pv.cli.options import Every, iso_date
 from pv.cli.options import TableOrJson as Format
-from pv.db import session_scope
 from pv.errors import InputError, PvError
-from pv.settings import get_settings
+
+# The run service, the database layer, the settings and the tasks (SQLAlchemy, pandas, Celery) are imported
+# inside the functions that use them, so that ``pv --help`` and the help of every command start without them.
 
 runs_app = typer.Typer(help="Analysis runs.", no_args_is_help=True)
 
 
 def _wait(run_ids: list[int], timeout: float, poll: float = 0.5) -> list[dict[str, Any]]:
+    from pv.analysis import runs as run_service
+    from pv.db import session_scope
+
     deadline = time.monotonic() + timeout
     while True:
         with session_scope() as session:
@@ -44,6 +47,7 @@ def analyze(
     timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait at most with --wait."),
 ) -> None:
     """Start an analysis run (or find the same one already requested) and print its id."""
+    from pv.settings import get_settings
     from workers.tasks import submit_run
 
     day = iso_date(as_of, "--as-of") or dt.date.today()
@@ -109,6 +113,9 @@ def list_runs(
     limit: int = typer.Option(None, "--limit", help="Most recent N runs."),
 ) -> None:
     """Every run, most recent first."""
+    from pv.analysis import runs as run_service
+    from pv.db import session_scope
+
     with session_scope() as session:
         rows = [run_service.run_summary(r) for r in run_service.list_runs(session, limit)]
     if fmt is Format.json:
@@ -123,6 +130,9 @@ def show_run(
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """One run: status, dates, configuration hash, counts, MGPS prior, timings, error."""
+    from pv.analysis import runs as run_service
+    from pv.db import session_scope
+
     with session_scope() as session:
         summary = run_service.run_summary(run_service.get_run(session, run_id))
     if fmt is Format.json:
@@ -148,6 +158,8 @@ def worker(
     pool: str = typer.Option("prefork", "--pool", help="prefork, solo or threads."),
 ) -> None:
     """Start a Celery worker for pv's tasks (needs PV_BROKER_URL)."""
+    from pv.settings import get_settings
+
     settings = get_settings()
     if settings.is_embedded:
         raise PvError("no broker configured (PV_BROKER_URL): tasks run in process, no worker is needed")
@@ -157,6 +169,8 @@ def worker(
 
 def beat(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:
     """Start Celery beat: the weekly cycle at the day and time of config/schedule.yaml (needs PV_BROKER_URL)."""
+    from pv.settings import get_settings
+
     settings = get_settings()
     if settings.is_embedded:
         raise PvError("no broker configured (PV_BROKER_URL): beat needs a broker and a worker")

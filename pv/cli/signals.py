@@ -13,11 +13,10 @@ from typing import Any
 import typer
 
 from pv.cli.options import Every, Format, iso_date
-from pv.db import session_scope
-from pv.signals import backtest as backtest_service
-from pv.signals import commands, queries
-from pv.signals import labels as label_service
-from pv.signals.lifecycle import STATES
+from pv.signals.states import STATES
+
+# The database layer and the services (SQLAlchemy, pandas) are imported inside the commands that use them, so
+# that ``pv --help`` and the help of every command start without them.
 
 signal_app = typer.Typer(help="One signal: show it, move it through the lifecycle.", no_args_is_help=True)
 labels_app = typer.Typer(help="The label registry (events on each product's label per jurisdiction).",
@@ -113,6 +112,9 @@ def signal_show(
     fmt: Format = typer.Option(Format.table, "--format", help="table (text) or json."),
 ) -> None:
     """One signal: measures trend, labelled per jurisdiction, evidence and audit trail."""
+    from pv.db import session_scope
+    from pv.signals import queries
+
     with session_scope() as session:
         d = queries.signal_detail(session, signal_id)
     if fmt is Format.json:
@@ -146,6 +148,9 @@ def signal_transition(
     reason: str = typer.Option(..., "--reason", help="Why."),
 ) -> None:
     """Move a signal through the GVP IX lifecycle (only allowed transitions; recorded in the audit trail)."""
+    from pv.db import session_scope
+    from pv.signals import commands, queries
+
     with session_scope() as session:
         before = queries.get_signal(session, signal_id).status
         sig = commands.transition_signal(session, signal_id, status, by=by, reason=reason)
@@ -164,6 +169,9 @@ def labels_list(
     fmt: Format = typer.Option(Format.table, "--format"),
 ) -> None:
     """Label entries (seeded from config/labels.yaml on first use)."""
+    from pv.db import session_scope
+    from pv.signals import labels as label_service
+
     with session_scope() as session:
         label_service.ensure_seeded(session)
         rows = [label_service.label_as_dict(r) for r in label_service.list_labels(
@@ -178,6 +186,9 @@ def labels_show(
     fmt: Format = typer.Option(Format.table, "--format"),
 ) -> None:
     """The label of one product in force at a date, per jurisdiction and section, with history."""
+    from pv.db import session_scope
+    from pv.signals import labels as label_service
+
     when = iso_date(as_of, "--as-of") or dt.date.today()
     with session_scope() as session:
         label_service.ensure_seeded(session)
@@ -208,6 +219,10 @@ def labels_add(
     check: bool = typer.Option(False, "--check", help="Mark as a fact to verify."),
 ) -> None:
     """Record a label change; flagged signals it covers are cleared and move to monitoring."""
+    from pv.db import session_scope
+    from pv.signals import commands
+    from pv.signals import labels as label_service
+
     when = iso_date(effective, "--effective")
     assert when is not None
     with session_scope() as session:
@@ -228,6 +243,9 @@ def labels_seed(
     by: str = typer.Option("seed", "--by"),
 ) -> None:
     """Add the entries of the seed file that are not in the label registry yet."""
+    from pv.db import session_scope
+    from pv.signals import labels as label_service
+
     with session_scope() as session:
         added = label_service.seed_labels(session, file, by=by)
     typer.echo(f"{added} label entries added")
@@ -249,6 +267,9 @@ def backtest(
     fmt: Format = typer.Option(Format.table, "--format"),
 ) -> None:
     """Replay as-of runs: when each signal is raised, flagged for a label update, and the label change."""
+    from pv.db import session_scope
+    from pv.signals import backtest as backtest_service
+
     d0, d1 = iso_date(start, "--from"), iso_date(end, "--to")
     assert d0 is not None and d1 is not None
     with session_scope() as session:

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pv.cli.options import TableOrJson as Format
-from pv.db import session_scope
-from pv.ingest.summary import store_summary
-from pv.settings import get_settings
+
+# The database layer, the store summary and the settings are imported inside the command, so that ``pv --help``
+# and the help of every command start without them.
 
 app = typer.Typer(help="Case store contents.", no_args_is_help=True)
 
@@ -19,6 +19,10 @@ app = typer.Typer(help="Case store contents.", no_args_is_help=True)
 @app.command()
 def summary(fmt: Format = typer.Option(Format.table, "--format", help="json or table.")) -> None:
     """Counts of cases, versions, drugs, reactions, quarantined rows; cases per product and event group."""
+    from pv.db import session_scope
+    from pv.ingest.summary import store_summary
+    from pv.settings import get_settings
+
     with session_scope(get_settings().database_url) as session:
         data = store_summary(session)
     if fmt is Format.json:

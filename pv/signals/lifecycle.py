@@ -12,67 +12,31 @@ Manual transitions (``pv signal transition``) follow :data:`TRANSITIONS`. The fe
 also make the :data:`AUTOMATIC_TRANSITIONS`: when a label change covers the event, any open state moves to
 ``monitoring``; a monitored signal that strengthens reopens to ``validated``. Every change, manual or
 automatic, adds a row to ``signal_audit`` with who, when and why.
+
+The states and the transition rules are defined in :mod:`pv.signals.states` (no database) and exported here too;
+this module records the transitions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Final
 
 from sqlalchemy.orm import Session
 
-from pv.errors import InputError, InvalidTransitionError
+from pv.errors import InputError
 from pv.models.signals import Signal, SignalAudit
-
-STATES: Final[tuple[str, ...]] = (
-    "new", "validated", "refuted", "prioritised", "assessed", "action_recommended", "monitoring", "closed",
+from pv.signals.states import (
+    AUTOMATIC_TRANSITIONS,
+    OPEN_STATES,
+    STATES,
+    SYSTEM_USER,
+    TRANSITIONS,
+    allowed_targets,
+    check_transition,
 )
-OPEN_STATES: Final[frozenset[str]] = frozenset(
-    {"new", "validated", "prioritised", "assessed", "action_recommended", "monitoring"}
-)
-#: Manual (human) transitions.
-TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
-    "new": ("validated", "refuted"),
-    "validated": ("prioritised", "refuted"),
-    "refuted": ("validated",),
-    "prioritised": ("assessed",),
-    "assessed": ("action_recommended", "monitoring", "closed"),
-    "action_recommended": ("monitoring", "closed"),
-    "monitoring": ("validated", "closed"),
-    "closed": (),
-}
-#: Extra transitions the feedback loop makes on its own (recorded with by='pv').
-AUTOMATIC_TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
-    "new": ("monitoring",),
-    "validated": ("monitoring",),
-    "prioritised": ("monitoring",),
-    "assessed": (),
-    "action_recommended": (),
-    "monitoring": (),
-    "refuted": (),
-    "closed": (),
-}
-SYSTEM_USER: Final[str] = "pv"
 
-
-def allowed_targets(status: str, *, automatic: bool = False) -> tuple[str, ...]:
-    targets = TRANSITIONS.get(status, ())
-    if automatic:
-        targets = targets + AUTOMATIC_TRANSITIONS.get(status, ())
-    return targets
-
-
-def check_transition(signal_id: int | None, current: str, target: str, *, automatic: bool = False) -> None:
-    """Raise InvalidTransitionError (naming the allowed targets) unless current -> target is allowed."""
-    if target not in STATES:
-        raise InvalidTransitionError(f"unknown status {target!r}; statuses are: {', '.join(STATES)}")
-    allowed = allowed_targets(current, automatic=automatic)
-    if target not in allowed:
-        who = f"signal {signal_id}" if signal_id is not None else "a signal"
-        options = ", ".join(allowed) if allowed else "none (final state)"
-        raise InvalidTransitionError(
-            f"cannot move {who} from {current!r} to {target!r}; allowed from {current!r}: {options}"
-        )
+__all__ = ["AUTOMATIC_TRANSITIONS", "OPEN_STATES", "STATES", "SYSTEM_USER", "TRANSITIONS", "allowed_targets",
+           "check_transition", "record", "transition"]
 
 
 def record(

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from pv.errors import InputError
 
@@ -35,7 +35,7 @@ from pv.errors import InputError
 MEASURES: tuple[str, ...] = ("prr", "prr_chi2", "ror", "ror_lower", "ror_upper", "ic", "ic025", "ic975",
                              "ebgm", "eb05", "eb95")
 
-Z95 = float(stats.norm.ppf(0.975))
+Z95 = float(special.ndtri(0.975))  # the standard normal quantile, as scipy.stats.norm.ppf computes it
 
 
 def prr_table(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +98,8 @@ def ic_table(n: np.ndarray, expected: np.ndarray, *, interval: Literal["gamma", 
 
 def fisher_greater(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
     """One-sided Fisher exact p-value P(X >= a) for X ~ Hypergeometric(N, a + c, a + b), vectorised."""
+    from scipy import stats  # heavy to import (about a second): only the callers that ask for Fisher pay for it
+
     a, b, c, d = (np.asarray(x, dtype=np.int64) for x in (a, b, c, d))
     total = a + b + c + d
     return np.asarray(stats.hypergeom.sf(a - 1, total, a + c, a + b), dtype=np.float64)
