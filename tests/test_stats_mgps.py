@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import integrate, stats
+from scipy import integrate, optimize, special, stats
 
 from pv.errors import ConvergenceError, InputError
 from pv.stats import (
@@ -154,6 +154,57 @@ def test_posterior_quantiles_and_ebgm_by_integration() -> None:
 
         mean_log = integrate.quad(integrand, 0, np.inf, limit=200)[0]
         assert s["ebgm"].iloc[i] == pytest.approx(math.exp(mean_log), rel=1e-6)
+
+
+def _reference_quantile(n: float, e: float, h: Hyperparameters, level: float) -> float:
+    """The posterior quantile by Brent's method on the exact mixture CDF, to full double precision.
+
+    Written independently of pv's solver: the posterior weight from scipy's negative binomial log-pmf, the CDF
+    from the regularised incomplete gamma function, the root bracketed by the two component quantiles.
+    """
+    l1 = stats.nbinom.logpmf(n, h.alpha1, h.beta1 / (h.beta1 + e)) + math.log(h.p)
+    l2 = stats.nbinom.logpmf(n, h.alpha2, h.beta2 / (h.beta2 + e)) + math.log1p(-h.p)
+    q = special.expit(l1 - l2)
+    k1, k2, r1, r2 = h.alpha1 + n, h.alpha2 + n, h.beta1 + e, h.beta2 + e
+
+    def cdf_minus_level(x: float) -> float:
+        return float(q * special.gammainc(k1, r1 * x) + (1 - q) * special.gammainc(k2, r2 * x) - level)
+
+    x1, x2 = special.gammaincinv(k1, level) / r1, special.gammaincinv(k2, level) / r2
+    lo, hi = min(x1, x2) * (1 - 1e-9), max(x1, x2) * (1 + 1e-9)
+    return float(optimize.brentq(cdf_minus_level, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps,
+                                 maxiter=1000))
+
+
+@pytest.mark.parametrize("hyper", [
+    Hyperparameters(20.958, 1.6578, 1.7383, 1.5643, 0.034938),  # pv's CAERS maximum
+    OPENEBGM,
+    Hyperparameters(0.2, 0.06, 1.4, 1.8, 0.1),  # DuMouchel's (1999) FAERS prior
+    Hyperparameters(50.0, 10.0, 0.05, 0.01, 0.5),  # two very different components
+], ids=["caers", "openebgm", "dumouchel", "far-apart"])
+def test_posterior_quantiles_match_an_independent_root_finder(hyper: Hyperparameters) -> None:
+    # counts up to 1e5 and expected counts down to 1e-3, where the posterior is narrow and far from the prior
+    n, e = (a.ravel() for a in np.meshgrid([1, 2, 3, 5, 10, 30, 100, 1_000, 10_000, 100_000],
+                                           [1e-3, 3e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4]))
+    s = ebgm_scores(n, e, hyper, quantiles=(0.05, 0.5, 0.95))
+    assert s.attrs["quantiles_not_converged"] == 0
+    for col, level in (("eb05", 0.05), ("eb50", 0.5), ("eb95", 0.95)):
+        ref = np.array([_reference_quantile(a, b, hyper, level) for a, b in zip(n, e, strict=True)])
+        rel = np.abs(s[col].to_numpy() / ref - 1)
+        assert rel.max() < 1e-8, (col, n[np.argmax(rel)], e[np.argmax(rel)], rel.max())
+
+
+def test_posterior_quantile_between_two_narrow_components_converges() -> None:
+    # The prior fitted to the first 300 CAERS reports (alpha and beta at the upper bound): for n = 1 and
+    # E = 0.27 the posterior is two narrow gammas far apart, and the 5% quantile lies in the tail of the upper
+    # one, where Halley steps are small although the root is far; the solver used to stop there or give up.
+    h = Hyperparameters(alpha1=1e4, beta1=3756.9171184041065, alpha2=3670.853971914527, beta2=1e4,
+                        p=0.48645007132297235)
+    s = ebgm_scores([1, 1, 2], [0.27, 0.05, 0.27], h)
+    assert s.attrs["quantiles_not_converged"] == 0
+    for i, (n, e) in enumerate(((1, 0.27), (1, 0.05), (2, 0.27))):
+        for col, level in (("eb05", 0.05), ("eb95", 0.95)):
+            assert s[col].iloc[i] == pytest.approx(_reference_quantile(n, e, h, level), rel=1e-8)
 
 
 def test_shard_scoring_with_known_hyperparameters(caers_counts: pd.DataFrame) -> None:

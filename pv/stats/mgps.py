@@ -327,15 +327,25 @@ def _posterior_weights(n: np.ndarray, e: np.ndarray, h: Hyperparameters
 
 
 def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.ndarray, e: np.ndarray,
-                      h: Hyperparameters, *, tol: float = 1e-9, step_tol: float = 1e-3,
+                      h: Hyperparameters, *, step_tol: float = 1e-8, tol: float = 1e-12,
                       max_iter: int = 200) -> np.ndarray:
-    """Quantile of Q Gamma(a1 + n, b1 + E) + (1 - Q) Gamma(a2 + n, b2 + E) for every pair at once.
+    """Quantile of Q Gamma(a1 + n, b1 + E) + (1 - Q) Gamma(a2 + n, b2 + E) for every pair at once; NaN for a
+    pair whose iteration does not converge.
 
-    The answer lies between the two component quantiles (each an inverse regularised gamma at a shape that
-    depends on n only, so computed once per distinct n). Starting from the quantile of the moment-matched
-    single gamma (Wilson-Hilferty), Halley steps on u = log x are kept inside that bracket (bisection when a
-    step leaves it), on the still-active pairs only, until a Halley step is below ``step_tol`` (a Newton
-    step below its square: either leaves an error of order 1e-9) or the bracket is narrower than ``tol``.
+    Works on u = log x. The answer lies between the two component quantiles (each an inverse regularised gamma
+    at a shape that depends on n only, so computed once per distinct n), and that bracket is narrowed at every
+    step by the sign of F(u) - target. From the quantile of the moment-matched single gamma (Wilson-Hilferty),
+    Halley steps (Newton where Halley's is unusable) run on the still-active pairs only; a step that leaves the
+    bracket or does not at least halve the step before last is replaced by bisection (the safeguard of
+    Numerical Recipes' rtsafe), so every pair converges within a bounded number of iterations.
+
+    Stopping: with ``d = |F - target| / F'`` (the Newton distance to the root) and ``L`` the scale on which
+    ``F'`` changes (the largest of 1, ``|F''/F'|`` and ``sqrt(|F'''/F'|)``, derivatives in ``u``), a pair stops
+    after its step once ``d L <= 0.1`` and ``(d L)^2 d <= step_tol``: a Halley step leaves an error of order
+    ``(d L)^2 d`` in ``u``, the relative error of the quantile (measured: at most 0.3 ``step_tol``, so below
+    3e-9 by default; tests/test_stats_mgps.py compares with an independent root finder). The bracket stops a
+    pair when it is narrower than ``tol``. The Newton distance, not the Halley step, is tested: in the far
+    tail of a narrow component a Halley step is small although the root is far away.
     """
     k1 = h.alpha1 + n_uniq
     k2 = h.alpha2 + n_uniq
@@ -358,8 +368,11 @@ def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.
     del mean, second, var, shape, wh, kk1, kk2
     lgk1 = special.gammaln(k1)
     lgk2 = special.gammaln(k2)
-    active = np.flatnonzero(width > tol)
     u[width <= tol] = lo[width <= tol]
+    # rtsafe's safeguard: the step before last (bracket width to begin with)
+    prev = width.copy()
+    last = width.copy()
+    active = np.flatnonzero(width > tol)
     for _ in range(max_iter):
         if len(active) == 0:
             break
@@ -373,29 +386,43 @@ def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.
         g1 = qa * np.exp(kk1 * np.log(y1) - y1 - lgk1[ia])
         g2 = (1.0 - qa) * np.exp(kk2 * np.log(y2) - y2 - lgk2[ia])
         d1 = g1 + g2
-        d2 = g1 * (kk1 - y1) + g2 * (kk2 - y2)
+        c1, c2 = kk1 - y1, kk2 - y2
+        d2 = g1 * c1 + g2 * c2
+        d3 = g1 * (c1 * c1 - y1) + g2 * (c2 * c2 - y2)  # dg_i/du = g_i c_i, dc_i/du = -y_i
         lo_a, hi_a = lo[active], hi[active]
         above = err > 0
         hi_a = np.where(above, ua, hi_a)
         lo_a = np.where(above, lo_a, ua)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = 2.0 * err * d1 / (2.0 * d1 * d1 - err * d2)  # Halley
             newton = err / d1
-            halley = np.isfinite(step) & (step * newton > 0)
-            step = np.where(halley, step, newton)
+            step = 2.0 * err * d1 / (2.0 * d1 * d1 - err * d2)  # Halley
+            step = np.where(np.isfinite(step) & (step * newton > 0), step, newton)
+            # the scale on which F' changes: its first and second relative derivatives
+            scale = np.maximum(np.maximum(1.0, np.abs(d2 / d1)), np.sqrt(np.abs(d3 / d1)))
+            dist = np.abs(newton) * scale
+            settled = (dist <= 0.1) & (dist * dist * np.abs(newton) <= step_tol)
         new = ua - step
-        bisect = ~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
-        new = np.where(bisect, 0.5 * (lo_a + hi_a), new)
+        bisect = (~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
+                  | (np.abs(step) > 0.5 * prev[active]))
+        mid = 0.5 * (lo_a + hi_a)
+        new = np.where(bisect, mid, new)
         new = np.where(err == 0, ua, new)
-        # a Halley step of size h leaves an error of order h**3, a Newton step one of order h**2
-        small = np.abs(step) <= np.where(halley, step_tol, step_tol * step_tol)
-        done = (err == 0) | ((hi_a - lo_a) <= tol) | (~bisect & small)
+        narrow = (hi_a - lo_a) <= tol
+        new = np.where(narrow & (err != 0), mid, new)
+        broken = ~np.isfinite(err)  # e.g. a posterior weight that overflowed: no answer rather than a wrong one
+        new = np.where(broken, np.nan, new)
+        done = (err == 0) | narrow | (~bisect & settled) | broken
+        prev[active] = last[active]
+        last[active] = np.abs(new - ua)
         lo[active], hi[active] = lo_a, hi_a
         u[active] = new
         active = active[~done]
-    else:
-        raise ConvergenceError(f"posterior quantile {target} did not converge for {len(active)} pairs")
+    u[active] = np.nan
     return np.exp(u)
+
+
+#: ``attrs`` key of a scored table: the number of pairs whose posterior quantiles did not converge.
+QUANTILE_FAILURES = "quantiles_not_converged"
 
 
 def _quantile_name(q: float) -> str:
@@ -408,7 +435,9 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
     """EBGM and posterior quantiles (columns ``ebgm``, ``eb05``, ``eb95`` for the default quantiles) per pair.
 
     Works for any subset of pairs (e.g. a shard of products) given hyperparameters fitted on the whole table.
-    Pairs with ``n = 0`` get the prior-to-posterior update with ``n = 0``.
+    Pairs with ``n = 0`` get the prior-to-posterior update with ``n = 0``. A pair whose posterior quantile
+    iteration does not converge gets NaN in that quantile's column (its EBGM, a closed form, is kept); the
+    number of such pairs is ``result.attrs["quantiles_not_converged"]``.
     """
     n_f, e = _check_arrays(n, expected)
     for qv in quantiles:
@@ -416,7 +445,9 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
             raise InputError(f"quantile {qv} is not in (0, 1)", field="quantiles")
     cols = ["ebgm", *(_quantile_name(qv) for qv in quantiles)]
     if len(n_f) == 0:
-        return pd.DataFrame({c: np.zeros(0) for c in cols})
+        empty = pd.DataFrame({c: np.zeros(0) for c in cols})
+        empty.attrs[QUANTILE_FAILURES] = 0
+        return empty
     n_u, e_u, _, inverse = _unique_pairs(n_f, e)
     qn, un, idx = _posterior_weights(n_u, e_u, hyper)
     m1 = special.digamma(hyper.alpha1 + un)[idx] - np.log(hyper.beta1 + e_u)
@@ -426,9 +457,13 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
     workers = max(1, min(len(quantiles), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         found = list(pool.map(lambda qv: _mixture_quantile(qv, qn, un, idx, e_u, hyper), quantiles))
+    failed = np.zeros(len(n_f), dtype=bool)
     for name, values in zip(cols[1:], found, strict=True):
         out[name] = values[inverse]
-    return pd.DataFrame(out)
+        failed |= np.isnan(out[name]) & ~np.isnan(out["ebgm"])
+    frame = pd.DataFrame(out)
+    frame.attrs[QUANTILE_FAILURES] = int(failed.sum())
+    return frame
 
 
 # ----------------------------------------------------------------------------------------------------------
