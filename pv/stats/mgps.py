@@ -385,33 +385,70 @@ def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.
         if len(active) == 0:
             break
         ua, qa, ia = u[active], q[active], idx[active]
-        r1a, r2a = r1[active], r2[active]
         kk1, kk2 = k1[ia], k2[ia]
-        y1 = r1a * np.exp(ua)
-        y2 = r2a * np.exp(ua)
-        err = qa * special.gammainc(kk1, y1) + (1.0 - qa) * special.gammainc(kk2, y2) - target
-        # dF/du = sum_i w_i g_i, g_i = exp(k_i log y_i - y_i - lgamma(k_i)); dg_i/du = g_i (k_i - y_i)
-        g1 = qa * np.exp(kk1 * np.log(y1) - y1 - lgk1[ia])
-        g2 = (1.0 - qa) * np.exp(kk2 * np.log(y2) - y2 - lgk2[ia])
+        y1 = np.exp(ua)
+        y2 = y1 * r2[active]
+        y1 *= r1[active]
+        p2 = special.gammainc(kk2, y2)
+        err = special.gammainc(kk1, y1)
+        err -= p2
+        err *= qa
+        err += p2
+        err -= target  # F(u) - target, F = q P(k1, y1) + (1 - q) P(k2, y2)
+        # dF/du = g1 + g2 with g_i = w_i exp(k_i log y_i - y_i - lgamma(k_i)); dg_i/du = g_i c_i, c_i = k_i - y_i,
+        # and dc_i/du = -y_i: F'' = sum g_i c_i, F''' = sum g_i (c_i^2 - y_i)
+        g1 = np.log(y1)
+        g1 *= kk1
+        g1 -= y1
+        g1 -= lgk1[ia]
+        np.exp(g1, out=g1)
+        g1 *= qa
+        g2 = np.log(y2)
+        g2 *= kk2
+        g2 -= y2
+        g2 -= lgk2[ia]
+        np.exp(g2, out=g2)
+        g2 *= 1.0 - qa
+        del qa, ia, p2
+        c1 = np.subtract(kk1, y1, out=kk1)
+        c2 = np.subtract(kk2, y2, out=kk2)
         d1 = g1 + g2
-        c1, c2 = kk1 - y1, kk2 - y2
-        d2 = g1 * c1 + g2 * c2
-        d3 = g1 * (c1 * c1 - y1) + g2 * (c2 * c2 - y2)  # dg_i/du = g_i c_i, dc_i/du = -y_i
+        d2 = g1 * c1
+        d2 += g2 * c2
+        np.multiply(c1, c1, out=c1)
+        c1 -= y1
+        c1 *= g1
+        np.multiply(c2, c2, out=c2)
+        c2 -= y2
+        c2 *= g2
+        d3 = np.add(c1, c2, out=c1)
+        del g1, g2, c2, y1, y2, kk2
         lo_a, hi_a = lo[active], hi[active]
         above = err > 0
         hi_a = np.where(above, ua, hi_a)
         lo_a = np.where(above, lo_a, ua)
+        del above
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             newton = err / d1
             step = 2.0 * err * d1 / (2.0 * d1 * d1 - err * d2)  # Halley
             step = np.where(np.isfinite(step) & (step * newton > 0), step, newton)
-            # the scale on which F' changes: its first and second relative derivatives
-            scale = np.maximum(np.maximum(1.0, np.abs(d2 / d1)), np.sqrt(np.abs(d3 / d1)))
-            dist = np.abs(newton) * scale
-            settled = (dist <= 0.1) & (dist * dist * np.abs(newton) <= step_tol)
+            # (d L)^2 with d the Newton distance and L^2 = max(1, (F''/F')^2, |F'''/F'|)
+            scale = np.divide(d2, d1, out=d2)
+            np.multiply(scale, scale, out=scale)
+            np.divide(d3, d1, out=d3)
+            np.abs(d3, out=d3)
+            np.maximum(scale, d3, out=scale)
+            np.maximum(scale, 1.0, out=scale)
+            dist2 = np.multiply(newton, newton, out=d3)
+            dist2 *= scale
+            settled = (dist2 <= 0.01) & (dist2 * np.abs(newton) <= step_tol)
+        del d1, d2, d3, dist2, scale, newton
         new = ua - step
-        bisect = (~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
-                  | (np.abs(step) > 0.5 * prev[active]))
+        bisect = ~np.isfinite(new)
+        bisect |= new <= lo_a
+        bisect |= new >= hi_a
+        bisect |= np.abs(step) > 0.5 * prev[active]
+        del step
         mid = 0.5 * (lo_a + hi_a)
         new = np.where(bisect, mid, new)
         new = np.where(err == 0, ua, new)
@@ -420,6 +457,7 @@ def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.
         broken = ~np.isfinite(err)  # e.g. a posterior weight that overflowed: no answer rather than a wrong one
         new = np.where(broken, np.nan, new)
         done = (err == 0) | narrow | (~bisect & settled) | broken
+        del mid, narrow, bisect, settled, broken, err
         prev[active] = last[active]
         last[active] = np.abs(new - ua)
         lo[active], hi[active] = lo_a, hi_a
