@@ -768,8 +768,8 @@ class MGPS:
 
     def _refine(self, x0: np.ndarray, sub: _Data, full: _Data, gtol: float,
                 max_iter: int = 40) -> optimize.OptimizeResult | None:
-        """Quasi-Newton steps on all pairs from the subsample optimum, with the subsample's Hessian as the
-        starting inverse-Hessian (BFGS updates after that): a handful of passes over all pairs instead of a
+        """Quasi-Newton steps on all pairs from an optimum of the squashed table, with that table's Hessian as
+        the starting inverse-Hessian (BFGS updates after that): a handful of passes over all pairs instead of a
         cold L-BFGS-B. None when the start is on a bound or the steps stop decreasing the objective."""
         box = self._box()
         lo = np.array([b[0] for b in box])
@@ -794,7 +794,7 @@ class MGPS:
             pg = self._projected_gradient(x, g)
             if pg <= gtol:
                 res = optimize.OptimizeResult(x=x, fun=f, jac=g, nit=it, success=True,
-                                              message="CONVERGENCE: quasi-Newton from the subsample Hessian")
+                                              message="CONVERGENCE: quasi-Newton from the squashed table's Hessian")
                 res.pgrad, res.ok = pg, True
                 return res
             direction = -inv_h @ g
@@ -827,7 +827,8 @@ class MGPS:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """One row per start (and the final refit on all pairs): start, result, loglik, convergence."""
+        """One row per start and stage ("squashed" exploration, "full" fits on all pairs): the start, the
+        points used, the result, its log-likelihood, gradient, convergence, whether it is on a bound."""
         self._check_fitted()
         return self._summary.copy()
 
