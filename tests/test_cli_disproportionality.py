@@ -72,3 +72,64 @@ def test_missing_column_and_missing_file(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 1 and "field 'drug'" in err and "caers_2012.csv" in err
     code, _, err = _run(["disproportionality", str(tmp_path / "none.csv")], capsys)
     assert code == 1 and "no such file" in err
+
+
+def _first_reports(tmp_path: Path, k: int) -> Path:
+    raw = pd.read_csv(CAERS)
+    path = tmp_path / f"caers_first_{k}.csv"
+    raw[raw["id"].isin(raw["id"].drop_duplicates().iloc[:k])].to_csv(path, index=False)
+    return path
+
+
+def test_a_degenerate_prior_is_reported_and_its_ebgm_withheld(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # the first 200 reports: the fit ends on the edge of the parameter space (beta1 = alpha2 = 1e4)
+    code, out, err = _run(["disproportionality", str(_first_reports(tmp_path, 200)), "--format", "json",
+                           "--all-columns"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["converged"] is True and doc["at_bound"] is True
+    assert "degenerate" in doc["reason"] and "alpha2 = 1e+04 at its upper bound" in doc["reason"]
+    assert "EBGM, EB05 and EB95 withheld: the MGPS prior is degenerate" in err
+    pairs = doc["pairs"]
+    assert len(pairs) == 828
+    assert all(p["ebgm"] is None and p["eb05"] is None and p["ebgm_signal"] is False for p in pairs)
+    assert sum(p["prr_signal"] for p in pairs) == 15 and all(p["ic"] is not None for p in pairs)
+
+
+def test_every_pair_is_written_when_the_prior_is_degenerate(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # the first 300 reports used to stop the command with no output (a posterior quantile did not converge)
+    code, out, err = _run(["disproportionality", str(_first_reports(tmp_path, 300))], capsys)
+    assert code == 0 and "withheld" in err
+    table = pd.read_csv(io.StringIO(out), keep_default_na=False, na_values=[""])
+    assert len(table) == 1288 and table["eb05"].isna().all() and table["prr"].notna().all()
+
+
+def test_a_table_with_fewer_than_five_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "rows.csv"
+    pd.DataFrame({"id": [1, 1, 2, 3], "var1": ["A", "A", "B", "B"], "var2": ["x", "y", "x", "y"]}).to_csv(
+        src, index=False)
+    code, out, err = _run(["disproportionality", str(src), "--format", "json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["hyperparameters"] is None and doc["converged"] is False and doc["loglik"] is None
+    assert doc["reason"] == "MGPS needs at least 5 pairs to fit its 5 hyperparameters, the table has 4"
+    assert "withheld: MGPS needs at least 5 pairs" in err
+    assert len(doc["pairs"]) == 4 and all(p["ror"] is not None and p["ebgm"] is None for p in doc["pairs"])
+
+
+def test_pairs_whose_quantiles_fail_are_summarised_on_stderr(capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from pv.stats import mgps as mgps_module
+
+    solve = mgps_module._mixture_quantile
+    monkeypatch.setattr(mgps_module, "_mixture_quantile",
+                        lambda *a, **k: solve(*a, **{**k, "max_iter": 2}))  # too few iterations for some pairs
+    code, out, err = _run(["disproportionality", str(CAERS), "--format", "json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    empty = sum(p["eb05"] is None or p["eb95"] is None for p in doc["pairs"])
+    assert 0 < empty == doc["quantiles_not_converged"] and doc["reason"] is None
+    assert f"EB05/EB95 left empty for {empty} pair(s)" in err
+    assert all(p["ebgm"] is not None for p in doc["pairs"])

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import integrate, stats
+from scipy import integrate, optimize, special, stats
 
-from pv.errors import ConvergenceError, InputError
+from pv.errors import InputError
 from pv.stats import (
     MGPS,
     RESULT_COLUMNS,
@@ -121,14 +121,15 @@ def test_recovers_simulated_prior() -> None:
     lam = np.where(comp, rng.gamma(truth.alpha1, 1 / truth.beta1, len(e)),
                    rng.gamma(truth.alpha2, 1 / truth.beta2, len(e)))
     n = rng.poisson(lam * e)
-    m = MGPS(subsample=4_000, seed=2).fit_arrays(n, e)  # pairs with n = 0 are dropped (truncated fit)
+    m = MGPS(subsample=4_000).fit_arrays(n, e)  # pairs with n = 0 are dropped (truncated fit)
     got = m.hyperparameters_
     assert m.loglik_ >= log_likelihood(n, e, truth)  # the maximum is at least as likely as the truth
     assert got.p == pytest.approx(truth.p, abs=0.07)
     assert got.alpha2 / got.beta2 == pytest.approx(1.0, rel=0.15)
     assert got.alpha1 / got.beta1 > 1.2  # the rarer component is the high-ratio one (weakly identified)
     assert m.summary["stage"].tolist()[-1] == "full"
-    # choosing the start on a subsample lands on the same optimum as running every start on all pairs
+    assert m.summary["stage"].iloc[0] == "squashed" and m.summary["points"].iloc[0] <= 4_000
+    # exploring the starts on a squashed table lands on the same optimum as running every start on all pairs
     every = MGPS(subsample=None).fit_arrays(n, e)
     np.testing.assert_allclose(every.hyperparameters_.as_array(), got.as_array(), rtol=1e-3)
     assert every.loglik_ == pytest.approx(m.loglik_, abs=1e-4)
@@ -156,6 +157,57 @@ def test_posterior_quantiles_and_ebgm_by_integration() -> None:
         assert s["ebgm"].iloc[i] == pytest.approx(math.exp(mean_log), rel=1e-6)
 
 
+def _reference_quantile(n: float, e: float, h: Hyperparameters, level: float) -> float:
+    """The posterior quantile by Brent's method on the exact mixture CDF, to full double precision.
+
+    Written independently of pv's solver: the posterior weight from scipy's negative binomial log-pmf, the CDF
+    from the regularised incomplete gamma function, the root bracketed by the two component quantiles.
+    """
+    l1 = stats.nbinom.logpmf(n, h.alpha1, h.beta1 / (h.beta1 + e)) + math.log(h.p)
+    l2 = stats.nbinom.logpmf(n, h.alpha2, h.beta2 / (h.beta2 + e)) + math.log1p(-h.p)
+    q = special.expit(l1 - l2)
+    k1, k2, r1, r2 = h.alpha1 + n, h.alpha2 + n, h.beta1 + e, h.beta2 + e
+
+    def cdf_minus_level(x: float) -> float:
+        return float(q * special.gammainc(k1, r1 * x) + (1 - q) * special.gammainc(k2, r2 * x) - level)
+
+    x1, x2 = special.gammaincinv(k1, level) / r1, special.gammaincinv(k2, level) / r2
+    lo, hi = min(x1, x2) * (1 - 1e-9), max(x1, x2) * (1 + 1e-9)
+    return float(optimize.brentq(cdf_minus_level, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps,
+                                 maxiter=1000))
+
+
+@pytest.mark.parametrize("hyper", [
+    Hyperparameters(20.958, 1.6578, 1.7383, 1.5643, 0.034938),  # pv's CAERS maximum
+    OPENEBGM,
+    Hyperparameters(0.2, 0.06, 1.4, 1.8, 0.1),  # DuMouchel's (1999) FAERS prior
+    Hyperparameters(50.0, 10.0, 0.05, 0.01, 0.5),  # two very different components
+], ids=["caers", "openebgm", "dumouchel", "far-apart"])
+def test_posterior_quantiles_match_an_independent_root_finder(hyper: Hyperparameters) -> None:
+    # counts up to 1e5 and expected counts down to 1e-3, where the posterior is narrow and far from the prior
+    n, e = (a.ravel() for a in np.meshgrid([1, 2, 3, 5, 10, 30, 100, 1_000, 10_000, 100_000],
+                                           [1e-3, 3e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4]))
+    s = ebgm_scores(n, e, hyper, quantiles=(0.05, 0.5, 0.95))
+    assert s.attrs["quantiles_not_converged"] == 0
+    for col, level in (("eb05", 0.05), ("eb50", 0.5), ("eb95", 0.95)):
+        ref = np.array([_reference_quantile(a, b, hyper, level) for a, b in zip(n, e, strict=True)])
+        rel = np.abs(s[col].to_numpy() / ref - 1)
+        assert rel.max() < 1e-8, (col, n[np.argmax(rel)], e[np.argmax(rel)], rel.max())
+
+
+def test_posterior_quantile_between_two_narrow_components_converges() -> None:
+    # The prior fitted to the first 300 CAERS reports (alpha and beta at the upper bound): for n = 1 and
+    # E = 0.27 the posterior is two narrow gammas far apart, and the 5% quantile lies in the tail of the upper
+    # one, where Halley steps are small although the root is far; the solver used to stop there or give up.
+    h = Hyperparameters(alpha1=1e4, beta1=3756.9171184041065, alpha2=3670.853971914527, beta2=1e4,
+                        p=0.48645007132297235)
+    s = ebgm_scores([1, 1, 2], [0.27, 0.05, 0.27], h)
+    assert s.attrs["quantiles_not_converged"] == 0
+    for i, (n, e) in enumerate(((1, 0.27), (1, 0.05), (2, 0.27))):
+        for col, level in (("eb05", 0.05), ("eb95", 0.95)):
+            assert s[col].iloc[i] == pytest.approx(_reference_quantile(n, e, h, level), rel=1e-8)
+
+
 def test_shard_scoring_with_known_hyperparameters(caers_counts: pd.DataFrame) -> None:
     full = MGPS.from_hyperparameters(OPENEBGM).score(caers_counts)
     shard = caers_counts[caers_counts["product"].astype(str).str.startswith("C")]
@@ -164,9 +216,95 @@ def test_shard_scoring_with_known_hyperparameters(caers_counts: pd.DataFrame) ->
     pd.testing.assert_frame_equal(part[cols], full.loc[shard.index, cols])
 
 
-def test_convergence_error_when_the_fit_cannot_converge(caers_counts: pd.DataFrame) -> None:
-    with pytest.raises(ConvergenceError, match="did not converge"):
-        MGPS(max_iter=2, subsample=None).fit(caers_counts)
+def test_a_fit_that_does_not_converge_says_so_and_publishes_no_ebgm(caers_counts: pd.DataFrame) -> None:
+    m = MGPS(max_iter=2, subsample=None).fit(caers_counts)
+    assert not m.converged_ and not m.summary["converged"].any()
+    assert m.reason_ is not None and "did not converge" in m.reason_
+    scored = m.score(caers_counts.head(50))
+    assert scored[["ebgm", "eb05", "eb95"]].isna().all().all()
+    assert scored.attrs["ebgm_withheld"] == m.reason_
+
+
+def _first_reports(k: int) -> pd.DataFrame:
+    raw = pd.read_csv(REAL_DATA / "caers_2012.csv")
+    return raw[raw["id"].isin(raw["id"].drop_duplicates().iloc[:k])]
+
+
+def test_a_prior_on_the_edge_of_the_parameter_space_is_reported_and_withheld() -> None:
+    # The first 200 CAERS reports: the likelihood is largest at beta1 = alpha2 = 1e4 (a component with lambda
+    # near 0 fits the n = 1 pairs, the other is a point mass at 2.6), whose posterior gives every one of the
+    # 828 pairs EB05 >= 2, while 15 pairs meet Evans' PRR criteria.
+    counts = count_table(_first_reports(200), product_col="var1", event_col="var2")
+    assert len(counts) == 828
+    m = MGPS().fit(counts)
+    assert m.converged_ and m.at_bound_
+    h = m.hyperparameters_
+    assert h.beta1 == pytest.approx(1e4) and h.alpha2 == pytest.approx(1e4)
+    assert m.reason_ is not None and "degenerate" in m.reason_ and "alpha2 = 1e+04 at its upper bound" in m.reason_
+    # what the prior would have published
+    raw_scores = ebgm_scores(counts["n"], counts["expected"], h)
+    assert (raw_scores["eb05"] >= 2).all()
+    # what is published: PRR, ROR and IC, and no EBGM
+    table = disproportionality(_first_reports(200), product_col="var1", event_col="var2")
+    assert table[["ebgm", "eb05", "eb95"]].isna().all().all() and not table["ebgm_signal"].any()
+    assert (int(table["prr_signal"].sum()), int(table["ror_signal"].sum()), int(table["ic_signal"].sum())) == (
+        15, 16, 11)
+    assert table.attrs["converged"] and table.attrs["at_bound"] and table.attrs["reason"] == m.reason_
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_small_subsets_of_caers_give_degenerate_priors(seed: int) -> None:
+    raw = pd.read_csv(REAL_DATA / "caers_2012.csv")
+    pick = np.random.default_rng(seed).choice(raw["id"].unique(), 400, replace=False)
+    counts = count_table(raw[raw["id"].isin(pick)], product_col="var1", event_col="var2")
+    m = MGPS().fit(counts)
+    edges = [v for v in m.hyperparameters_.as_array()[:4] if v <= 1e-6 * (1 + 1e-6) or v >= 1e4 * (1 - 1e-6)]
+    assert m.at_bound_ == bool(edges) and m.at_bound_
+    assert m.score(counts)[["ebgm", "eb05", "eb95"]].isna().all().all()
+
+
+def test_a_table_of_single_reports_gets_no_ebgm() -> None:
+    # every n = 1: the truncated likelihood is maximised by a component with lambda near 0, and the posterior
+    # mean of log lambda would put EBGM near 7e-5 for every pair
+    e = np.random.default_rng(1).lognormal(-3, 1, 500)
+    n = np.ones(500)
+    m = MGPS().fit_arrays(n, e)
+    assert m.at_bound_ and m.reason_ is not None
+    assert ebgm_scores(n, e, m.hyperparameters_)["ebgm"].max() < 1e-3  # the artefact
+    assert m.score_arrays(n, e).isna().all().all()
+
+
+def test_a_known_prior_on_the_edge_is_withheld_too() -> None:
+    ok = MGPS.from_hyperparameters(OPENEBGM)
+    assert ok.reason_ is None and not ok.at_bound_ and ok.converged_
+    edge = MGPS.from_hyperparameters(Hyperparameters(0.5, 1e4, 1e4, 3782.0, 0.3))
+    assert edge.at_bound_ and edge.reason_ is not None and "beta1" in edge.reason_
+    assert edge.score_arrays([1, 2], [0.1, 0.2]).isna().all().all()
+
+
+@pytest.mark.parametrize("points", [100, 250, 400, 1000, 1500])
+def test_exploring_on_a_squashed_table_reaches_the_best_maximum(caers_counts: pd.DataFrame, points: int) -> None:
+    # CAERS has 1,867 distinct (n, E) pairs; exploring the starts on fewer points forces the exploration path.
+    # A random subsample of 5,000 pairs reached openEBGM's lower maximum for 11 of 12 seeds.
+    m = MGPS(subsample=points).fit(caers_counts)
+    assert m.summary["stage"].iloc[0] == "squashed" and m.summary["points"].iloc[0] <= points
+    assert m.loglik_ == pytest.approx(-4162.180837, abs=1e-3)
+    assert m.reason_ is None
+    again = MGPS(subsample=points).fit(caers_counts)  # deterministic: nothing random is left
+    assert again.hyperparameters_ == m.hyperparameters_
+
+
+def test_squashing_keeps_the_pairs_and_their_expected_counts() -> None:
+    rng = np.random.default_rng(5)
+    e = rng.lognormal(-2, 2, 30_000)
+    n = rng.poisson(e * rng.gamma(1.0, 1.5, len(e))) + 1.0
+    n_u, e_u, w, _ = mgps_module._unique_pairs(n, e)
+    sn, se, sw = mgps_module._squash(n_u, e_u, w, 2_000)
+    assert 1_500 <= len(sn) <= 2_000
+    assert sw.sum() == len(n)  # every pair is in one point
+    for v in np.unique(n):  # per count: the same pairs and the same total expected count
+        assert sw[sn == v].sum() == (n == v).sum()
+        assert (sw[sn == v] * se[sn == v]).sum() == pytest.approx(e[n == v].sum(), rel=1e-12)
 
 
 def test_bad_input() -> None:
@@ -217,3 +355,32 @@ def test_one_call_with_known_hyperparameters_and_fisher() -> None:
     finite = np.isfinite(merged["PRR"])
     np.testing.assert_allclose(merged.loc[finite, "prr"], merged.loc[finite, "PRR"], rtol=1e-5)
     assert (merged.loc[~finite, "prr"] == np.inf).all()
+
+
+def test_a_table_too_small_for_the_prior_still_gets_the_other_measures() -> None:
+    rows = pd.DataFrame({"id": [1, 1, 2, 3, 4, 4], "product": ["A", "A", "A", "B", "B", "C"],
+                         "event": ["x", "y", "x", "y", "y", "x"]})
+    table, model = disproportionality(rows, return_model=True)
+    assert len(table) == 4 and not hasattr(model, "hyperparameters_")
+    assert table[["ebgm", "eb05", "eb95"]].isna().all().all() and not table["ebgm_signal"].any()
+    assert table[["prr", "ror", "ror_lower", "ic", "ic025"]].notna().all().all()
+    # product A, event x: a = 2 (cases 1, 2), b = 0 (A's cases without x), c = 1 (case 4), d = 1 (case 3)
+    ax = table[(table["product"] == "A") & (table["event"] == "x")].iloc[0]
+    assert ax["prr"] == pytest.approx((2 / 2) / (1 / 2))
+    assert table.attrs["reason"] == "MGPS needs at least 5 pairs to fit its 5 hyperparameters, the table has 4"
+    assert table.attrs["hyperparameters"] is None and not table.attrs["converged"]
+
+
+def test_pairs_whose_quantiles_fail_are_counted_and_keep_their_ebgm(caers_counts: pd.DataFrame,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    solve = mgps_module._mixture_quantile
+
+    def two_steps(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return solve(*args, **{**kwargs, "max_iter": 2})  # too few iterations for some pairs
+
+    monkeypatch.setattr(mgps_module, "_mixture_quantile", two_steps)
+    scored = MGPS.from_hyperparameters(OPENEBGM).score(caers_counts)
+    failed = scored["eb05"].isna() | scored["eb95"].isna()
+    assert 0 < failed.sum() < len(scored)
+    assert scored.attrs["quantiles_not_converged"] == int(failed.sum())
+    assert scored["ebgm"].notna().all()

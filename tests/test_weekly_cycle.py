@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pv.analysis.results import results_frame
 from pv.models import Case, Run
 from pv.models.signals import SignalRuleSnapshot
 from pv.settings import get_settings
@@ -55,6 +56,15 @@ def test_weekly_cycle_ingests_the_drop_folder_runs_and_evaluates_signals(
     report = get_settings().var_dir / "reports" / f"weekly-report-2017-06-30-run{run.id}.html"
     assert report.exists() and report.with_suffix(".pdf").exists()
     assert f"run {run.id}" in report.read_text() or str(run.id) in report.read_text()
+    # 100 real cases are far too few for an MGPS prior: every table's fit ends on the edge of the parameter space,
+    # so the run stores no prior, its results no EBGM, and the report's parameters say why
+    not_fitted = run.parameters["mgps_not_fitted"]
+    assert set(not_fitted) == {"pt:crude", "group:crude", "pt:stratified", "group:stratified"}
+    assert all("degenerate" in why and "1e+04 at its upper bound" in why for why in not_fitted.values())
+    assert run.hyperparameters == {}
+    assert results_frame(session, run.id)[["ebgm", "eb05", "eb95"]].isna().all().all()
+    html = report.read_text()
+    assert "MGPS not fitted (no EBGM)" in html and "the MGPS prior is degenerate" in html
 
     # the same cycle again: nothing new to load, the same run, not evaluated twice
     again = weekly_cycle.apply(kwargs={"as_of": "2017-06-30"}).get()

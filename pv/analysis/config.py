@@ -69,7 +69,7 @@ class AnalysisConfig(_Strict):
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     trend: TrendConfig = Field(default_factory=TrendConfig)
     shards: int = Field(default=4, ge=1, le=256)
-    mgps_fit: Literal["per_run", "per_table"] = "per_run"
+    mgps_fit: Literal["per_run", "per_table"] = "per_table"
     mgps_subsample: int | None = Field(default=20_000, ge=1000)
 
     @field_validator("roles", "levels")

@@ -36,7 +36,7 @@ from pv.analysis.runs import RunFailedError, get_run, record_timing, run_snapsho
 from pv.db.bulk import write_frame
 from pv.errors import ConvergenceError, InputError
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
-from pv.stats import MEASURES, MGPS, Hyperparameters, measures
+from pv.stats import MEASURES, MGPS, QUANTILE_FAILURES, Hyperparameters, measures
 from pv.stats.numbers import json_float
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,12 @@ def _hyperparameters(model: MGPS) -> dict[str, float | None]:
 def fit_prior(session: Session, run_id: int) -> StageOutcome:
     """Stage 2: fit the MGPS prior over all the pairs (n >= 1) of a count table.
 
-    ``mgps_fit: per_run`` (the default) fits once per run, on the PT-level table (stratified when strata are
-    configured), and every table of the run is scored with that prior; ``per_table`` fits each table on its own.
-    Tables whose prior cannot be fitted are listed in the run's parameters (``mgps_not_fitted``); their pairs
-    get every measure but EBGM.
+    ``mgps_fit: per_table`` (the default) fits each table (PT and group level, crude and stratified) on its own
+    pairs; ``per_run`` fits once per run, on the PT-level table (stratified when strata are configured), and
+    scores every table of the run with that prior. A prior that cannot be used (too few pairs, no convergence,
+    or degenerate: its optimum on the edge of the parameter space) is not stored: the tables it was for are
+    listed in the run's parameters (``mgps_not_fitted``) with the reason, and their pairs get every measure
+    but EBGM, EB05 and EB95 (empty), so no signal rule can hold on those.
     """
     run = get_run(session, run_id, for_update=True)
     if run.status == "succeeded":
@@ -134,13 +136,13 @@ def fit_prior(session: Session, run_id: int) -> StageOutcome:
             continue
         try:
             model = MGPS(subsample=cfg.mgps_subsample).fit(table.reset_index(drop=True))
-        except (ConvergenceError, InputError) as exc:
-            # a table too small or degenerate for the prior: its pairs get every measure but EBGM
+        except (ConvergenceError, InputError) as exc:  # too few pairs, or no finite likelihood
             failed[key] = str(exc)
             continue
         h = _hyperparameters(model)
-        if not model.converged_ or any(v is None for v in h.values()):
-            failed[key] = "the MGPS fit did not converge"
+        if model.reason_ is not None or any(v is None for v in h.values()):
+            failed[key] = model.reason_ or "the MGPS fit gave non-finite hyperparameters"
+            log.warning("run %s: no EBGM for %s: %s", run_id, key, failed[key])
             continue
         hyper[key] = h
         loglik[key] = json_float(model.loglik_)
@@ -148,6 +150,9 @@ def fit_prior(session: Session, run_id: int) -> StageOutcome:
         source = analysis_key(*fitted_on[0])
         if source in hyper:
             hyper = {analysis_key(level, stratified): hyper[source] for level, stratified in analyses}
+        else:
+            failed.update({analysis_key(level, stratified): f"scored with the prior of {source}: {failed[source]}"
+                           for level, stratified in analyses if analysis_key(level, stratified) != source})
         run.parameters = {**(run.parameters or {}), "mgps_fitted_on": source}
     run.hyperparameters = hyper
     run.loglik = loglik
@@ -169,15 +174,16 @@ def _prior(run: Run, key: str) -> MGPS | None:
 
 
 def with_ebgm(table: pd.DataFrame, model: MGPS | None) -> pd.DataFrame:
-    """``table`` with EBGM/EB05/EB95 under a fitted ``model`` (empty without one). When the posterior quantiles
-    of some pairs cannot be computed, those pairs (found by bisecting the table) keep empty EBGM columns instead
-    of failing the whole run, and are logged."""
+    """``table`` with EBGM/EB05/EB95 under a fitted ``model`` (empty without one). Pairs whose posterior
+    quantiles do not converge keep empty EB05/EB95 and are counted in the log; a scorer that raises
+    ConvergenceError instead has the failing pairs found by bisecting the table (they keep empty EBGM columns),
+    so one pair never fails the whole run."""
     if model is None:
         return table.assign(**{col: np.nan for col in _EBGM})
 
     def scored(part: pd.DataFrame) -> pd.DataFrame:
         try:
-            return model.score(part)
+            out = model.score(part)
         except ConvergenceError:
             if len(part) == 1:
                 log.warning("EBGM not computed for %s x %s (n=%s, E=%s): posterior quantiles did not converge",
@@ -186,6 +192,11 @@ def with_ebgm(table: pd.DataFrame, model: MGPS | None) -> pd.DataFrame:
                 return part.assign(**{col: np.nan for col in _EBGM})
             half = len(part) // 2
             return pd.concat([scored(part.iloc[:half]), scored(part.iloc[half:])])
+        failures = int(out.attrs.get(QUANTILE_FAILURES, 0))
+        if failures:
+            log.warning("EB05/EB95 not computed for %d of %d pairs: posterior quantiles did not converge",
+                        failures, len(out))
+        return out
 
     return scored(table)
 

@@ -79,22 +79,29 @@ def command(
 ) -> None:
     """PRR, ROR, IC and EBGM (MGPS) for every product x event pair of a case-level table.
 
-    Counts are distinct cases; the MGPS prior is fitted on all pairs (see docs/methods.md).
+    Counts are distinct cases; the MGPS prior is fitted on all pairs (see docs/methods.md). When the prior
+    cannot be fitted or is degenerate, EBGM, EB05 and EB95 are left empty and stderr says why.
     """
     from pv.stats import RESULT_COLUMNS, disproportionality
 
     rows = read_case_rows(file, list(dict.fromkeys([id_col, product_col, event_col, *strata])))
-    table, model = disproportionality(rows, id_col=id_col, product_col=product_col, event_col=event_col,
-                                      strata=strata or None, min_count=min_count, fisher=fisher,
-                                      return_model=True)
+    table = disproportionality(rows, id_col=id_col, product_col=product_col, event_col=event_col,
+                               strata=strata or None, min_count=min_count, fisher=fisher)
+    fit = dict(table.attrs)
+    if fit["reason"]:
+        sys.stderr.write(f"pv disproportionality: EBGM, EB05 and EB95 withheld: {fit['reason']}\n")
+    if fit["quantiles_not_converged"]:
+        sys.stderr.write(f"pv disproportionality: EB05/EB95 left empty for {fit['quantiles_not_converged']} "
+                         "pair(s) whose posterior quantiles did not converge\n")
     if not all_columns:
         table = table[RESULT_COLUMNS + (["fisher_p"] if fisher else [])]
     table = table.astype({"product": str, "event": str})
     if output_format is Format.json:
         records = [{k: _json_value(v) for k, v in zip(table.columns, row, strict=True)}
                    for row in table.itertuples(index=False, name=None)]
-        doc = {"hyperparameters": model.hyperparameters_.to_dict(), "loglik": model.loglik_,
-               "converged": model.converged_, "strata": strata, "pairs": records}
+        doc = {"hyperparameters": fit["hyperparameters"], "loglik": _json_value(fit["loglik"]),
+               "converged": fit["converged"], "at_bound": fit["at_bound"], "reason": fit["reason"],
+               "quantiles_not_converged": fit["quantiles_not_converged"], "strata": strata, "pairs": records}
         text = json.dumps(doc, indent=None, allow_nan=False)
     elif output_format is Format.table:
         text = table.to_string(index=False)

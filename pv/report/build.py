@@ -187,6 +187,9 @@ def build_report_data(
         **{k: v for k, v in (config.get("analysis", config) or {}).items() if isinstance(v, str | int | float | list)},
         "MGPS hyperparameters": run.hyperparameters, "MGPS log-likelihood": run.loglik,
     }
+    not_fitted = (run.parameters or {}).get("mgps_not_fitted")
+    if not_fitted:  # tables whose EBGM, EB05 and EB95 are empty, and why
+        parameters["MGPS not fitted (no EBGM)"] = not_fitted
     return ReportData(
         as_of=run.as_of,
         run_id=run.id,

@@ -10,17 +10,25 @@ Fit: maximum likelihood over all pairs with ``n >= 1``, using the likelihood *co
 zeroes = FALSE, N_star = 1)`` does (its ``negLL``). With ``truncated=False`` the unconditional likelihood is
 used instead (openEBGM's ``negLLzero``, meant for tables that include the zero cells).
 
-The likelihood and its analytic gradient are vectorised over all pairs, exactly (no squashing): identical
-``(n, E)`` pairs are merged with a weight (an exact rewrite of the sum), and the terms are grouped by ``n``
-so the common small counts use scalar shape terms. Several starting points are run (by default first on a
-random subsample, only to choose the start; the winner is then refitted on all pairs); L-BFGS-B works on
-``log alpha``, ``log beta`` and ``logit P`` within bounds. ``ConvergenceError`` is raised when no start
-converges.
+The likelihood and its analytic gradient are vectorised over all pairs, exactly (the final fit is never on a
+squashed table): identical ``(n, E)`` pairs are merged with a weight (an exact rewrite of the sum), and the
+terms are grouped by ``n`` so the common small counts use scalar shape terms. Several starting points are run
+with L-BFGS-B on ``log alpha``, ``log beta`` and ``logit P`` within bounds. On a large table they are first
+explored on a deterministic squash of it (no random subsample: the result does not depend on a seed), and
+every distinct optimum they reach is refitted on all pairs (with the starts that led to them, when there are
+several); the highest likelihood on all pairs wins.
+
+The fit reports what happened instead of raising: ``converged_``, ``at_bound_`` and ``reason_``. An optimum
+on the edge of the parameter box (some alpha or beta at 1e-6 or 1e4, or P at its bound) is a degenerate prior:
+the likelihood increases towards a limit outside the model (e.g. a point mass, or a component with lambda
+near 0 that the truncated likelihood uses to fit the n = 1 pairs), and its posterior scores are artefacts, so
+``score`` leaves EBGM, EB05 and EB95 empty. ``ConvergenceError`` is raised only when no start gives a finite
+likelihood.
 
 Posterior (for any ``n``, including the pairs not used in the fit): mixture of
 ``Gamma(alpha_i + n, beta_i + E)`` with weights ``Q_n`` and ``1 - Q_n`` (DuMouchel eq. 6);
 EBGM = ``exp(E[log lambda])``; EB05/EB95 are the 5% and 95% quantiles of that mixture, found for all pairs
-at once by a bracketed Newton iteration on ``log x``.
+at once by a bracketed Halley iteration on ``log x`` (relative error below 1e-8).
 """
 
 from __future__ import annotations
@@ -327,15 +335,25 @@ def _posterior_weights(n: np.ndarray, e: np.ndarray, h: Hyperparameters
 
 
 def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.ndarray, e: np.ndarray,
-                      h: Hyperparameters, *, tol: float = 1e-9, step_tol: float = 1e-3,
+                      h: Hyperparameters, *, step_tol: float = 1e-8, tol: float = 1e-12,
                       max_iter: int = 200) -> np.ndarray:
-    """Quantile of Q Gamma(a1 + n, b1 + E) + (1 - Q) Gamma(a2 + n, b2 + E) for every pair at once.
+    """Quantile of Q Gamma(a1 + n, b1 + E) + (1 - Q) Gamma(a2 + n, b2 + E) for every pair at once; NaN for a
+    pair whose iteration does not converge.
 
-    The answer lies between the two component quantiles (each an inverse regularised gamma at a shape that
-    depends on n only, so computed once per distinct n). Starting from the quantile of the moment-matched
-    single gamma (Wilson-Hilferty), Halley steps on u = log x are kept inside that bracket (bisection when a
-    step leaves it), on the still-active pairs only, until a Halley step is below ``step_tol`` (a Newton
-    step below its square: either leaves an error of order 1e-9) or the bracket is narrower than ``tol``.
+    Works on u = log x. The answer lies between the two component quantiles (each an inverse regularised gamma
+    at a shape that depends on n only, so computed once per distinct n), and that bracket is narrowed at every
+    step by the sign of F(u) - target. From the quantile of the moment-matched single gamma (Wilson-Hilferty),
+    Halley steps (Newton where Halley's is unusable) run on the still-active pairs only; a step that leaves the
+    bracket or does not at least halve the step before last is replaced by bisection (the safeguard of
+    Numerical Recipes' rtsafe), so every pair converges within a bounded number of iterations.
+
+    Stopping: with ``d = |F - target| / F'`` (the Newton distance to the root) and ``L`` the scale on which
+    ``F'`` changes (the largest of 1, ``|F''/F'|`` and ``sqrt(|F'''/F'|)``, derivatives in ``u``), a pair stops
+    after its step once ``d L <= 0.1`` and ``(d L)^2 d <= step_tol``: a Halley step leaves an error of order
+    ``(d L)^2 d`` in ``u``, the relative error of the quantile (measured: at most 0.3 ``step_tol``, so below
+    3e-9 by default; tests/test_stats_mgps.py compares with an independent root finder). The bracket stops a
+    pair when it is narrower than ``tol``. The Newton distance, not the Halley step, is tested: in the far
+    tail of a narrow component a Halley step is small although the root is far away.
     """
     k1 = h.alpha1 + n_uniq
     k2 = h.alpha2 + n_uniq
@@ -358,44 +376,106 @@ def _mixture_quantile(target: float, q: np.ndarray, n_uniq: np.ndarray, idx: np.
     del mean, second, var, shape, wh, kk1, kk2
     lgk1 = special.gammaln(k1)
     lgk2 = special.gammaln(k2)
-    active = np.flatnonzero(width > tol)
     u[width <= tol] = lo[width <= tol]
+    # rtsafe's safeguard: the step before last (bracket width to begin with)
+    prev = width.copy()
+    last = width.copy()
+    active = np.flatnonzero(width > tol)
     for _ in range(max_iter):
         if len(active) == 0:
             break
         ua, qa, ia = u[active], q[active], idx[active]
-        r1a, r2a = r1[active], r2[active]
         kk1, kk2 = k1[ia], k2[ia]
-        y1 = r1a * np.exp(ua)
-        y2 = r2a * np.exp(ua)
-        err = qa * special.gammainc(kk1, y1) + (1.0 - qa) * special.gammainc(kk2, y2) - target
-        # dF/du = sum_i w_i g_i, g_i = exp(k_i log y_i - y_i - lgamma(k_i)); dg_i/du = g_i (k_i - y_i)
-        g1 = qa * np.exp(kk1 * np.log(y1) - y1 - lgk1[ia])
-        g2 = (1.0 - qa) * np.exp(kk2 * np.log(y2) - y2 - lgk2[ia])
+        y1 = np.exp(ua)
+        y2 = y1 * r2[active]
+        y1 *= r1[active]
+        p2 = special.gammainc(kk2, y2)
+        err = special.gammainc(kk1, y1)
+        err -= p2
+        err *= qa
+        err += p2
+        err -= target  # F(u) - target, F = q P(k1, y1) + (1 - q) P(k2, y2)
+        # dF/du = g1 + g2 with g_i = w_i exp(k_i log y_i - y_i - lgamma(k_i)); dg_i/du = g_i c_i, c_i = k_i - y_i,
+        # and dc_i/du = -y_i: F'' = sum g_i c_i, F''' = sum g_i (c_i^2 - y_i)
+        g1 = np.log(y1)
+        g1 *= kk1
+        g1 -= y1
+        g1 -= lgk1[ia]
+        np.exp(g1, out=g1)
+        g1 *= qa
+        g2 = np.log(y2)
+        g2 *= kk2
+        g2 -= y2
+        g2 -= lgk2[ia]
+        np.exp(g2, out=g2)
+        g2 *= 1.0 - qa
+        del qa, ia, p2
+        c1 = np.subtract(kk1, y1, out=kk1)
+        c2 = np.subtract(kk2, y2, out=kk2)
         d1 = g1 + g2
-        d2 = g1 * (kk1 - y1) + g2 * (kk2 - y2)
+        d2 = g1 * c1
+        d2 += g2 * c2
+        np.multiply(c1, c1, out=c1)
+        c1 -= y1
+        c1 *= g1
+        np.multiply(c2, c2, out=c2)
+        c2 -= y2
+        c2 *= g2
+        d3 = np.add(c1, c2, out=c1)
+        del g1, g2, c2, y1, y2, kk2
         lo_a, hi_a = lo[active], hi[active]
         above = err > 0
         hi_a = np.where(above, ua, hi_a)
         lo_a = np.where(above, lo_a, ua)
+        del above
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = 2.0 * err * d1 / (2.0 * d1 * d1 - err * d2)  # Halley
             newton = err / d1
-            halley = np.isfinite(step) & (step * newton > 0)
-            step = np.where(halley, step, newton)
+            step = 2.0 * err * d1 / (2.0 * d1 * d1 - err * d2)  # Halley
+            step = np.where(np.isfinite(step) & (step * newton > 0), step, newton)
+            # (d L)^2 with d the Newton distance and L^2 = max(1, (F''/F')^2, |F'''/F'|)
+            scale = np.divide(d2, d1, out=d2)
+            np.multiply(scale, scale, out=scale)
+            np.divide(d3, d1, out=d3)
+            np.abs(d3, out=d3)
+            np.maximum(scale, d3, out=scale)
+            np.maximum(scale, 1.0, out=scale)
+            dist2 = np.multiply(newton, newton, out=d3)
+            dist2 *= scale
+            settled = (dist2 <= 0.01) & (dist2 * np.abs(newton) <= step_tol)
+        del d1, d2, d3, dist2, scale, newton
         new = ua - step
-        bisect = ~np.isfinite(new) | (new <= lo_a) | (new >= hi_a)
-        new = np.where(bisect, 0.5 * (lo_a + hi_a), new)
+        bisect = ~np.isfinite(new)
+        bisect |= new <= lo_a
+        bisect |= new >= hi_a
+        bisect |= np.abs(step) > 0.5 * prev[active]
+        del step
+        mid = 0.5 * (lo_a + hi_a)
+        new = np.where(bisect, mid, new)
         new = np.where(err == 0, ua, new)
-        # a Halley step of size h leaves an error of order h**3, a Newton step one of order h**2
-        small = np.abs(step) <= np.where(halley, step_tol, step_tol * step_tol)
-        done = (err == 0) | ((hi_a - lo_a) <= tol) | (~bisect & small)
+        narrow = (hi_a - lo_a) <= tol
+        new = np.where(narrow & (err != 0), mid, new)
+        broken = ~np.isfinite(err)  # e.g. a posterior weight that overflowed: no answer rather than a wrong one
+        new = np.where(broken, np.nan, new)
+        done = (err == 0) | narrow | (~bisect & settled) | broken
+        del mid, narrow, bisect, settled, broken, err
+        prev[active] = last[active]
+        last[active] = np.abs(new - ua)
         lo[active], hi[active] = lo_a, hi_a
         u[active] = new
         active = active[~done]
-    else:
-        raise ConvergenceError(f"posterior quantile {target} did not converge for {len(active)} pairs")
+    u[active] = np.nan
     return np.exp(u)
+
+
+#: ``attrs`` key of a scored table: the number of pairs whose posterior quantiles did not converge.
+QUANTILE_FAILURES = "quantiles_not_converged"
+#: ``attrs`` key of a table scored by :meth:`MGPS.score`: why its EBGM columns are empty (None when they are not).
+EBGM_WITHHELD = "ebgm_withheld"
+
+
+def _degenerate(edges: list[str]) -> str:
+    return (f"the MGPS prior is degenerate: the likelihood is largest on the edge of the parameter space "
+            f"({'; '.join(edges)}), so the data do not determine a two-gamma prior")
 
 
 def _quantile_name(q: float) -> str:
@@ -408,7 +488,9 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
     """EBGM and posterior quantiles (columns ``ebgm``, ``eb05``, ``eb95`` for the default quantiles) per pair.
 
     Works for any subset of pairs (e.g. a shard of products) given hyperparameters fitted on the whole table.
-    Pairs with ``n = 0`` get the prior-to-posterior update with ``n = 0``.
+    Pairs with ``n = 0`` get the prior-to-posterior update with ``n = 0``. A pair whose posterior quantile
+    iteration does not converge gets NaN in that quantile's column (its EBGM, a closed form, is kept); the
+    number of such pairs is ``result.attrs["quantiles_not_converged"]``.
     """
     n_f, e = _check_arrays(n, expected)
     for qv in quantiles:
@@ -416,7 +498,9 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
             raise InputError(f"quantile {qv} is not in (0, 1)", field="quantiles")
     cols = ["ebgm", *(_quantile_name(qv) for qv in quantiles)]
     if len(n_f) == 0:
-        return pd.DataFrame({c: np.zeros(0) for c in cols})
+        empty = pd.DataFrame({c: np.zeros(0) for c in cols})
+        empty.attrs[QUANTILE_FAILURES] = 0
+        return empty
     n_u, e_u, _, inverse = _unique_pairs(n_f, e)
     qn, un, idx = _posterior_weights(n_u, e_u, hyper)
     m1 = special.digamma(hyper.alpha1 + un)[idx] - np.log(hyper.beta1 + e_u)
@@ -426,9 +510,58 @@ def ebgm_scores(n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence
     workers = max(1, min(len(quantiles), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         found = list(pool.map(lambda qv: _mixture_quantile(qv, qn, un, idx, e_u, hyper), quantiles))
+    failed = np.zeros(len(n_f), dtype=bool)
     for name, values in zip(cols[1:], found, strict=True):
         out[name] = values[inverse]
-    return pd.DataFrame(out)
+        failed |= np.isnan(out[name]) & ~np.isnan(out["ebgm"])
+    frame = pd.DataFrame(out)
+    frame.attrs[QUANTILE_FAILURES] = int(failed.sum())
+    return frame
+
+
+def _squash(n: np.ndarray, e: np.ndarray, w: np.ndarray, max_points: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (n, E) pairs (weights ``w``, sorted by E) reduced to at most about ``max_points`` points.
+
+    Data squashing (DuMouchel et al. 1999; openEBGM's ``squashData`` merges fixed numbers of pairs instead):
+    pairs with the same ``n`` whose ``E`` fall in one bin of width ``delta`` on the log scale become one point at
+    their weighted mean ``E``, with their total weight, so the squashed log-likelihood approximates the full one
+    on the same scale. ``delta`` is the narrowest width (by bisection on ``log delta``) that gives at most
+    ``max_points`` points; with more distinct counts than that, each count keeps one point. Deterministic: the
+    same table always gives the same points.
+    """
+    order = np.argsort(n, kind="stable")  # sorted by n, and by E within each n (the input is sorted by E)
+    n, e, w = n[order], e[order], w[order]
+    log_e = np.log(e)
+    new_n = np.empty(len(n), dtype=bool)
+    new_n[0] = True
+    np.not_equal(n[1:], n[:-1], out=new_n[1:])
+
+    def bin_starts(delta: float) -> np.ndarray:
+        b = np.floor(log_e * (1.0 / delta))
+        starts = new_n.copy()
+        starts[1:] |= b[1:] != b[:-1]
+        return starts
+
+    lo, hi = math.log(1e-6), math.log(1e3)  # log delta: far finer than any table needs; one bin per count
+    starts = bin_starts(math.exp(hi))
+    if int(starts.sum()) <= max_points:
+        for _ in range(14):  # log delta to within 0.002: the point count to within a fraction of a percent
+            mid = 0.5 * (lo + hi)
+            trial = bin_starts(math.exp(mid))
+            if int(trial.sum()) <= max_points:
+                hi, starts = mid, trial
+            else:
+                lo = mid
+    idx = np.flatnonzero(starts)
+    sw = np.add.reduceat(w, idx)
+    se = np.add.reduceat(w * e, idx) / sw
+    return n[idx], se, sw
+
+
+#: Fewest pairs (with n >= 1) an MGPS prior is fitted on: one per hyperparameter.
+MIN_PAIRS = 5
+_NAMES = ("alpha1", "beta1", "alpha2", "beta2", "p")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -441,19 +574,23 @@ class MGPS:
     Parameters: ``starts`` (starting hyperparameters; default openEBGM's vignette five), ``truncated``
     (likelihood conditional on n >= 1, default, as openEBGM ``zeroes = FALSE``), ``bounds`` (lower, upper) for
     every alpha and beta, ``p_bounds``, ``max_iter`` (L-BFGS-B iterations per start), ``tol`` (gradient
-    tolerance on the mean log-likelihood), ``subsample`` (starts are compared on this many randomly chosen
-    pairs when there are more, then the best is refitted on all pairs; ``None``: every start on all pairs),
-    ``seed`` (for that subsample), ``quantiles`` (posterior quantiles reported by ``score``).
+    tolerance on the mean log-likelihood), ``subsample`` (when the table has more distinct (n, E) pairs than
+    this, the starts are explored on a squashed table of at most this many points, and every distinct optimum
+    they reach is then refitted on all pairs; ``None``: every start on all pairs), ``subsample_tol`` (gradient
+    tolerance of that exploration), ``quantiles`` (posterior quantiles reported by ``score``).
 
-    Fitted attributes: ``hyperparameters_``, ``loglik_`` (on all pairs with n >= 1), ``converged_``,
-    ``n_iter_``, ``n_pairs_``, ``fit_seconds_``, and ``summary`` (one row per start and stage).
+    Fitted attributes: ``hyperparameters_`` (the highest likelihood found, converged starts first),
+    ``loglik_`` (on all pairs with n >= 1), ``converged_`` (that optimum meets the gradient tolerance),
+    ``at_bound_`` (it lies on the edge of the parameter box), ``reason_`` (why the prior must not be used for
+    scores: no convergence, or a degenerate prior on the edge of the box; None when it is sound), ``n_iter_``,
+    ``n_pairs_``, ``fit_seconds_``, and ``summary`` (one row per start and stage). ``score`` withholds EBGM,
+    EB05 and EB95 (empty) when ``reason_`` is set.
     """
 
     def __init__(self, *, starts: Sequence[Hyperparameters] | None = None, truncated: bool = True,
                  bounds: tuple[float, float] = (1e-6, 1e4), p_bounds: tuple[float, float] = (1e-8, 1 - 1e-8),
                  max_iter: int = 1000, tol: float = 1e-7, subsample: int | None = 50_000,
-                 subsample_tol: float = 1e-5, seed: int = 0,
-                 quantiles: Sequence[float] = (0.05, 0.95)) -> None:
+                 subsample_tol: float = 1e-5, quantiles: Sequence[float] = (0.05, 0.95)) -> None:
         self.starts = tuple(starts) if starts is not None else DEFAULT_STARTS
         self.truncated = truncated
         self.bounds = bounds
@@ -462,16 +599,22 @@ class MGPS:
         self.tol = tol
         self.subsample = subsample
         self.subsample_tol = subsample_tol
-        self.seed = seed
         self.quantiles = tuple(quantiles)
 
     @classmethod
     def from_hyperparameters(cls, hyper: Hyperparameters, **params: object) -> MGPS:
-        """An MGPS that scores with known hyperparameters (e.g. fitted once per run, then used per shard)."""
+        """An MGPS that scores with known hyperparameters (e.g. fitted once per run, then used per shard).
+
+        Nothing is fitted: ``converged_`` is True and ``loglik_`` NaN; a prior on the edge of the parameter box
+        is still degenerate (``at_bound_``, ``reason_``) and gets no scores.
+        """
         model = cls(**params)  # type: ignore[arg-type]
         model.hyperparameters_ = hyper
         model.loglik_ = math.nan
         model.converged_ = True
+        edges = model._edges(hyper)
+        model.at_bound_ = bool(edges)
+        model.reason_ = _degenerate(edges) if edges else None
         model.n_iter_ = 0
         model.n_pairs_ = 0
         model.fit_seconds_ = 0.0
@@ -519,56 +662,104 @@ class MGPS:
         box = self._box()
         return any(abs(v - lo) < 1e-6 or abs(v - hi) < 1e-6 for v, (lo, hi) in zip(x, box, strict=True))
 
+    def _edges(self, h: Hyperparameters) -> list[str]:
+        """The hyperparameters of ``h`` on (or beyond) the edge of the parameter box, described."""
+        lo, hi = self.bounds
+        plo, phi = self.p_bounds
+        out = []
+        for name, v in zip(_NAMES, h.as_array(), strict=True):
+            low, high = (plo, phi) if name == "p" else (lo, hi)
+            if v <= low * (1 + 1e-6):
+                out.append(f"{name} = {v:.3g} at its lower bound")
+            elif v >= high * (1 - 1e-6):
+                out.append(f"{name} = {v:.3g} at its upper bound")
+        return out
+
+    def _distinct(self, results: list[optimize.OptimizeResult]) -> list[int]:
+        """Indices of the finite results, best first, without those at the same point as a better one."""
+        order = sorted((i for i, r in enumerate(results) if math.isfinite(r.fun)), key=lambda i: results[i].fun)
+        kept: list[int] = []
+        points: list[np.ndarray] = []
+        for i in order:
+            x = _pack(Hyperparameters.from_array(_unpack(results[i].x)).canonical())
+            if all(np.max(np.abs(x - y)) > 0.05 for y in points):
+                kept.append(i)
+                points.append(x)
+        return kept
+
     def fit_arrays(self, n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float]) -> MGPS:
-        """Fit on arrays of observed and expected counts (pairs with n = 0 are ignored when truncated)."""
+        """Fit on arrays of observed and expected counts (pairs with n = 0 are ignored when truncated).
+
+        Raises InputError for invalid counts, fewer than ``MIN_PAIRS`` pairs or no starting point, and
+        ConvergenceError only when no start gives a finite likelihood. A fit that does not converge, or whose
+        optimum lies on the edge of the parameter box, is returned with ``reason_`` saying so.
+        """
         t0 = time.perf_counter()
         n_f, e = _check_arrays(n, expected)
         if self.truncated:
             keep = n_f >= 1
             n_f, e = n_f[keep], e[keep]
-        if len(n_f) < 5:
-            raise InputError(f"MGPS needs at least 5 pairs to fit 5 hyperparameters, got {len(n_f)}",
+        if len(n_f) < MIN_PAIRS:
+            raise InputError(f"MGPS needs at least {MIN_PAIRS} pairs to fit 5 hyperparameters, got {len(n_f)}",
                              field="n")
         if not self.starts:
             raise InputError("MGPS needs at least one starting point", field="starts")
-        full = _prepare(*_unique_pairs(n_f, e)[:3])
+        n_u, e_u, w, _ = _unique_pairs(n_f, e)
+        full = _prepare(n_u, e_u, w)
         rows: list[dict[str, object]] = []
-        use_sub = self.subsample is not None and len(n_f) > self.subsample
-        stage_data = full
-        if use_sub:
+        explore = self.subsample is not None and len(n_u) > self.subsample
+        stage_data, gtol, stage = full, self.tol, "full"
+        if explore:
             assert self.subsample is not None
-            rng = np.random.default_rng(self.seed)
-            pick = np.sort(rng.choice(len(n_f), size=self.subsample, replace=False))
-            stage_data = _prepare(*_unique_pairs(n_f[pick], e[pick])[:3])
-        stage = "subsample" if use_sub else "full"
+            stage_data = _prepare(*_squash(n_u, e_u, w, self.subsample))
+            gtol, stage = max(self.tol, self.subsample_tol), "squashed"
         results = []
         for i, start in enumerate(self.starts):
-            res = self._run(self._clip_start(start), stage_data,
-                            max(self.tol, self.subsample_tol) if use_sub else self.tol)
+            res = self._run(self._clip_start(start), stage_data, gtol)
             results.append(res)
             rows.append(self._row(i, stage, start, res, stage_data))
-        ok = [r for r in results if r.ok]
-        if not ok:
-            raise ConvergenceError(
-                "MGPS hyperparameter fit did not converge from any of "
-                f"{len(self.starts)} starting points ({'; '.join(str(r.message) for r in results)})")
-        best = min(ok, key=lambda r: r.fun)
         n_iter = sum(int(r.nit) for r in results)
-        if use_sub:
-            res = self._refine(best.x, stage_data, full, self.tol)
-            if res is None:  # the quasi-Newton refinement gave up: plain L-BFGS-B from the same start
-                res = self._run(best.x, full, self.tol)
-            n_iter += int(res.nit)
-            best_start = Hyperparameters.from_array(_unpack(best.x))
-            rows.append(self._row(results.index(best), "full", best_start, res, full))
-            if not res.ok:
-                raise ConvergenceError(
-                    f"MGPS hyperparameter fit on all pairs did not converge ({res.message})")
-            best = res
+        finals = list(enumerate(results))
+        if explore:
+            # The squashed likelihood only approximates the full one: every distinct optimum it leads to is
+            # refitted on all pairs, and the full likelihood decides between them. When the starts reach more
+            # than one optimum the likelihood has several maxima, whose basins on all pairs need not be those
+            # on the squashed table: the start that led to each is then also run on all pairs, as it would be
+            # without exploration.
+            finals = []
+            distinct = self._distinct(results)
+            for i in distinct:
+                res = self._refine(results[i].x, stage_data, full, self.tol)
+                if res is None:  # the quasi-Newton refinement gave up: plain L-BFGS-B from the same point
+                    res = self._run(results[i].x, full, self.tol)
+                n_iter += int(res.nit)
+                rows.append(self._row(i, "full", Hyperparameters.from_array(_unpack(results[i].x)), res, full))
+                finals.append((i, res))
+            if len(distinct) > 1:
+                for i in distinct:
+                    res = self._run(self._clip_start(self.starts[i]), full, self.tol)
+                    n_iter += int(res.nit)
+                    rows.append(self._row(i, "full", self.starts[i], res, full))
+                    finals.append((i, res))
+        finite = [r for _, r in finals if math.isfinite(r.fun)]
+        if not finite:
+            raise ConvergenceError(
+                "MGPS hyperparameter fit found no finite likelihood from any of "
+                f"{len(self.starts)} starting points ({'; '.join(str(r.message) for _, r in finals)})")
+        best = min([r for r in finite if r.ok] or finite, key=lambda r: r.fun)
         self.hyperparameters_ = Hyperparameters.from_array(_unpack(best.x)).canonical()
         self.loglik_ = -float(best.fun) * full.total_weight
-        self.converged_ = True
-        self.at_bound_ = self._at_bound(best.x)
+        self.converged_ = bool(best.ok)
+        edges = self._edges(self.hyperparameters_)
+        self.at_bound_ = bool(edges)
+        if not self.converged_:
+            self.reason_: str | None = (
+                f"the MGPS fit did not converge from any of {len(self.starts)} starting points (best: gradient "
+                f"{best.pgrad:.2g} above the tolerance {self.tol:g}; {best.message})")
+        elif edges:
+            self.reason_ = _degenerate(edges)
+        else:
+            self.reason_ = None
         self.n_iter_ = n_iter
         self.n_pairs_ = int(full.total_weight)
         self._summary = pd.DataFrame(rows)
@@ -577,8 +768,8 @@ class MGPS:
 
     def _refine(self, x0: np.ndarray, sub: _Data, full: _Data, gtol: float,
                 max_iter: int = 40) -> optimize.OptimizeResult | None:
-        """Quasi-Newton steps on all pairs from the subsample optimum, with the subsample's Hessian as the
-        starting inverse-Hessian (BFGS updates after that): a handful of passes over all pairs instead of a
+        """Quasi-Newton steps on all pairs from an optimum of the squashed table, with that table's Hessian as
+        the starting inverse-Hessian (BFGS updates after that): a handful of passes over all pairs instead of a
         cold L-BFGS-B. None when the start is on a bound or the steps stop decreasing the objective."""
         box = self._box()
         lo = np.array([b[0] for b in box])
@@ -603,7 +794,7 @@ class MGPS:
             pg = self._projected_gradient(x, g)
             if pg <= gtol:
                 res = optimize.OptimizeResult(x=x, fun=f, jac=g, nit=it, success=True,
-                                              message="CONVERGENCE: quasi-Newton from the subsample Hessian")
+                                              message="CONVERGENCE: quasi-Newton from the squashed table's Hessian")
                 res.pgrad, res.ok = pg, True
                 return res
             direction = -inv_h @ g
@@ -628,7 +819,7 @@ class MGPS:
     def _row(self, i: int, stage: str, start: Hyperparameters, res: optimize.OptimizeResult, data: _Data
              ) -> dict[str, object]:
         h = Hyperparameters.from_array(_unpack(res.x)).canonical()
-        return {"start": i, "stage": stage, "pairs": int(data.total_weight),
+        return {"start": i, "stage": stage, "pairs": int(data.total_weight), "points": data.n_points,
                 **{f"start_{k}": v for k, v in start.to_dict().items()},
                 **h.to_dict(), "loglik": -float(res.fun) * data.total_weight, "converged": res.ok,
                 "gradient": res.pgrad,
@@ -636,7 +827,8 @@ class MGPS:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """One row per start (and the final refit on all pairs): start, result, loglik, convergence."""
+        """One row per start and stage ("squashed" exploration, "full" fits on all pairs): the start, the
+        points used, the result, its log-likelihood, gradient, convergence, whether it is on a bound."""
         self._check_fitted()
         return self._summary.copy()
 
@@ -647,11 +839,22 @@ class MGPS:
     # -- scoring ------------------------------------------------------------------------------------------
     def score_arrays(self, n: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float]
                      ) -> pd.DataFrame:
+        """EBGM and the posterior quantiles per pair (see :func:`ebgm_scores`); all empty (NaN) when the prior
+        must not be used (``reason_``, also in ``result.attrs["ebgm_withheld"]``)."""
         self._check_fitted()
-        return ebgm_scores(n, expected, self.hyperparameters_, self.quantiles)
+        if self.reason_ is not None:
+            n_f, _ = _check_arrays(n, expected)
+            cols = ["ebgm", *(_quantile_name(qv) for qv in self.quantiles)]
+            withheld = pd.DataFrame({c: np.full(len(n_f), np.nan) for c in cols})
+            withheld.attrs.update({QUANTILE_FAILURES: 0, EBGM_WITHHELD: self.reason_})
+            return withheld
+        scores = ebgm_scores(n, expected, self.hyperparameters_, self.quantiles)
+        scores.attrs[EBGM_WITHHELD] = None
+        return scores
 
     def score(self, counts: pd.DataFrame) -> pd.DataFrame:
-        """A copy of ``counts`` with ``ebgm``, ``eb05`` and ``eb95`` added (any subset of pairs)."""
+        """A copy of ``counts`` with ``ebgm``, ``eb05`` and ``eb95`` added (any subset of pairs); ``attrs`` of
+        the copy carry ``quantiles_not_converged`` and ``ebgm_withheld`` (None, or why the columns are empty)."""
         for col in ("n", "expected"):
             if col not in counts.columns:
                 raise InputError(f"count table lacks column {col!r}", field=col)
@@ -659,4 +862,5 @@ class MGPS:
         out = counts.copy(deep=False)  # new columns only: the caller's frame is left as it was
         for col in scores.columns:
             out[col] = scores[col].to_numpy()
+        out.attrs.update(scores.attrs)
         return out

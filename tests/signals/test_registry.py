@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import psycopg
@@ -331,3 +332,36 @@ def test_excluded_events_never_become_signals(session, rules) -> None:  # type: 
     session.commit()
     assert sorted(s.event for s in session.scalars(select(Signal))) == ["cytokine release syndrome"]
     assert {c.event for c in changes} == {"cytokine release syndrome"}
+
+
+def test_a_run_without_ebgm_meets_no_ebgm_criterion_and_keeps_the_others(session, rules) -> None:  # type: ignore[no-untyped-def]
+    """A table whose MGPS prior was degenerate has empty EBGM, EB05 and EB95 (NaN): the EBGM criterion and the
+    strong escalation criterion (EB05 >= 4) cannot hold, PRR, ROR and IC decide alone, priority uses IC025."""
+    ensure_seeded(session)
+    withheld = {"ebgm": math.nan, "eb05": math.nan, "eb95": math.nan}
+    results = frame(
+        # strong on every measure; EBGM withheld: detected by PRR, ROR and IC
+        {**strong_row(TISA, "T-cell lymphoma", eb05=6.0, n=8), **withheld},
+        {**strong_row(TISA, "malignancy_t_cell", "group", eb05=6.0, n=8), **withheld},
+        # a pair that only EB05 would have raised: with EBGM withheld nothing holds
+        {**weak_row(TISA, "Pancytopenia", n=5), **withheld},
+        # the same kind of pair with EB05 present (another table) is raised by the EBGM criterion alone
+        {**weak_row(AXI, "Pancytopenia", n=5), "ebgm": 4.0, "eb05": 3.0, "eb95": 5.0},
+    )
+    changes = evaluate_run(session, run_id=7, as_of=QUARTERS[0], results=results, rules=rules)
+    session.commit()
+    assert sorted((c.product, c.event, c.kind) for c in changes) == [
+        (AXI, "pancytopenia", "created"), (TISA, "malignancy_t_cell", "created"),
+        (TISA, "t-cell lymphoma", "created")]
+    measures = {(s.product, s.event): m for s, m in session.execute(
+        select(Signal, SignalMeasure).join(SignalMeasure, SignalMeasure.signal_id == Signal.id))}
+    tcl = measures[(TISA, "t-cell lymphoma")]
+    assert tcl.meets_rules and tcl.criteria_met == ["prr_evans", "ror", "bcpnn"]
+    assert tcl.eb05 is None and tcl.ebgm is None
+    assert measures[(TISA, "malignancy_t_cell")].criteria_met == ["prr_evans", "ror", "bcpnn"]
+    assert measures[(AXI, "pancytopenia")].criteria_met == ["mgps"]
+    # EB05 6 and n 8 would meet the strong criterion (EB05 >= 4, n >= 5) and escalate at once; withheld, no
+    sig = session.scalars(select(Signal).where(Signal.product == TISA, Signal.event == "t-cell lymphoma")).one()
+    assert not sig.escalated and not sig.label_update_recommended
+    # strength from IC025 alone: (log2(6) - 0.2) / log2(16)
+    assert sig.strength == pytest.approx((math.log2(6.0) - 0.2) / 4.0, abs=1e-4)
