@@ -85,7 +85,7 @@ class SignalFilter:
 
 
 @dataclass(frozen=True)
-class Finding:
+class ListedSignal:
     """A listed signal: its measures in the last run that measured it, and why it needs a decision (empty when
     it is not in the action queue)."""
 
@@ -124,7 +124,7 @@ def queue_reasons(signal: Signal, *, reopened: bool) -> tuple[str, ...]:
 
 
 def find_signals(session: Session, filters: SignalFilter | None = None, *,
-                 groups: EventGroups | None = None) -> list[Finding]:
+                 groups: EventGroups | None = None) -> list[ListedSignal]:
     """The signals ``filters`` asks for (the action queue by default), highest priority first, then by id."""
     f = filters or SignalFilter()
     groups = groups or default_event_groups()
@@ -161,7 +161,7 @@ def find_signals(session: Session, filters: SignalFilter | None = None, *,
         and (jurisdiction is None or (s.labelled or {}).get(jurisdiction) is False)
     ]
     reopened = reopened_signals(session, [s.id for s, _ in rows if s.status == "validated"])
-    found = [Finding(s, m, queue_reasons(s, reopened=s.id in reopened)) for s, m in rows]
+    found = [ListedSignal(s, m, queue_reasons(s, reopened=s.id in reopened)) for s, m in rows]
     return [x for x in found if x.needs_decision] if queue_only else found
 
 
