@@ -242,13 +242,15 @@ def labels_seed(
     file: Path | None = typer.Option(None, "--file", help="Seed file (default config/labels.yaml)."),
     by: str = typer.Option("seed", "--by"),
 ) -> None:
-    """Add the entries of the seed file that are not in the label registry yet."""
+    """Add the entries of the seed file that are not in the label registry yet (idempotent, audited), and bring
+    the source, note and unverified mark of seeded entries up to date with it."""
     from pv.db import session_scope
     from pv.signals import labels as label_service
 
     with session_scope() as session:
         added = label_service.seed_labels(session, file, by=by)
-    typer.echo(f"{added} label entries added")
+        updated = label_service.refresh_seeded(session, file, by=by)
+    typer.echo(f"{added} label entries added; {updated} seeded entries updated (source, note, unverified mark)")
 
 
 @labels_app.command("compare")

@@ -100,3 +100,6 @@ def test_compare_command_table_json_csv(pv_env, capsys) -> None:  # type: ignore
     assert header[:4] == ["event", "level", "FDA_status", "FDA_section"] and header[-1] == "signal"
     code, _, err = run(capsys, "labels", "compare", "nope")
     assert code == 1 and "unknown product 'nope'; known products:" in err
+    # the compare seeded the empty store: seeding again adds and updates nothing
+    code, out, _ = run(capsys, "labels", "seed", "--by", "alice")
+    assert (code, out.strip()) == (0, "0 label entries added; 0 seeded entries updated (source, note, unverified mark)")

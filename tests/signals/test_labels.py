@@ -9,7 +9,15 @@ from sqlalchemy import func, select
 
 from pv.errors import AuditTrailError, InputError
 from pv.models.signals import Label, LabelAudit
-from pv.signals.labels import LabelEntry, LabelIndex, add_label, ensure_seeded, load_seed, seed_labels
+from pv.signals.labels import (
+    LabelEntry,
+    LabelIndex,
+    add_label,
+    ensure_seeded,
+    load_seed,
+    refresh_seeded,
+    seed_labels,
+)
 from tests.conftest import GAP_LABELS, REPO
 
 AXI = "axicabtagene ciloleucel"
@@ -100,6 +108,29 @@ def test_seeding_an_existing_store_adds_only_the_new_entries(session) -> None:  
     # the store now classifies as a fresh seed does
     idx = LabelIndex.from_session(session)
     assert idx.classify(AXI, "t-cell lymphoma", "pt", D(2024, 1, 1)) == {"FDA": True, "NMPA": True, "EMA": True}
+
+
+def test_reseeding_refreshes_the_unverified_mark_of_seeded_entries_only(session) -> None:  # type: ignore[no-untyped-def]
+    seed_labels(session, GAP_LABELS)  # the older seed: axi-cel's FDA boxed warning was not marked check
+    # an entry the new seed also has, recorded by hand first (a person read the SmPC)
+    hand = add_label(session, LabelEntry(product="Yescarta", jurisdiction="EMA", event="crs",
+                                         section="warnings_and_precautions", effective_date=D(2018, 8, 23),
+                                         source="SmPC 4.4 read"), by="alice", reason="label read")
+    session.commit()
+    assert seed_labels(session, REPO / "config" / "labels.yaml") > 0
+    crs = session.scalars(select(Label).where(Label.product == AXI, Label.jurisdiction == "FDA",
+                                              Label.event == "crs")).one()
+    assert not crs.check
+    assert refresh_seeded(session, REPO / "config" / "labels.yaml", by="bob") > 0
+    session.commit()
+    assert refresh_seeded(session, REPO / "config" / "labels.yaml", by="bob") == 0
+    session.refresh(crs)
+    assert crs.check and "18th from memory" in (crs.note or "")
+    audit = session.scalars(select(LabelAudit).where(LabelAudit.label_id == crs.id).order_by(LabelAudit.id)).all()
+    assert [a.action for a in audit] == ["seeded", "reseeded"] and audit[1].by == "bob"
+    assert "check: False -> True" in audit[1].reason and audit[1].entry["check"] is True
+    session.refresh(hand)
+    assert (hand.source, hand.check) == ("SmPC 4.4 read", False)  # entered by hand: never touched by a seed
 
 
 def test_every_entry_has_a_source_and_unverified_ones_say_where_they_come_from() -> None:
