@@ -189,11 +189,12 @@ def resolve_product(session: Session, name: str, products: ProductDictionary | N
     if key and (session.scalar(select(Label.id).where(Label.product == key).limit(1)) is not None
                 or session.scalar(select(Signal.id).where(Signal.product == key).limit(1)) is not None):
         return key
-    known = "; ".join(
-        f"{p} ({', '.join(str(s) for s in list(spec.get('spellings', []) or [])[:1])})"  # type: ignore[call-overload]
-        if spec.get("spellings") else p
-        for p, spec in sorted(products.products.items()))
-    raise InputError(f"unknown product {name!r}; known products: {known}", field="product")
+    known = []
+    for inn, spec in sorted(products.products.items()):
+        spellings = spec.get("spellings")
+        brand = spellings[0] if isinstance(spellings, list) and spellings else None
+        known.append(f"{inn} ({brand})" if brand else inn)
+    raise InputError(f"unknown product {name!r}; known products: {'; '.join(known)}", field="product")
 
 
 def compare_labels(
