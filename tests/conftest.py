@@ -100,3 +100,30 @@ def pv_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: str, pg_engi
     get_settings.cache_clear()
     yield pg_url
     get_settings.cache_clear()
+
+
+GAP_LABELS = REPO / "tests" / "data" / "labels_gap.yaml"
+
+
+@pytest.fixture
+def gap_approvals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Products judged in FDA and NMPA only (config/products.yaml without its EMA approvals), as in the test
+    registry of tests/data/labels_gap.yaml."""
+    from pv.signals import labels
+
+    approvals = {p: {j: d for j, d in a.items() if j != "EMA"} for p, a in labels.product_approvals().items()}
+    monkeypatch.setattr(labels, "product_approvals", lambda products=None: approvals)
+
+
+@pytest.fixture
+def gap_registry(pg_engine, gap_approvals) -> None:  # type: ignore[no-untyped-def]
+    """The test label registry of the feedback-loop tests (tests/data/labels_gap.yaml: FDA and NMPA, the T-cell
+    malignancy gap before April 2024), products judged in FDA and NMPA only. Not label facts: see the file."""
+    from pv.signals import labels
+
+    s = sessionmaker(bind=pg_engine, expire_on_commit=False)()
+    try:
+        assert labels.seed_labels(s, GAP_LABELS) > 0
+        s.commit()
+    finally:
+        s.close()

@@ -1,4 +1,4 @@
-"""``pv signals``, ``pv signal show|transition``, ``pv labels list|show|add|seed`` and ``pv backtest``."""
+"""``pv signals``, ``pv signal show|transition``, ``pv labels list|show|add|seed|compare`` and ``pv backtest``."""
 
 from __future__ import annotations
 
@@ -242,13 +242,39 @@ def labels_seed(
     file: Path | None = typer.Option(None, "--file", help="Seed file (default config/labels.yaml)."),
     by: str = typer.Option("seed", "--by"),
 ) -> None:
-    """Add the entries of the seed file that are not in the label registry yet."""
+    """Add the entries of the seed file that are not in the label registry yet (idempotent, audited), and bring
+    the source, note and unverified mark of seeded entries up to date with it."""
     from pv.db import session_scope
     from pv.signals import labels as label_service
 
     with session_scope() as session:
         added = label_service.seed_labels(session, file, by=by)
-    typer.echo(f"{added} label entries added")
+        updated = label_service.refresh_seeded(session, file, by=by)
+    typer.echo(f"{added} label entries added; {updated} seeded entries updated (source, note, unverified mark)")
+
+
+@labels_app.command("compare")
+def labels_compare(
+    product: str = typer.Argument(..., help="Product (brand, Chinese brand, INN or code)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Labels in force at this date (default today)."),
+    fmt: Format = typer.Option(Format.table, "--format"),
+) -> None:
+    """FDA, NMPA and EMA side by side: per event on any label of the product (and its open signals' events),
+    the section and effective date of the label in force, '—' when not on it, 'not approved' / 'not judged'
+    when the product is not judged there; '*' marks an unverified entry."""
+    from pv.db import session_scope
+    from pv.signals import label_compare
+
+    with session_scope() as session:
+        comparison = label_compare.compare_labels(session, product, as_of=iso_date(as_of, "--as-of"))
+        if fmt is Format.json:
+            typer.echo(json.dumps(comparison.as_dict(), indent=2, ensure_ascii=False))
+        elif fmt is Format.csv:
+            typer.echo(_csv(comparison.csv_rows(), comparison.csv_columns()))
+        else:
+            rows = comparison.table_rows()
+            table = _table(rows, comparison.columns()) if rows else "(no label entries and no open signals)"
+            typer.echo(label_compare.compare_text(comparison, table))
 
 
 BACKTEST_COLUMNS = ("product", "event", "level", "raised", "label_update_recommended", "recommended_in",

@@ -1,6 +1,8 @@
 """The label registry: which events are on which product's label, per jurisdiction, from which date.
 
-``config/labels.yaml`` seeds the ``labels`` table (:func:`seed_labels`, automatic when the table is empty);
+``config/labels.yaml`` seeds the ``labels`` table (:func:`seed_labels`, automatic when the table is empty; on an
+existing store it adds the missing entries, and :func:`refresh_seeded` brings the source, note and check mark of
+seeded entries up to date);
 the table is then edited with :func:`add_label` (``pv labels add``), every change kept in the append-only
 ``label_audit`` trail. :class:`LabelIndex` answers "is this event on the label in force at date D?" per
 jurisdiction: an event is labelled when an entry in force names the PT itself, a group containing the PT, the
@@ -157,6 +159,42 @@ def seed_labels(session: Session, path: str | Path | None = None, *, by: str = "
                 )
                 added += 1
     return added
+
+
+def refresh_seeded(session: Session, path: str | Path | None = None, *, by: str = "seed",
+                   groups: EventGroups | None = None, products: ProductDictionary | None = None) -> int:
+    """Bring the source, note and check mark of entries that came from a seed up to date with the seed file.
+
+    Only entries first recorded by a seed (audit action ``seeded``) are touched, and only those three descriptive
+    fields (never the product, event, section or dates, which decide classification): an entry marked unverified
+    in the seed becomes unverified in the store. Each change is appended to label_audit (``reseeded``, with the
+    fields changed). Returns how many entries changed. The caller commits.
+    """
+    groups = groups or default_event_groups()
+    products = products or default_products()
+    source_file = str(path or config_path("labels.yaml"))
+    seeded_ids = set(session.scalars(select(LabelAudit.label_id).where(LabelAudit.action == "seeded")))
+    changed = 0
+    for seed in load_seed(path):
+        for raw_product in seed.products:
+            product = canonical_product(raw_product, products)
+            for raw_event in seed.events:
+                event, _ = canonical_event(raw_event, groups)
+                label = _existing(session, product, seed.jurisdiction, event, seed.section, seed.effective_date)
+                if label is None or label.id not in seeded_ids:
+                    continue
+                diffs = [f"{name}: {getattr(label, name)!r} -> {value!r}"
+                         for name, value in (("source", seed.source), ("note", seed.note), ("check", seed.check))
+                         if getattr(label, name) != value]
+                if not diffs:
+                    continue
+                label.source, label.note, label.check = seed.source, seed.note, seed.check
+                session.flush()
+                session.add(LabelAudit(label_id=label.id, by=by, action="reseeded",
+                                       reason=f"updated from {source_file}: " + "; ".join(diffs),
+                                       entry=_entry_dict(label)))
+                changed += 1
+    return changed
 
 
 def ensure_seeded(session: Session) -> int:

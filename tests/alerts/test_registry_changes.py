@@ -7,6 +7,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,8 @@ from pv.signals.rules import RuleSet
 from tests.conftest import REPO
 from tests.signals.helpers import frame, strong_row, weak_row
 
+# The feedback-loop scenarios here rely on the T-cell malignancy label gap of the test registry.
+pytestmark = pytest.mark.usefixtures("gap_registry")
 TISA = "tisagenlecleucel"
 
 

@@ -16,6 +16,8 @@ from pv.signals.evaluation import evaluate_run
 from tests.signals.helpers import frame, strong_row
 from tests.signals.test_backtest import synthetic_quarter
 
+# The feedback-loop scenarios here rely on the T-cell malignancy label gap of the test registry.
+pytestmark = pytest.mark.usefixtures("gap_registry")
 TISA = "tisagenlecleucel"
 
 

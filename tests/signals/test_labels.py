@@ -9,8 +9,16 @@ from sqlalchemy import func, select
 
 from pv.errors import AuditTrailError, InputError
 from pv.models.signals import Label, LabelAudit
-from pv.signals.labels import LabelEntry, LabelIndex, add_label, ensure_seeded, load_seed, seed_labels
-from tests.conftest import REPO
+from pv.signals.labels import (
+    LabelEntry,
+    LabelIndex,
+    add_label,
+    ensure_seeded,
+    load_seed,
+    refresh_seeded,
+    seed_labels,
+)
+from tests.conftest import GAP_LABELS, REPO
 
 AXI = "axicabtagene ciloleucel"
 CILTA = "ciltacabtagene autoleucel"
@@ -43,25 +51,98 @@ def test_classification_uses_the_label_in_force_at_the_as_of_date(session) -> No
     ensure_seeded(session)
     idx = LabelIndex.from_session(session)
     tcl = ("t-cell lymphoma", "pt")
-    # before NMPA approval of axi-cel (2021-06-22): judged in FDA only, and the T-cell boxed warning is 2024
-    assert idx.classify(AXI, *tcl, D(2021, 3, 31)) == {"FDA": False}
-    # NMPA label stresses secondary malignancy (group containing T-cell lymphoma); FDA not yet
-    assert idx.classify(AXI, *tcl, D(2023, 12, 31)) == {"FDA": False, "NMPA": True}
-    assert idx.classify(AXI, *tcl, D(2024, 4, 18)) == {"FDA": False, "NMPA": True}
-    assert idx.classify(AXI, *tcl, D(2024, 4, 19)) == {"FDA": True, "NMPA": True}
+    boxed = ["boxed_warning"]
+    # axi-cel: US approval 2017-10-18, EU 2018-08-23, NMPA 2021-06-22; judged only where approved
+    assert idx.classify(AXI, *tcl, D(2017, 9, 30)) == {}
+    # US Warnings and Precautions "Secondary Malignancies" (a group containing the T-cell group) from approval
+    assert idx.classify(AXI, *tcl, D(2017, 12, 31)) == {"FDA": True}
+    assert idx.classify(AXI, *tcl, D(2018, 8, 22)) == {"FDA": True}
+    assert idx.classify(AXI, *tcl, D(2018, 8, 23)) == {"FDA": True, "EMA": True}  # SmPC 4.4 from authorisation
+    assert idx.classify(AXI, *tcl, D(2024, 1, 1)) == {"FDA": True, "NMPA": True, "EMA": True}
+    [wp] = [r for r in idx.covering_rows(AXI, *tcl) if r.jurisdiction == "FDA" and r.effective_date < D(2024, 1, 1)]
+    assert (wp.section, wp.event, wp.effective_date) == ("warnings_and_precautions", "secondary_malignancy",
+                                                          D(2017, 10, 18))
+    # in the boxed warning only from 2024-04-19 (the US boxed warning for T-cell malignancies); none in the EU
+    assert idx.classify(AXI, *tcl, D(2024, 4, 18), sections=boxed) == {"FDA": False, "NMPA": False, "EMA": False}
+    assert idx.classify(AXI, *tcl, D(2024, 4, 19), sections=boxed) == {"FDA": True, "NMPA": False, "EMA": False}
     # the group itself, and a group contained in a labelled group
-    assert idx.classify(AXI, "malignancy_t_cell", "group", D(2023, 12, 31)) == {"FDA": False, "NMPA": True}
-    assert idx.classify(CILTA, "secondary_malignancy", "group", D(2024, 6, 30)) == {"FDA": False}
-    assert idx.classify(CILTA, "malignancy_myeloid", "group", D(2024, 6, 30)) == {"FDA": True}
-    # a PT entry (parkinsonism) and CRS through its group, from first approval
+    assert idx.classify(AXI, "malignancy_t_cell", "group", D(2020, 1, 1)) == {"FDA": True, "EMA": True}
+    assert idx.classify(CILTA, "secondary_malignancy", "group", D(2024, 6, 30)) == {"FDA": True, "EMA": True}
+    assert idx.classify(CILTA, "secondary_malignancy", "group", D(2024, 6, 30), sections=boxed) == {
+        "FDA": False, "EMA": False}
+    assert idx.classify(CILTA, "malignancy_myeloid", "group", D(2024, 6, 30), sections=boxed) == {
+        "FDA": True, "EMA": False}
+    # Carvykti: EU authorisation 2022-05-25, judged in the EU from then
     assert idx.classify(CILTA, "parkinsonism", "pt", D(2022, 3, 31)) == {"FDA": True}
+    assert idx.classify(CILTA, "parkinsonism", "pt", D(2022, 6, 30)) == {"FDA": True, "EMA": True}
+    # products not authorised in the EU are not judged there
+    assert idx.classify("obecabtagene autoleucel", *tcl, D(2025, 1, 1)) == {"FDA": True}
+    assert idx.classify("equecabtagene autoleucel", *tcl, D(2024, 1, 1)) == {"NMPA": True}
+    # CRS through its group, from first approval; an event on no label
     assert idx.classify(AXI, "cytokine storm", "pt", D(2017, 12, 31)) == {"FDA": True}
-    assert idx.classify(AXI, "cytokine storm", "pt", D(2017, 9, 30)) == {}  # not yet approved anywhere
+    assert idx.classify(AXI, "hepatic failure", "pt", D(2024, 6, 30)) == {"FDA": False, "NMPA": False, "EMA": False}
     # only the configured sections count
     assert idx.classify(AXI, "cytokine storm", "pt", D(2018, 1, 1), sections=["adverse_reactions"]) == {
         "FDA": False}
     # unknown product: judged nowhere
     assert idx.classify("METHOTREXATE", "cytokine storm", "pt", D(2024, 1, 1)) == {}
+
+
+def test_seeding_an_existing_store_adds_only_the_new_entries(session) -> None:  # type: ignore[no-untyped-def]
+    """A store seeded from an older seed (tests/data/labels_gap.yaml, the FDA/NMPA seed before the registry was
+    completed) receives the new entries of config/labels.yaml once, audited, without duplicates."""
+    old = seed_labels(session, GAP_LABELS)
+    session.commit()
+    assert ensure_seeded(session) == 0  # not empty: ensure_seeded leaves it alone, `pv labels seed` completes it
+    seeds = load_seed(REPO / "config" / "labels.yaml")
+    total = sum(len(s.products) * len(s.events) for s in seeds)
+    added = seed_labels(session, REPO / "config" / "labels.yaml", by="alice")
+    session.commit()
+    assert 0 < added < total
+    assert seed_labels(session, REPO / "config" / "labels.yaml", by="alice") == 0
+    rows = session.execute(select(Label.product, Label.jurisdiction, Label.event, Label.section,
+                                  Label.effective_date)).all()
+    assert len(rows) == len(set(rows)) == old + added
+    assert session.scalar(select(func.count()).select_from(LabelAudit).where(LabelAudit.by == "alice")) == added
+    assert session.scalar(select(func.count()).select_from(Label).where(Label.jurisdiction == "EMA")) > 0
+    # the store now classifies as a fresh seed does
+    idx = LabelIndex.from_session(session)
+    assert idx.classify(AXI, "t-cell lymphoma", "pt", D(2024, 1, 1)) == {"FDA": True, "NMPA": True, "EMA": True}
+
+
+def test_reseeding_refreshes_the_unverified_mark_of_seeded_entries_only(session) -> None:  # type: ignore[no-untyped-def]
+    seed_labels(session, GAP_LABELS)  # the older seed: axi-cel's FDA boxed warning was not marked check
+    # an entry the new seed also has, recorded by hand first (a person read the SmPC)
+    hand = add_label(session, LabelEntry(product="Yescarta", jurisdiction="EMA", event="crs",
+                                         section="warnings_and_precautions", effective_date=D(2018, 8, 23),
+                                         source="SmPC 4.4 read"), by="alice", reason="label read")
+    session.commit()
+    assert seed_labels(session, REPO / "config" / "labels.yaml") > 0
+    crs = session.scalars(select(Label).where(Label.product == AXI, Label.jurisdiction == "FDA",
+                                              Label.event == "crs")).one()
+    assert not crs.check
+    assert refresh_seeded(session, REPO / "config" / "labels.yaml", by="bob") > 0
+    session.commit()
+    assert refresh_seeded(session, REPO / "config" / "labels.yaml", by="bob") == 0
+    session.refresh(crs)
+    assert crs.check and "18th from memory" in (crs.note or "")
+    audit = session.scalars(select(LabelAudit).where(LabelAudit.label_id == crs.id).order_by(LabelAudit.id)).all()
+    assert [a.action for a in audit] == ["seeded", "reseeded"] and audit[1].by == "bob"
+    assert "check: False -> True" in audit[1].reason and audit[1].entry["check"] is True
+    session.refresh(hand)
+    assert (hand.source, hand.check) == ("SmPC 4.4 read", False)  # entered by hand: never touched by a seed
+
+
+def test_every_entry_has_a_source_and_unverified_ones_say_where_they_come_from() -> None:
+    seeds = load_seed(REPO / "config" / "labels.yaml")
+    assert all(s.source for s in seeds)
+    ema = [s for s in seeds if s.jurisdiction == "EMA"]
+    assert {p for s in ema for p in s.products} == {
+        "tisagenlecleucel", AXI, "brexucabtagene autoleucel", "lisocabtagene maraleucel", "idecabtagene vicleucel",
+        CILTA}
+    assert all(s.check for s in ema) and not any(s.section == "boxed_warning" for s in ema)
+    # nothing outside domain.md is marked verified
+    assert all(s.check for s in seeds if "domain.md" not in (s.source or ""))
 
 
 def test_add_label_maps_names_records_who_and_why_and_refuses_bad_input(session) -> None:  # type: ignore[no-untyped-def]

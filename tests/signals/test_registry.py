@@ -18,7 +18,7 @@ from pv.signals.evaluation import evaluate_run, is_evaluated
 from pv.signals.labels import LabelEntry, ensure_seeded, seed_labels
 from pv.signals.queries import list_signals, rules_for_run, signal_detail
 from pv.signals.rules import RuleSet
-from tests.conftest import REPO
+from tests.conftest import GAP_LABELS, REPO
 from tests.signals.helpers import frame, strong_row, weak_row
 
 D = dt.date
@@ -34,9 +34,9 @@ def rules() -> RuleSet:
 
 
 @pytest.fixture
-def labels_without_tcell(session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The seed minus every secondary-malignancy entry: the pre-April-2024 gap, in every jurisdiction."""
-    data = yaml.safe_load((REPO / "config" / "labels.yaml").read_text())
+def labels_without_tcell(session, tmp_path: Path, gap_approvals) -> None:  # type: ignore[no-untyped-def]
+    """The test registry minus every secondary-malignancy entry: the gap in every jurisdiction, at every date."""
+    data = yaml.safe_load(GAP_LABELS.read_text())
     data["labels"] = [e for e in data["labels"]
                       if not {"malignancy_t_cell", "secondary_malignancy"} & set(e["events"])]
     path = tmp_path / "labels.yaml"
@@ -59,7 +59,7 @@ def _kinds(changes, event: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [c.kind for c in changes if c.event == event]
 
 
-def test_runs_create_signals_record_trend_and_snapshot_rules(session, rules) -> None:  # type: ignore[no-untyped-def]
+def test_runs_create_signals_record_trend_and_snapshot_rules(session, rules, gap_registry) -> None:  # type: ignore[no-untyped-def]
     ensure_seeded(session)
     c1 = evaluate_run(session, run_id=11, as_of=QUARTERS[0], results=frame(*_tcell_run(2.5)), rules=rules)
     session.commit()
@@ -177,7 +177,11 @@ def test_reopened_while_unlabelled_is_flagged_again(session, rules, labels_witho
 
 
 def test_real_seed_replay_flag_clears_when_the_april_2024_label_comes_into_force(session, rules) -> None:  # type: ignore[no-untyped-def]
+    # The real seed, judged on the US boxed warning alone: T-cell lymphoma was in Warnings and Precautions
+    # (Secondary Malignancies) from approval, and in the box from 2024-04-19.
     ensure_seeded(session)
+    rules = rules.model_copy(update={"feedback": rules.feedback.model_copy(
+        update={"jurisdictions": ["FDA"], "labelled_sections": ["boxed_warning"]})})
     kinds = {}
     for i, as_of in enumerate(QUARTERS[:7]):
         ch = evaluate_run(session, run_id=i + 1, as_of=as_of, results=frame(*_tcell_run(2.5)), rules=rules)
@@ -192,7 +196,7 @@ def test_real_seed_replay_flag_clears_when_the_april_2024_label_comes_into_force
     assert last is not None and last.by == "pv" and last.to_status == "monitoring"
 
 
-def test_strong_signal_escalates_at_once_and_incidence_hook_feeds_the_evidence(session, rules) -> None:  # type: ignore[no-untyped-def]
+def test_strong_signal_escalates_at_once_and_incidence_hook_feeds_the_evidence(session, rules, gap_registry) -> None:  # type: ignore[no-untyped-def]
     ensure_seeded(session)
     calls = []
 
@@ -279,7 +283,7 @@ def test_audit_trail_cannot_be_changed_through_orm_bulk_or_sql(session, rules, p
     assert count == 3 and session.scalars(select(SignalAudit.by)).all() == ["pv", "pv", "pv"]
 
 
-def test_priority_orders_every_list(session, rules) -> None:  # type: ignore[no-untyped-def]
+def test_priority_orders_every_list(session, rules, gap_registry) -> None:  # type: ignore[no-untyped-def]
     ensure_seeded(session)
     rows = [
         strong_row(TISA, "Cytokine release syndrome", eb05=12.0, n=300, serious=100, deaths=3),  # labelled

@@ -24,6 +24,8 @@ from pv.simulate.cohort import simulate_cohort
 from tests.conftest import REPO
 from tests.runs_data import SIGNAL_START, make_store
 
+# The feedback-loop scenarios here rely on the T-cell malignancy label gap of the test registry.
+pytestmark = pytest.mark.usefixtures("gap_registry")
 D = dt.date
 TISA = "tisagenlecleucel"
 

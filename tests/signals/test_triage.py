@@ -21,6 +21,8 @@ from pv.signals.queries import SignalFilter, changes_of_run, find_signals
 from tests.signals.helpers import frame, strong_row, weak_row
 from tests.signals.test_cli import run as cli
 
+# The feedback-loop scenarios here rely on the T-cell malignancy label gap of the test registry.
+pytestmark = pytest.mark.usefixtures("gap_registry")
 TISA = "tisagenlecleucel"  # FDA only
 AXI = "axicabtagene ciloleucel"  # Yescarta, Yikaida: FDA and NMPA
 RELMA = "relmacabtagene autoleucel"  # Carteyva: NMPA only
