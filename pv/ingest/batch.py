@@ -26,6 +26,12 @@ REACTION_COLUMNS = ["case_key", "report_id", "pt_verbatim", "meddra_code", "outc
 INDICATION_COLUMNS = ["case_key", "report_id", "drug_seq", "term"]
 QUARANTINE_COLUMNS = ["file", "line", "field", "raw", "reason"]
 
+#: The longest identifiers the case store holds (case_versions.case_key and report_id). An E2B(R3) C.1.8.1 has at
+#: most 100 characters and a C.1.1 at most 100, stored with "#" and the 14 digits of C.1.2. A longer identifier is
+#: quarantined with its whole report, never cut.
+MAX_CASE_KEY = 100
+MAX_REPORT_ID = 120
+
 
 def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})

@@ -35,6 +35,8 @@ from pv.errors import ConfigError, UnreadableFileError
 from pv.ingest.batch import (
     DRUG_COLUMNS,
     INDICATION_COLUMNS,
+    MAX_CASE_KEY,
+    MAX_REPORT_ID,
     QUARANTINE_COLUMNS,
     REACTION_COLUMNS,
     VERSION_COLUMNS,
@@ -382,6 +384,14 @@ def _add_row(versions: dict[tuple[str, str], _Version], cells: dict[str, str], m
         version = int(number)
     report_id = get("report_id", "") or (f"{case_id}#v{version}" if version_text else case_id)
     case_key = f"{mapping.case_prefix}{case_id}"
+    if len(case_key) > MAX_CASE_KEY:
+        raise _RowError("case_id", f"case id of {len(case_id)} characters: the store holds case ids of at most "
+                                   f"{MAX_CASE_KEY - len(mapping.case_prefix)} characters (with the prefix "
+                                   f"{mapping.case_prefix!r}); the row is quarantined, never cut")
+    if len(report_id) > MAX_REPORT_ID:
+        field = "report_id" if get("report_id", "") else "case_id"
+        raise _RowError(field, f"report id of {len(report_id)} characters: the store holds report ids of at "
+                               f"most {MAX_REPORT_ID}; the row is quarantined, never cut")
     dates = {key: _date(get(key, ""), key, mapping)
              for key in ("received_date", "initial_received_date", "event_date")}
     drugs = _split(cells.get("drug", ""), "drug", mapping)
@@ -400,12 +410,12 @@ def _add_row(versions: dict[tuple[str, str], _Version], cells: dict[str, str], m
     codes, event_outcomes = event_cols["meddra_code"], event_cols["event_outcome"]
     outcomes = _outcomes(get("serious", ""), get("outcomes", ""))
 
-    key = (case_key, report_id[:100])
+    key = (case_key, report_id)
     target = versions.get(key)
     if target is None:
         sex = get("sex", "")
         target = versions[key] = _Version(case={
-            "case_key": case_key, "report_id": report_id[:100], "version": version,
+            "case_key": case_key, "report_id": report_id, "version": version,
             "initial_or_followup": None, "received_date": dates["received_date"],
             "initial_received_date": dates["initial_received_date"], "event_date": None,
             "age_years": _scaled(get("age", ""), get("age_unit", "") or "years", AGE_UNITS, 0, 150),

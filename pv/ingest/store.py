@@ -30,6 +30,7 @@ does not commit: the caller owns the transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ from sqlalchemy.sql.schema import Table
 
 from pv.db import backend_name
 from pv.db.bulk import drop_temp, temp_table, write_frame
-from pv.ingest.batch import Batch
+from pv.ingest.batch import MAX_CASE_KEY, MAX_REPORT_ID, QUARANTINE_COLUMNS, Batch
 from pv.models.casestore import (
     Case,
     CaseVersion,
@@ -260,6 +261,37 @@ def _normalised(values: pd.Series) -> pd.Series:
     return pd.Series(normal[np.where(codes < 0, len(uniques), codes)], index=values.index)
 
 
+# ---------------------------------------------------------------------------------------------- identifiers
+def without_overlong_ids(batch: Batch) -> tuple[Batch, pd.DataFrame]:
+    """``batch`` without the versions whose case key or report id is longer than the store holds, and their
+    drugs, reactions and indications; and the quarantine rows that say so. An identifier is never cut: a cut one
+    would merge two reports sharing its first characters, or part a version from its drugs and reactions.
+    (The parsers quarantine such rows with their line; this is the store's own guard.)"""
+    def too_long(frame: pd.DataFrame) -> pd.Series:
+        return (frame["case_key"].astype(str).str.len().gt(MAX_CASE_KEY)
+                | frame["report_id"].astype(str).str.len().gt(MAX_REPORT_ID))
+
+    bad = too_long(batch.versions)
+    if not bad.any() and not any(too_long(f).any() for f in (batch.drugs, batch.reactions, batch.indications)):
+        return batch, batch.quarantine.iloc[0:0]
+    rows = batch.versions[bad]
+    quarantine = pd.DataFrame({
+        "file": batch.name, "line": None,
+        "field": np.where(rows["case_key"].astype(str).str.len().gt(MAX_CASE_KEY), "case_key", "report_id"),
+        "raw": (rows["case_key"].astype(str) + " / " + rows["report_id"].astype(str)).str.slice(0, 2000),
+        "reason": f"identifier longer than the case store holds (case id {MAX_CASE_KEY}, report id "
+                  f"{MAX_REPORT_ID} characters): the whole report is quarantined, never cut",
+    }, columns=QUARANTINE_COLUMNS)
+    kept = dataclasses.replace(
+        batch,
+        versions=batch.versions[~bad],
+        drugs=batch.drugs[~too_long(batch.drugs)],
+        reactions=batch.reactions[~too_long(batch.reactions)],
+        indications=batch.indications[~too_long(batch.indications)],
+    )
+    return kept, quarantine
+
+
 # ---------------------------------------------------------------------------------------------- load_batch
 def load_batch(
     session: Session,
@@ -293,8 +325,8 @@ def load_batch(
 
     # deletions: persistent, applied to what is stored and to this and every later batch
     already_deleted = set(session.execute(select(DeletedCase.case_key)).scalars())
-    new_deleted = [k for k in dict.fromkeys(str(k)[:100] for k in batch.deleted_case_keys)
-                   if k not in already_deleted]
+    new_deleted = [k for k in dict.fromkeys(str(k) for k in batch.deleted_case_keys)
+                   if len(k) <= MAX_CASE_KEY and k not in already_deleted]
     cases_deleted = _delete_cases(session, new_deleted)
     if new_deleted:
         session.execute(insert(DeletedCase),
@@ -302,9 +334,10 @@ def load_batch(
     deleted = already_deleted | set(new_deleted)
     step("deletions")
 
+    batch, too_long = without_overlong_ids(batch)
     versions = batch.versions.copy()
-    versions["case_key"] = versions["case_key"].astype(str).str.slice(0, 100)
-    versions["report_id"] = versions["report_id"].astype(str).str.slice(0, 100)
+    versions["case_key"] = versions["case_key"].astype(str)
+    versions["report_id"] = versions["report_id"].astype(str)
     versions = versions[~versions["case_key"].isin(deleted)]
     versions = versions.drop_duplicates(["case_key", "report_id"], keep="first")
     stored, stored_cases = _stored_versions(session, versions)
@@ -346,7 +379,7 @@ def load_batch(
             _write_cases(session, current, before.isna().to_numpy(), new, batch.kind)
     step("cases")
 
-    quarantine = batch.quarantine
+    quarantine = pd.concat([batch.quarantine, too_long], ignore_index=True) if len(too_long) else batch.quarantine
     if len(quarantine):
         write_frame(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
             "source_file_id": source.id, "file": quarantine["file"].astype(str).to_numpy(),

@@ -67,7 +67,7 @@ class CaseVersion(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     case_key: Mapped[str] = mapped_column(String(100), index=True)
-    report_id: Mapped[str] = mapped_column(String(100))  # primaryid / isr / C.1.1
+    report_id: Mapped[str] = mapped_column(String(120))  # primaryid / isr / C.1.1#C.1.2
     version: Mapped[int] = mapped_column(Integer, default=1)
     # rank among the stored versions of the case (0 the lowest): see pv.ingest.store for the rule
     precedence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
