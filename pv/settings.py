@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     var_dir: Path = Field(
         default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."
     )
+    ingest_max_member_bytes: int = Field(
+        default=2 << 30, gt=0,
+        description="Largest uncompressed size of a member of a quarter's zip (bytes); a larger one refuses the file.",
+    )
+    ingest_max_ratio: float = Field(
+        default=200.0, gt=1,
+        description="Largest compression ratio of a zip member over 1 MiB; a higher one refuses the file (zip bomb).",
+    )
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_user: str | None = None

@@ -208,11 +208,13 @@ def ingest_file(path: str, kind: str | None = None, archive: bool = False,
     try:
         with session_scope() as session:
             summary = drop.ingest(session, file, kind)
-    except InputError as exc:  # unreadable whole: nothing loaded; not retryable
-        if not archive:
-            raise
-        drop.archive(file, where, error=str(exc))
-        return {"file": path, "error": str(exc)}
+    except Exception as exc:  # the file's own failure: nothing of it loaded; the other files go on
+        reason = drop.file_failure(exc)
+        if reason is None or not archive:
+            raise  # the service's failure (database unreachable): retried, the file stays in the drop folder
+        log.warning("refused %s: %s", file, reason)
+        drop.archive(file, where, error=reason)
+        return {"file": path, "error": reason}
     if archive:
         drop.archive(file, where)
     return summary

@@ -337,7 +337,7 @@ def _header_index(header: list[str], mapping: CsvMapping, name: str) -> dict[str
 
 def parse_csv_bytes(data: bytes, name: str, mapping: CsvMapping) -> Batch:
     """Parse the bytes of one CSV file with ``mapping`` into a Batch (kind ``csv``)."""
-    text = _decode(data, mapping)
+    text = _decode(data, mapping).replace("\x00", "")  # NUL is never text (and PostgreSQL refuses it)
     records = _records(text, mapping, name)
     first = next(records, None)
     if first is None:
