@@ -16,12 +16,16 @@ from sqlalchemy.orm import Session
 
 from pv.analysis.config import AnalysisConfig
 from pv.analysis.snapshot import RunSnapshot, code_version, take_snapshot
-from pv.errors import NotFoundError, PvError
+from pv.errors import InputError, NotFoundError, PvError
+from pv.ingest.batch import SOURCES
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
 
 
 class RunFailedError(PvError):
     """A run ended in failure, or is not (yet) the succeeded run a step needs (the message says which)."""
+
+
+SCOPES = ("all", *SOURCES)  # a run's data scope: every source, or one
 
 
 def request_run(
@@ -38,6 +42,8 @@ def request_run(
     Returns (run, should_compute): should_compute is False when the same run is already queued, running or
     succeeded (it is computed once); a failed run is reset to queued and computed again.
     """
+    if scope not in SCOPES:
+        raise InputError(f"unknown data scope {scope!r}; scopes are: {', '.join(SCOPES)}", field="scope")
     cfg = cfg or AnalysisConfig.load(config_dir / "analysis.yaml" if config_dir else None)
     snap = take_snapshot(session, cfg, config_dir)
     digest = snap.digest

@@ -60,9 +60,12 @@ from pv.ingest.batch import (
     REACTION_COLUMNS,
     VERSION_COLUMNS,
     Batch,
+    latest_possible_date,
 )
 
 # ICH OIDs
+HL7_V3 = "urn:hl7-org:v3"  # the namespace of every E2B(R3) element
+MESSAGE_TAGS = ("PORR_IN049016UV", "MCCI_IN200100UV01")
 OID_REPORT_ID = "2.16.840.1.113883.3.989.2.1.3.1"  # C.1.1
 MAX_C11 = 100  # E2B(R3): C.1.1 and C.1.8.1 have at most 100 characters; a report id is C.1.1 "#" and 14 digits
 assert MAX_C11 + 15 <= MAX_REPORT_ID and MAX_C11 <= MAX_CASE_KEY
@@ -110,11 +113,15 @@ class _LineTreeBuilder(ET.TreeBuilder):
     def __init__(self) -> None:
         super().__init__()
         self.lines: dict[ET.Element, int] = {}
+        self.namespaces: dict[ET.Element, str] = {}  # of the message and batch elements
         self.parser: Any = None
 
     def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:  # type: ignore[override]
-        element = super().start(tag.rpartition("}")[2], attrs)
+        namespace, _, local = tag.rpartition("}")
+        element = super().start(local, attrs)
         self.lines[element] = self.parser.parser.CurrentLineNumber
+        if local in MESSAGE_TAGS:
+            self.namespaces[element] = namespace.lstrip("{")
         return element
 
     def end(self, tag: str) -> ET.Element:
@@ -144,6 +151,11 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element, dict[ET.Element, int]
                                   line=line) from exc
     except (ValueError, LookupError) as exc:  # e.g. an encoding expat does not know
         raise UnreadableFileError(f"cannot read as XML: {exc}", file=name) from exc
+    foreign = {ns for ns in builder.namespaces.values() if ns != HL7_V3}
+    if foreign:
+        raise UnreadableFileError(
+            f"not an E2B(R3) file: its messages are in the namespace {', '.join(sorted(map(repr, foreign)))}, "
+            f"not HL7 v3 ({HL7_V3!r})", file=name)
     return root, builder.lines
 
 
@@ -277,6 +289,9 @@ class _Reader:
         latest = self.ts(latest_el, "C.1.5")
         if latest is None:
             raise _Bad("missing date of most recent information (C.1.5)", "C.1.5", self.line(event))
+        if latest[0] > latest_possible_date():
+            raise _Bad(f"date of most recent information (C.1.5) {latest[0]} is in the future", "C.1.5",
+                       self.line(latest_el))
         first_received = self.date(_kid(event, "effectiveTime", "low"), "C.1.4")
 
         report_type = nullification = None

@@ -42,6 +42,7 @@ from pv.ingest.batch import (
     REACTION_COLUMNS,
     VERSION_COLUMNS,
     Batch,
+    latest_possible_date,
 )
 from pv.ingest.delimited import (
     RAW_LIMIT,
@@ -328,6 +329,11 @@ def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd
     frame = table.frame
     id_cols = [layout.report, layout.case] + (["caseversion"] if layout is FAERS else [])
     frame = _ids(q, table, frame, id_cols)
+    if _first(table, "sex", "gndr_cod") is None:
+        raise UnreadableFileError(
+            f"DEMO header lacks the sex column ({'sex' if layout is FAERS else 'gndr_cod'}): every case would be "
+            f"loaded with an unknown sex (found: {', '.join(table.header[:30])})",
+            file=f"{source}:{table.member}", line=1, field="sex")
     if layout is FAERS:
         too_big = frame["caseversion"].str.len().gt(9)
         frame = q.take(table, frame, too_big, "caseversion", "caseversion out of range")
@@ -336,6 +342,11 @@ def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd
     init_col = "init_fda_dt" if layout is FAERS else None
     parsed = _dates(q, table, frame, ["fda_dt", "event_dt", init_col])
     frame = parsed.pop("_frame")  # type: ignore[assignment]
+    if "fda_dt" in parsed:
+        latest = latest_possible_date()
+        future = parsed["fda_dt"].map(lambda d: d is not None and d > latest).astype(bool)
+        frame = q.take(table, frame, future.reindex(frame.index, fill_value=False), "fda_dt",
+                       "receipt date (fda_dt) in the future")
     dup = frame[layout.report].duplicated(keep="first")
     frame = q.take(table, frame, dup, layout.report, "duplicate report id in DEMO")
 
