@@ -310,6 +310,8 @@ def load_batch(
     event_groups = event_groups or default_event_groups()
     if backend_name(session) == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    else:  # SQLite: take the write lock before reading (a second loader waits here, then sees the first's file)
+        session.execute(text("UPDATE source_files SET id = id WHERE 0 = 1"))
 
     existing_file = session.execute(
         select(SourceFile.id).where(SourceFile.kind == batch.kind, SourceFile.sha256 == batch.sha256)
