@@ -33,6 +33,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 def _bomb(path: Path) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("DEMO24Q1.txt", b"primaryid$caseid$caseversion$fda_dt\n" + b"\0" * 30_000_000)
+        z.writestr("DRUG24Q1.txt", b"primaryid$caseid$drug_seq$role_cod$drugname\n")
+        z.writestr("REAC24Q1.txt", b"primaryid$caseid$pt\n")
     return path
 
 
@@ -41,6 +43,8 @@ def _corrupt(path: Path) -> Path:
     text = b"primaryid$caseid$caseversion$fda_dt\n" + b"".join(b"%d$%d$1$20240105\n" % (i, i) for i in range(5000))
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("DEMO24Q1.txt", text)
+        z.writestr("DRUG24Q1.txt", b"primaryid$caseid$drug_seq$role_cod$drugname\n")
+        z.writestr("REAC24Q1.txt", b"primaryid$caseid$pt\n")
     data = bytearray(path.read_bytes())
     start = data.find(b"DEMO24Q1.txt") + len("DEMO24Q1.txt")
     data[start + 10:start + 200] = bytes(range(190))

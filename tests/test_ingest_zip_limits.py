@@ -15,11 +15,14 @@ from pv.ingest.faers import ZipLimits, parse_quarter
 from pv.settings import get_settings
 from tests.conftest import REAL_DATA
 
-DEMO = b"primaryid$caseid$caseversion$fda_dt\n1001$1$1$20240105\n"
+DEMO = b"primaryid$caseid$caseversion$fda_dt$sex\n1001$1$1$20240105$F\n"
 
 
 def _quarter(tmp_path: Path, members: dict[str, bytes], name: str = "q.zip") -> Path:
+    """A quarter's zip: ``members`` over a DRUG and a REAC member of one line each."""
     path = tmp_path / name
+    members = {"DRUG24Q1.txt": b"primaryid$caseid$drug_seq$role_cod$drugname\n1001$1$1$PS$KYMRIAH\n",
+               "REAC24Q1.txt": b"primaryid$caseid$pt\n1001$1$Pyrexia\n", **members}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for member, data in members.items():
             z.writestr(member, data)

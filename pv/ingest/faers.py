@@ -58,6 +58,7 @@ from pv.ingest.delimited import (
 )
 
 KINDS = ("DEMO", "DRUG", "REAC", "OUTC", "RPSR", "THER", "INDI")
+REQUIRED = ("DRUG", "REAC")  # with DEMO: a quarter without them is an incomplete delivery, refused
 _MEMBER = re.compile(r"^(DEMO|DRUG|REAC|OUTC|RPSR|THER|INDI)(\d{2}Q[1-4])?(_new)?\.txt$", re.IGNORECASE)
 _DELETE = re.compile(r"^DELETE.*\.txt$", re.IGNORECASE)
 _QUARTER_IN_MEMBER = re.compile(r"(\d{2})Q([1-4])", re.IGNORECASE)
@@ -147,6 +148,12 @@ class _Source:
                 self.deletes.append(name)
         if "DEMO" not in self.members:
             raise UnreadableFileError("no DEMO file (not a FAERS/AERS quarterly extract)", file=str(path))
+        for kind in REQUIRED:
+            if kind not in self.members:
+                raise UnreadableFileError(
+                    f"no {kind} file: an incomplete delivery (every case would load without its "
+                    f"{'drugs' if kind == 'DRUG' else 'reactions'}, for good); refused whole, ask for the complete "
+                    "quarter", file=str(path))
         if self._zip is not None:
             limits = limits or ZipLimits.from_settings()
             for name in [*self.members.values(), *self.deletes]:  # the members that will be read
@@ -319,10 +326,10 @@ def _upper(series: pd.Series, limit: int) -> pd.Series:
 def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd.DataFrame]:
     if "primaryid" in table.header:
         layout = FAERS
-        _require(table, ["primaryid", "caseid", "caseversion"], source)
+        _require(table, ["primaryid", "caseid", "caseversion", "fda_dt"], source)
     elif "isr" in table.header:
         layout = AERS
-        _require(table, ["isr", "case"], source)
+        _require(table, ["isr", "case", "fda_dt"], source)
     else:
         raise UnreadableFileError("DEMO header has neither primaryid (FAERS) nor isr (legacy AERS)",
                                   file=f"{source}:{table.member}", line=1)
@@ -556,8 +563,11 @@ def parse_quarter(path: str | Path, progress: Progress | None = None, limits: Zi
             if name is None:
                 return None
             data = source.read(name)
-            if kind != "DEMO" and not data.strip(b" \t\r\n\x00"):
-                return None  # an empty member is treated as absent
+            if not data.strip(b" \t\r\n\x00"):
+                if kind in ("DEMO", *REQUIRED):
+                    raise UnreadableFileError(f"{name} is empty: an incomplete delivery; refused whole, ask for "
+                                              "the complete quarter", file=str(path))
+                return None  # an empty optional member is treated as absent
             t = read_table(data, name)
             q.extend(t.quarantine)
             rows_read += t.rows_read
