@@ -96,7 +96,7 @@ def print_results(results: Sequence[FileResult], console: Console) -> None:
         if s is None:
             table.add_row(Path(r.path).name, "", "", "", "", "", "", "", "", "refused")
             continue
-        status = "already loaded" if s.skipped_duplicate_file else "loaded"
+        status = "already loaded" if s.skipped_duplicate_file else "replaced" if s.replaced else "loaded"
         values = [r.rows_read if not s.skipped_duplicate_file else 0, s.versions_loaded, s.cases_added,
                   s.cases_updated, s.cases_deleted, s.rows_quarantined]
         totals = [a + b for a, b in zip(totals, values, strict=True)]
@@ -110,6 +110,13 @@ def print_results(results: Sequence[FileResult], console: Console) -> None:
     for r in results:
         if r.error:
             console.print(f"refused: {r.error}", style="red", soft_wrap=True)
+        for rep in r.summary.replaced if r.summary is not None else ():
+            console.print(
+                f"replaced: {Path(r.path).name} is a redelivery of {rep['quarter']}: what "
+                f"{Path(rep['replaced_file']).name} loaded was replaced ({rep['versions_before']} versions before, "
+                f"{rep['versions_now']} now: {rep['only_before']} only before, {rep['only_now']} only now; "
+                f"{rep['reactions_before']} reactions before, {rep['reactions_now']} now; quarantined "
+                f"{rep['rows_quarantined_before']} before, {rep['rows_quarantined_now']} now)", soft_wrap=True)
 
 
 def exit_code(results: Sequence[FileResult]) -> int:

@@ -51,6 +51,7 @@ from pv.models.casestore import (
     Case,
     CaseVersion,
     DeletedCase,
+    DeliveryReplacement,
     Drug,
     EventGroupTerm,
     Indication,
@@ -67,7 +68,7 @@ from pv.normalise import (
     normalise_pt,
 )
 
-LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
+LOAD_STAGES = ("replacement", "deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
 _LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
 _BULK_MIN = 50_000  # new versions from which a PostgreSQL load may rebuild indexes instead of updating them
 
@@ -83,6 +84,8 @@ class LoadSummary:
     rows_quarantined: int = 0
     skipped_duplicate_file: bool = False
     source_file_id: int | None = None
+    #: the earlier deliveries of the same quarter this file replaced: their DeliveryReplacement summaries
+    replaced: tuple[dict[str, Any], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- large loads
@@ -218,6 +221,79 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
     return int(removed)
 
 
+def _replace_earlier_deliveries(session: Session, batch: Batch, source: SourceFile) -> list[dict[str, Any]]:
+    """Remove what the earlier deliveries of ``batch``'s quarter loaded, when ``batch`` is another file of the
+    same kind and quarter (a corrected redelivery): their versions with drugs, reactions and indications, and
+    the deletions their DELETE files recorded (the redelivery brings its own); the cases they touched are
+    recomputed from what remains. Each earlier file is marked replaced and the change audited
+    (:class:`DeliveryReplacement`). The caller then loads ``batch`` as usual."""
+    if batch.quarter is None or batch.kind not in ("faers", "aers"):
+        return []
+    earlier = session.scalars(select(SourceFile).where(
+        SourceFile.kind == batch.kind, SourceFile.quarter == batch.quarter, SourceFile.id != source.id,
+        SourceFile.replaced_by_id.is_(None)).order_by(SourceFile.id)).all()
+    summaries = []
+    new_keys = set(zip(batch.versions["case_key"].astype(str), batch.versions["report_id"].astype(str),
+                       strict=True))
+    for old in earlier:
+        rows = session.execute(select(CaseVersion.id, CaseVersion.case_key, CaseVersion.report_id)
+                               .where(CaseVersion.source_file_id == old.id)).all()
+        old_keys = {(case_key, report_id) for _, case_key, report_id in rows}
+        ids = pd.DataFrame({"id": [int(r[0]) for r in rows]}, dtype="int64")
+        counts = {"drugs_before": 0, "reactions_before": 0}
+        if len(ids):
+            temp_table(session, "_pv_old", {"id": "BIGINT PRIMARY KEY"}, ids)
+            for child, label in (("drugs", "drugs_before"), ("reactions", "reactions_before")):
+                counts[label] = int(session.execute(text(
+                    f"SELECT COUNT(*) FROM {child} WHERE case_version_id IN (SELECT id FROM _pv_old)")).scalar_one())
+            for child in ("drugs", "reactions", "indications"):
+                session.execute(text(f"DELETE FROM {child} WHERE case_version_id IN (SELECT id FROM _pv_old)"))
+            session.execute(text("DELETE FROM cases WHERE current_version_id IN (SELECT id FROM _pv_old)"))
+            session.execute(text("DELETE FROM case_versions WHERE id IN (SELECT id FROM _pv_old)"))
+            drop_temp(session, "_pv_old")
+            _refresh_cases(session, sorted({case_key for _, case_key, _ in rows}))
+        withdrawn = session.scalar(select(func.count()).select_from(DeletedCase)
+                                   .where(DeletedCase.source_file_id == old.id))
+        session.execute(delete(DeletedCase).where(DeletedCase.source_file_id == old.id))
+        summary = {
+            "quarter": batch.quarter, "replaced_file": old.name, "replaced_file_id": old.id,
+            "by_file": source.name, "by_file_id": source.id,
+            "versions_before": len(old_keys), "versions_now": len(new_keys),
+            "in_both": len(old_keys & new_keys), "only_before": len(old_keys - new_keys),
+            "only_now": len(new_keys - old_keys), **counts,
+            "drugs_now": len(batch.drugs), "reactions_now": len(batch.reactions),
+            "rows_quarantined_before": old.rows_quarantined, "rows_quarantined_now": len(batch.quarantine),
+            "deletions_withdrawn": int(withdrawn or 0),
+        }
+        old.replaced_by_id = source.id
+        session.add(DeliveryReplacement(replaced_file_id=old.id, by_file_id=source.id, quarter=batch.quarter,
+                                        summary=summary))
+        summaries.append(summary)
+    session.flush()
+    return summaries
+
+
+def _refresh_cases(session: Session, keys: list[str]) -> None:
+    """Recompute the precedence of the remaining versions of these cases and their current version; a case
+    with no version left is removed."""
+    stored, _ = _stored_versions(session, pd.DataFrame({"case_key": keys}))
+    remaining = set(stored["case_key"])
+    gone = [k for k in keys if k not in remaining]
+    if gone:
+        temp_table(session, "_pv_gone", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": gone}))
+        session.execute(text("DELETE FROM cases WHERE case_key IN (SELECT case_key FROM _pv_gone)"))
+        drop_temp(session, "_pv_gone")
+    if stored.empty:
+        return
+    stored = stored.reset_index(drop=True)
+    stored["version"] = stored["version"].astype("int64")
+    case_codes, ranks = _ranks(stored)
+    moved = pd.DataFrame({"id": stored["id"].to_numpy(dtype="int64"), "precedence": ranks})
+    _update_precedence(session, moved[ranks != stored["precedence"].to_numpy(dtype="int64")])
+    current = stored.iloc[_highest(case_codes, ranks)].join(_case_dates(stored), on="case_key")
+    _upsert_cases(session, current)
+
+
 def _children(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
     """Rows of ``frame`` that belong to a newly inserted version, with that version's id."""
     if frame.empty:
@@ -325,6 +401,10 @@ def load_batch(
     session.flush()
     _sync_event_groups(session, event_groups)
 
+    # a corrected redelivery of a quarter replaces what the earlier delivery of that quarter loaded
+    replaced = _replace_earlier_deliveries(session, batch, source)
+    step("replacement")
+
     # deletions: persistent, applied to what is stored and to this and every later batch
     already_deleted = set(session.execute(select(DeletedCase.case_key)).scalars())
     new_deleted = [k for k in dict.fromkeys(str(k) for k in batch.deleted_case_keys)
@@ -393,7 +473,8 @@ def load_batch(
     step("quarantine")
 
     summary = LoadSummary(cases_added=added, cases_updated=updated, cases_deleted=cases_deleted,
-                          versions_loaded=n_new, rows_quarantined=len(quarantine), source_file_id=source.id)
+                          versions_loaded=n_new, rows_quarantined=len(quarantine), source_file_id=source.id,
+                          replaced=tuple(replaced))
     source.versions_loaded = n_new
     source.cases_added = added
     source.cases_updated = updated
