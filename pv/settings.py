@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default=7200,
         description="Seconds before Redis redelivers an unacknowledged task; above the longest task.",
     )
+    run_lease: int = Field(
+        default=7200, gt=0,
+        description="Seconds a run's stage claims it: a running run not heard of for longer (its worker died) is "
+                    "recomputed by the next request; a queued run waits 12 times as long.",
+    )
     config_dir: Path = Field(default=Path("config"), description="Folder of the YAML configuration.")
     var_dir: Path = Field(
         default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."

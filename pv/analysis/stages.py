@@ -33,7 +33,7 @@ from pv.analysis.config import AnalysisConfig
 from pv.analysis.counting import count_tables
 from pv.analysis.extract import extract
 from pv.analysis.results import COUNT_COLUMNS, RESULT_COLUMNS, TREND_COLUMNS, read_counts, read_trend
-from pv.analysis.runs import RunFailedError, get_run, record_timing, run_snapshot
+from pv.analysis.runs import RunFailedError, claim, get_run, record_timing, run_snapshot
 from pv.db.bulk import write_frame
 from pv.errors import ConvergenceError, InputError
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
@@ -79,6 +79,7 @@ def build_counts(session: Session, run_id: int) -> StageOutcome:
     if run.status == "succeeded":
         return StageOutcome(run_id, "counting", skipped="succeeded")
     run.status = "running"
+    claim(run)
     run.started_at = run.started_at or utcnow()
     run.error = None
     session.flush()
@@ -145,6 +146,7 @@ def fit_prior(session: Session, run_id: int) -> StageOutcome:
     run = get_run(session, run_id, for_update=True)
     if run.status == "succeeded":
         return StageOutcome(run_id, "MGPS fit", skipped="succeeded")
+    claim(run)
     cfg = run_snapshot(run).analysis
     t0 = time.perf_counter()
     analyses = cfg.analyses()
@@ -252,6 +254,7 @@ def compute_shard(session: Session, run_id: int, shard: int) -> StageOutcome:
         written = write_frame(session, "run_results", results.assign(run_id=run_id), ["run_id", *RESULT_COLUMNS])
     seconds = time.perf_counter() - t0
     run = get_run(session, run_id, for_update=True)  # shards run concurrently: lock the row to record timing
+    claim(run)
     record_timing(run, f"shard_{shard}", seconds)
     record_timing(run, f"shard_{shard}_read", t_read)
     record_timing(run, f"shard_{shard}_compute", t_compute)
