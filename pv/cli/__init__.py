@@ -58,13 +58,19 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # click usage errors, setup problems (pv.cli.problems)
         import click
 
         # typer >= 0.24 vendors click: its usage errors derive from typer.TyperException, not click's
         if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(exc, "show"):
             exc.show()
             sys.exit(getattr(exc, "exit_code", 2))
-        raise
+        from pv.cli.problems import setup_problem
+
+        problem = setup_problem(exc)
+        if problem is None:
+            raise
+        typer.echo(f"pv: error: {problem}", err=True)
+        sys.exit(1)
     if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
         sys.exit(code)
