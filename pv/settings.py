@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    smtp_allow_plaintext_login: bool = Field(
+        default=False, description="Allow logging in to the SMTP server without STARTTLS (a trusted local link).")
     smtp_from: str = "pv@localhost"
     smtp_timeout: float = Field(
         default=30.0, description="Seconds before an SMTP connection or reply times out."
