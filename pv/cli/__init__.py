@@ -47,6 +47,32 @@ def main(argv: list[str] | None = None) -> None:
     # This takes effect because no command has loaded NumPy yet (the commands import it when they run).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
+        _main(argv)
+    finally:
+        _release_task_results()
+
+
+def _release_task_results() -> None:
+    """Let go of the Celery results this process still holds while the interpreter is whole: with a Redis result
+    backend an ``AsyncResult`` left to the interpreter's shutdown unsubscribes on a half torn-down process and
+    prints a 19-line "Exception ignored in AsyncResult.__del__" traceback (celery/celery#6164)."""
+    celery_app = getattr(sys.modules.get("workers.app"), "app", None)
+    if celery_app is None or celery_app.conf.task_always_eager:
+        return
+    consumer = getattr(celery_app.backend, "result_consumer", None)  # the Redis backend's subscriptions
+    if consumer is None or getattr(consumer, "_pubsub", None) is None:
+        return
+    try:
+        consumer.stop()  # closes the subscription connection: nothing is left to unsubscribe at shutdown
+    except Exception:  # noqa: BLE001 - the broker may be gone already
+        pass
+    subscribed = getattr(consumer, "subscribed_to", None)
+    if isinstance(subscribed, set):
+        subscribed.clear()
+
+
+def _main(argv: list[str] | None) -> None:
+    try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, without standalone mode
             sys.exit(code)
