@@ -7,17 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, event, inspect
 
 import pv.db
 from pv import db
-from tests.conftest import ADMIN_URL, REAL_DATA, REPO, _sqlalchemy_url
+from tests.conftest import REAL_DATA, REPO
 
 
 def test_a_first_upgrade_that_fails_midway_leaves_nothing_behind(tmp_path: Path,
@@ -50,18 +47,6 @@ def test_a_first_upgrade_that_fails_midway_leaves_nothing_behind(tmp_path: Path,
     check.dispose()
 
 
-@pytest.fixture
-def new_pg_database() -> Iterator[str]:
-    name = f"pv_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _sqlalchemy_url(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _at_once(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
     procs = [subprocess.Popen(c, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for c in commands]
@@ -72,12 +57,12 @@ def _at_once(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.
     return out
 
 
-def test_two_processes_migrate_a_new_postgresql_database_at_once(new_pg_database: str) -> None:
-    env = {**os.environ, "PV_DATABASE_URL": new_pg_database}
+def test_two_processes_migrate_a_new_postgresql_database_at_once(scratch_pg_url: str) -> None:
+    env = {**os.environ, "PV_DATABASE_URL": scratch_pg_url}
     env.pop("PV_BROKER_URL", None)
     done = _at_once([[sys.executable, "-m", "pv", "db", "upgrade"]] * 2, env)
     assert [d.returncode for d in done] == [0, 0], [d.stderr[-2000:] for d in done]
-    engine = create_engine(new_pg_database)
+    engine = create_engine(scratch_pg_url)
     try:
         assert db.current_revision(engine) == db.head_revisions()
     finally:
