@@ -33,15 +33,30 @@ class Settings(BaseSettings):
         default=7200,
         description="Seconds before Redis redelivers an unacknowledged task; above the longest task.",
     )
+    run_lease: int = Field(
+        default=7200, gt=0,
+        description="Seconds a run's stage claims it: a running run not heard of for longer (its worker died) is "
+                    "recomputed by the next request; a queued run waits 12 times as long.",
+    )
     config_dir: Path = Field(default=Path("config"), description="Folder of the YAML configuration.")
     var_dir: Path = Field(
         default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."
+    )
+    ingest_max_member_bytes: int = Field(
+        default=2 << 30, gt=0,
+        description="Largest uncompressed size of a member of a quarter's zip (bytes); a larger one refuses the file.",
+    )
+    ingest_max_ratio: float = Field(
+        default=200.0, gt=1,
+        description="Largest compression ratio of a zip member over 1 MiB; a higher one refuses the file (zip bomb).",
     )
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    smtp_allow_plaintext_login: bool = Field(
+        default=False, description="Allow logging in to the SMTP server without STARTTLS (a trusted local link).")
     smtp_from: str = "pv@localhost"
     smtp_timeout: float = Field(
         default=30.0, description="Seconds before an SMTP connection or reply times out."

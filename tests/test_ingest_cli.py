@@ -33,7 +33,7 @@ def test_ingest_real_quarters_and_summary(pv_env: str, capsys: pytest.CaptureFix
     code, out, _ = run(["ingest", "faers", str(REAL_DATA / "faers_ascii_2017q2.zip"),
                         str(REAL_DATA / "aers_ascii_2004q1.zip")], capsys)
     assert code == 0
-    assert "faers_ascii_2017q2.zip" in out and "2004Q1" in out and "2 loaded, 0 already loaded, 0 unreadable" in out
+    assert "faers_ascii_2017q2.zip" in out and "2004Q1" in out and "2 loaded, 0 already loaded, 0 refused" in out
     data = summary(capsys)
     assert data["cases"] == 200 and data["case_versions"] == 200 and data["quarantined"] == 0
     assert data["drugs"] == 328 + 386 and data["reactions"] == 286 + 416
@@ -41,7 +41,7 @@ def test_ingest_real_quarters_and_summary(pv_env: str, capsys: pytest.CaptureFix
     assert data["cases_by_event_group"]["icans"] > 0  # type: ignore[index]
 
     code, out, _ = run(["ingest", "faers", str(REAL_DATA / "faers_ascii_2017q2.zip")], capsys)
-    assert code == 0 and "0 loaded, 1 already loaded, 0 unreadable" in out
+    assert code == 0 and "0 loaded, 1 already loaded, 0 refused" in out
     assert summary(capsys)["cases"] == 200
 
     code, out, _ = run(["store", "summary"], capsys)
@@ -58,7 +58,7 @@ def test_unreadable_file_fails_but_others_load(pv_env: str, tmp_path: Path,
                                       b"11$1$Cytokine release syndrome$\n9$9$X$\n"})
     code, out, _ = run(["ingest", "faers", str(junk), str(good)], capsys)
     assert code == 1
-    assert "unreadable" in out and "not a zip" in out and "1 loaded, 0 already loaded, 1 unreadable" in out
+    assert "refused" in out and "not a zip" in out and "1 loaded, 0 already loaded, 1 refused" in out
     data = summary(capsys)
     assert data["cases"] == 1 and data["quarantined"] == 1
     assert data["cases_by_product"] == {"tisagenlecleucel": 1}

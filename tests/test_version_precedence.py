@@ -12,12 +12,10 @@ import datetime as dt
 import hashlib
 import importlib.util
 import itertools
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +27,7 @@ from pv.analysis.extract import extract
 from pv.ingest.batch import VERSION_COLUMNS, Batch
 from pv.ingest.store import load_batch, version_precedence
 
-from .conftest import ADMIN_URL, _sqlalchemy_url, _truncate_all
+from .conftest import _truncate_all
 
 Row = tuple[str, str, int, dt.date | None]  # case_key, report_id, version, received_date
 D1, D2, D3 = dt.date(2023, 1, 10), dt.date(2023, 3, 1), dt.date(2023, 6, 30)
@@ -188,18 +186,6 @@ def _expected(rows: Sequence[Row]) -> dict[tuple[str, str], int]:
         for rank, row in enumerate(sorted((r for r in rows if r[0] == key), key=rule)):
             out[(key, row[1])] = rank
     return out
-
-
-@pytest.fixture
-def scratch_pg_url() -> Iterator[str]:
-    name = f"pv_test_mig_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _sqlalchemy_url(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

@@ -32,7 +32,7 @@ from pv.analysis import runs as run_service
 from pv.analysis import stages
 from pv.analysis.config import AnalysisConfig
 from pv.db import session_scope
-from pv.errors import InputError
+from pv.errors import InputError, PvError
 from pv.ingest import drop
 from pv.periods import Every, as_of_dates
 from pv.settings import get_settings
@@ -135,8 +135,10 @@ def request_run(
 ) -> tuple[int, bool]:
     """Create (or find) the run for (as_of, scope, configuration); returns (run id, should_compute)."""
     cfg = AnalysisConfig.load(config_file) if config_file else None
+    owner = run_service.process_owner() if app.conf.task_always_eager else None  # embedded: this process
     with session_scope() as session:
-        run, should = run_service.request_run(session, as_of, cfg, scope=scope, parameters=parameters)
+        run, should = run_service.request_run(session, as_of, cfg, scope=scope, parameters=parameters,
+                                              owner=owner)
         return run.id, should
 
 
@@ -152,6 +154,25 @@ def submit_run(
     run_id, should = request_run(as_of, config_file, scope)
     if not should:
         return run_id, False
+    dispatch_run(run_id, follow)
+    return run_id, True
+
+
+def retry_run(run_id: int, force: bool = False) -> None:
+    """An operator's retry of a failed or abandoned run (:func:`pv.analysis.runs.retry_run`): reset and
+    dispatched again (embedded: computed now)."""
+    owner = run_service.process_owner() if app.conf.task_always_eager else None
+    with session_scope() as session:
+        run_service.retry_run(session, run_id, force=force, owner=owner)
+    dispatch_run(run_id)
+
+
+def dispatch_run(run_id: int, follow: Callable[[int], Signature] | None = None) -> None:
+    """Send a queued run's pipeline (then ``follow(run_id)``) to the workers, or compute it now (embedded).
+
+    A broker that refuses the message fails the run with the reason (no worker would ever see it, and the
+    next request computes it again) and raises.
+    """
     with session_scope() as session:
         shards = run_service.get_run(session, run_id).shards
     canvas = run_pipeline(run_id, shards)
@@ -159,12 +180,14 @@ def submit_run(
         canvas = chain(canvas, follow(run_id), app=app)
     try:
         canvas.apply_async()
-    except Exception:
-        if not app.conf.task_always_eager:
-            raise
+    except Exception as exc:
+        if not app.conf.task_always_eager:  # the broker refused the message: no worker will ever see the run
+            message = f"could not send the run to the workers: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            with session_scope() as session:
+                run_service.fail_run(session, run_id, message)
+            raise PvError(f"run {run_id}: {message} (PV_BROKER_URL; the next request computes it)") from exc
         # embedded: the stage that failed has recorded the failure on the run
         log.exception("run %s failed", run_id)
-    return run_id, True
 
 
 @app.task(name="pv.analyze", base=PvTask)
@@ -208,11 +231,13 @@ def ingest_file(path: str, kind: str | None = None, archive: bool = False,
     try:
         with session_scope() as session:
             summary = drop.ingest(session, file, kind)
-    except InputError as exc:  # unreadable whole: nothing loaded; not retryable
-        if not archive:
-            raise
-        drop.archive(file, where, error=str(exc))
-        return {"file": path, "error": str(exc)}
+    except Exception as exc:  # the file's own failure: nothing of it loaded; the other files go on
+        reason = drop.file_failure(exc)
+        if reason is None or not archive:
+            raise  # the service's failure (database unreachable): retried, the file stays in the drop folder
+        log.warning("refused %s: %s", file, reason)
+        drop.archive(file, where, error=reason)
+        return {"file": path, "error": reason}
     if archive:
         drop.archive(file, where)
     return summary

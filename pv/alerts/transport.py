@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from pv.errors import DeliveryError
+from pv.errors import ConfigError, DeliveryError
 from pv.settings import Settings, get_settings
 
 DEFAULT_TIMEOUT = 30.0
@@ -47,7 +47,13 @@ class SMTPTransport:
         starttls: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
+        allow_plaintext_login: bool = False,
     ) -> None:
+        if user and not starttls and not allow_plaintext_login:
+            raise ConfigError(
+                "PV_SMTP_USER is set without PV_SMTP_STARTTLS: the SMTP password would cross the network in clear "
+                "text. Set PV_SMTP_STARTTLS=true, or PV_SMTP_ALLOW_PLAINTEXT_LOGIN=true for a server on a trusted "
+                "local link")
         self.host = host
         self.port = port
         self.user = user
@@ -170,5 +176,6 @@ def transport_from_settings(settings: Settings | None = None) -> Transport:
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
             timeout=settings.smtp_timeout,
+            allow_plaintext_login=settings.smtp_allow_plaintext_login,
         )
     return EmlTransport(Path(settings.var_dir) / "outbox")

@@ -7,6 +7,9 @@ Services receive the caller's Session and do not commit; the caller (a Celery ta
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,87 @@ from sqlalchemy.orm import Session
 
 from pv.analysis.config import AnalysisConfig
 from pv.analysis.snapshot import RunSnapshot, code_version, take_snapshot
-from pv.errors import NotFoundError, PvError
+from pv.errors import InputError, NotFoundError, PvError
+from pv.ingest.batch import SOURCES
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
 
 
 class RunFailedError(PvError):
     """A run ended in failure, or is not (yet) the succeeded run a step needs (the message says which)."""
+
+
+log = logging.getLogger(__name__)
+SCOPES = ("all", *SOURCES)  # a run's data scope: every source, or one
+
+
+QUEUE_LEASES = 12  # a queued run no worker has claimed is abandoned after this many leases
+
+
+def process_owner(pid: int | None = None) -> str:
+    """This process as a run's owner: host, pid and the process's start time (so a reused pid is not it)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "?"
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, starttime, after the command name
+
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the process ``owner`` names still runs: None when it is on another host (unknown here)."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    current = _start_ticks(int(pid_text))
+    return current != "?" and (ticks in ("", "?") or current == ticks)
+
+
+def lease(settings_seconds: int | None = None) -> dt.timedelta:
+    """How long a stage's claim on a run holds (PV_RUN_LEASE)."""
+    if settings_seconds is None:
+        from pv.settings import get_settings
+
+        settings_seconds = get_settings().run_lease
+    return dt.timedelta(seconds=settings_seconds)
+
+
+def claim(run: Run, owner: str | None = None) -> None:
+    """Record that this process works on ``run`` now, for one lease (each stage renews it)."""
+    run.owner = owner or process_owner()
+    run.lease_expires_at = utcnow() + lease()
+
+
+def stale_reason(run: Run, now: dt.datetime | None = None) -> str | None:
+    """Why a queued or running run is abandoned (its owner's process is gone, or its lease expired), or None."""
+    if run.status not in ("queued", "running"):
+        return None
+    if run.owner and owner_alive(run.owner) is False:
+        return f"its process ({run.owner}) is gone"
+    expires = run.lease_expires_at
+    if expires is not None:
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)  # SQLite: naive UTC
+        if expires < (now or utcnow()):
+            return f"its lease expired at {expires:%Y-%m-%d %H:%M:%S} UTC with no stage heard of since"
+    return None
+
+
+def reset_run(run: Run, reason: str, owner: str | None = None) -> None:
+    """Put a failed or abandoned run back in the queue, noting why in its parameters (``recovered``)."""
+    recovered = list((run.parameters or {}).get("recovered", []))
+    recovered.append({"at": utcnow().isoformat(timespec="seconds"), "status": run.status, "reason": reason})
+    run.parameters = {**(run.parameters or {}), "recovered": recovered}
+    run.status = "queued"
+    run.error = None
+    run.started_at = None
+    run.finished_at = None
+    run.code_version = code_version()
+    run.owner = owner
+    run.lease_expires_at = utcnow() + lease() * (1 if owner else QUEUE_LEASES)
 
 
 def request_run(
@@ -32,12 +110,18 @@ def request_run(
     scope: str = "all",
     config_dir: Path | None = None,
     parameters: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> tuple[Run, bool]:
     """The run for (as_of, scope, configuration): an existing one, or a new queued one.
 
     Returns (run, should_compute): should_compute is False when the same run is already queued, running or
-    succeeded (it is computed once); a failed run is reset to queued and computed again.
+    succeeded (it is computed once); a failed run, or a queued or running one that was abandoned
+    (:func:`stale_reason`), is reset to queued and computed again. ``owner``: the process that will compute it
+    (embedded: this one), so that a kill is seen at once; without one the queued run holds
+    ``QUEUE_LEASES`` leases until a worker claims it.
     """
+    if scope not in SCOPES:
+        raise InputError(f"unknown data scope {scope!r}; scopes are: {', '.join(SCOPES)}", field="scope")
     cfg = cfg or AnalysisConfig.load(config_dir / "analysis.yaml" if config_dir else None)
     snap = take_snapshot(session, cfg, config_dir)
     digest = snap.digest
@@ -52,6 +136,8 @@ def request_run(
             config_hash=digest,
             code_version=code_version(),
             shards=cfg.shards,
+            owner=owner,
+            lease_expires_at=utcnow() + lease() * (1 if owner else QUEUE_LEASES),
         )
         try:
             with session.begin_nested():
@@ -63,14 +149,37 @@ def request_run(
             if existing is None:
                 raise
     if existing.status == "failed":
-        existing.status = "queued"
-        existing.error = None
-        existing.started_at = None
-        existing.finished_at = None
-        existing.code_version = code_version()
+        reset_run(existing, f"failed: {existing.error}", owner)
+        session.flush()
+        return existing, True
+    reason = stale_reason(existing)
+    if reason is not None:
+        log.warning("run %s was %s but %s: computing it again", existing.id, existing.status, reason)
+        reset_run(existing, reason, owner)
         session.flush()
         return existing, True
     return existing, False
+
+
+def retry_run(session: Session, run_id: int, *, force: bool = False, owner: str | None = None) -> Run:
+    """An operator's retry (``pv runs retry``): put a failed or abandoned run back in the queue; a run that is
+    still being computed only with ``force``; a succeeded run never (its results do not change)."""
+    run = get_run(session, run_id, for_update=True)
+    if run.status == "succeeded":
+        raise InputError(f"run {run_id} succeeded: its results never change (request another run, e.g. with "
+                         "another configuration, to compute again)", field="run_id")
+    reason = f"failed: {run.error}" if run.status == "failed" else stale_reason(run)
+    if reason is None:
+        if not force:
+            expires = run.lease_expires_at
+            holds = f"its lease holds until {expires:%Y-%m-%d %H:%M:%S} UTC" if expires else "it has no lease"
+            raise InputError(f"run {run_id} is {run.status}" + (f" by {run.owner}" if run.owner else "")
+                             + f" and {holds}: it may still be computed; use --force if you know its process "
+                             "is gone", field="run_id")
+        reason = f"retried by an operator (--force) while {run.status}"
+    reset_run(run, reason, owner)
+    session.flush()
+    return run
 
 
 def _find(session: Session, as_of: dt.date, scope: str, digest: str) -> Run | None:
@@ -152,4 +261,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "timings": run.timings,
         "parameters": run.parameters,
         "error": run.error,
+        "owner": run.owner,
+        "lease_expires_at": iso(run.lease_expires_at),
+        "abandoned": stale_reason(run),
     }

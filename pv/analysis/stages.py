@@ -19,20 +19,21 @@ Services receive the caller's Session and do not commit; the caller (a Celery ta
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from pv.analysis.config import AnalysisConfig
 from pv.analysis.counting import count_tables
 from pv.analysis.extract import extract
 from pv.analysis.results import COUNT_COLUMNS, RESULT_COLUMNS, TREND_COLUMNS, read_counts, read_trend
-from pv.analysis.runs import RunFailedError, get_run, record_timing, run_snapshot
+from pv.analysis.runs import RunFailedError, claim, get_run, record_timing, run_snapshot
 from pv.db.bulk import write_frame
 from pv.errors import ConvergenceError, InputError
 from pv.models.runs import Run, RunCount, RunResult, RunTrend, utcnow
@@ -78,6 +79,7 @@ def build_counts(session: Session, run_id: int) -> StageOutcome:
     if run.status == "succeeded":
         return StageOutcome(run_id, "counting", skipped="succeeded")
     run.status = "running"
+    claim(run)
     run.started_at = run.started_at or utcnow()
     run.error = None
     session.flush()
@@ -88,6 +90,8 @@ def build_counts(session: Session, run_id: int) -> StageOutcome:
                    scope=run.scope)
     extracted = time.perf_counter() - t0
     tables = count_tables(data, snap)
+    if tables.n_cases == 0:
+        raise EmptyRunError(_why_empty(session, run.as_of, run.scope))
     t0 = time.perf_counter()
     for table in (RunCount, RunTrend, RunResult):
         session.execute(delete(table).where(table.run_id == run_id))
@@ -102,6 +106,27 @@ def build_counts(session: Session, run_id: int) -> StageOutcome:
         record_timing(run, stage, seconds)
     session.flush()
     return StageOutcome(run_id, "counting", rows=n, cases=tables.n_cases)
+
+
+class EmptyRunError(InputError):
+    """A run found no case to count: it fails with the reason instead of succeeding with nothing."""
+
+
+def _why_empty(session: Session, as_of: dt.date, scope: str) -> str:
+    """Why a run as of ``as_of`` found no case: what the store holds, and what kept it out."""
+    where = "" if scope == "all" else " AND source = :scope"
+    params = {"as_of": as_of, "scope": scope}
+    stored = session.execute(text(f"SELECT COUNT(*) FROM case_versions WHERE 1 = 1{where}"), params).scalar_one()
+    undated = session.execute(text(
+        f"SELECT COUNT(*) FROM case_versions WHERE received_date IS NULL{where}"), params).scalar_one()
+    later = session.execute(text(
+        f"SELECT COUNT(*) FROM case_versions WHERE received_date > :as_of{where}"), params).scalar_one()
+    what = "the store holds no case version" + ("" if scope == "all" else f" of scope {scope!r}")
+    if stored:
+        what = (f"of the {stored:,} stored case versions{'' if scope == 'all' else f' of scope {scope!r}'}, "
+                f"{later:,} were received after {as_of} and {undated:,} have no receipt date")
+    return (f"no case to count as of {as_of}: {what}; a run with no case would report no signal as if "
+            "nothing had been reported")
 
 
 def _hyperparameters(model: MGPS) -> dict[str, float | None]:
@@ -121,6 +146,7 @@ def fit_prior(session: Session, run_id: int) -> StageOutcome:
     run = get_run(session, run_id, for_update=True)
     if run.status == "succeeded":
         return StageOutcome(run_id, "MGPS fit", skipped="succeeded")
+    claim(run)
     cfg = run_snapshot(run).analysis
     t0 = time.perf_counter()
     analyses = cfg.analyses()
@@ -228,6 +254,7 @@ def compute_shard(session: Session, run_id: int, shard: int) -> StageOutcome:
         written = write_frame(session, "run_results", results.assign(run_id=run_id), ["run_id", *RESULT_COLUMNS])
     seconds = time.perf_counter() - t0
     run = get_run(session, run_id, for_update=True)  # shards run concurrently: lock the row to record timing
+    claim(run)
     record_timing(run, f"shard_{shard}", seconds)
     record_timing(run, f"shard_{shard}_read", t_read)
     record_timing(run, f"shard_{shard}_compute", t_compute)

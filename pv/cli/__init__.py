@@ -47,6 +47,32 @@ def main(argv: list[str] | None = None) -> None:
     # This takes effect because no command has loaded NumPy yet (the commands import it when they run).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
+        _main(argv)
+    finally:
+        _release_task_results()
+
+
+def _release_task_results() -> None:
+    """Let go of the Celery results this process still holds while the interpreter is whole: with a Redis result
+    backend an ``AsyncResult`` left to the interpreter's shutdown unsubscribes on a half torn-down process and
+    prints a 19-line "Exception ignored in AsyncResult.__del__" traceback (celery/celery#6164)."""
+    celery_app = getattr(sys.modules.get("workers.app"), "app", None)
+    if celery_app is None or celery_app.conf.task_always_eager:
+        return
+    consumer = getattr(celery_app.backend, "result_consumer", None)  # the Redis backend's subscriptions
+    if consumer is None or getattr(consumer, "_pubsub", None) is None:
+        return
+    try:
+        consumer.stop()  # closes the subscription connection: nothing is left to unsubscribe at shutdown
+    except Exception:  # noqa: BLE001 - the broker may be gone already
+        pass
+    subscribed = getattr(consumer, "subscribed_to", None)
+    if isinstance(subscribed, set):
+        subscribed.clear()
+
+
+def _main(argv: list[str] | None) -> None:
+    try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, without standalone mode
             sys.exit(code)
@@ -58,13 +84,19 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # click usage errors, setup problems (pv.cli.problems)
         import click
 
         # typer >= 0.24 vendors click: its usage errors derive from typer.TyperException, not click's
         if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(exc, "show"):
             exc.show()
             sys.exit(getattr(exc, "exit_code", 2))
-        raise
+        from pv.cli.problems import setup_problem
+
+        problem = setup_problem(exc)
+        if problem is None:
+            raise
+        typer.echo(f"pv: error: {problem}", err=True)
+        sys.exit(1)
     if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
         sys.exit(code)

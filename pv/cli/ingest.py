@@ -2,7 +2,7 @@
 
 Each file is parsed into a :class:`~pv.ingest.batch.Batch` and written with
 :func:`~pv.ingest.store.load_batch` in its own transaction, so a file that fails leaves the others loaded.
-The command prints one summary row per file and the totals, and exits 1 only when a file is unreadable whole.
+The command prints one summary row per file and the totals, and exits 1 when a file was refused (nothing of it loaded).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from pv.errors import UnreadableFileError
 
 # The parsers, the case store and the settings (pandas, SQLAlchemy, pydantic) are imported inside the functions
 # that use them, so that ``pv --help`` and the help of every command start without them.
@@ -45,9 +43,11 @@ def ingest_files(paths: Sequence[Path], parse: Parser, *, parse_stages: int = 1,
     """Parse and load each path in its own transaction; print a table per file and the totals.
 
     ``parse(path, step)`` returns a Batch and may call ``step(stage)`` up to ``parse_stages`` times (for the
-    progress bar). An :class:`UnreadableFileError` is reported for that file and the others still load.
+    progress bar). A file that fails (unreadable, refused by a limit, rejected by the database, a mapping
+    error: :func:`pv.ingest.drop.file_failure`) is reported with a one-line reason and the others still load.
     """
     from pv.db import session_scope
+    from pv.ingest.drop import file_failure
     from pv.ingest.store import LOAD_STAGES, load_batch
     from pv.settings import get_settings
 
@@ -65,14 +65,17 @@ def ingest_files(paths: Sequence[Path], parse: Parser, *, parse_stages: int = 1,
 
             try:
                 batch = parse(path, step)
-            except UnreadableFileError as exc:
-                results.append(FileResult(str(path), error=str(exc)))
-                progress.remove_task(task)
+                progress.update(task, completed=parse_stages, stage="loading")
+                with session_scope(url) as session:
+                    summary = load_batch(session, batch, progress=step)
+            except Exception as exc:  # the file's own failure is reported, and the other files go on
+                reason = file_failure(exc)
+                if reason is None:
+                    raise  # the database is unreachable: every file would fail the same way
+                results.append(FileResult(str(path), error=reason))
                 continue
-            progress.update(task, completed=parse_stages, stage="loading")
-            with session_scope(url) as session:
-                summary = load_batch(session, batch, progress=step)
-            progress.remove_task(task)
+            finally:
+                progress.remove_task(task)
             results.append(FileResult(str(path), batch.kind, batch.quarter, batch.rows_read, summary))
     print_results(results, console)
     return results
@@ -91,9 +94,9 @@ def print_results(results: Sequence[FileResult], console: Console) -> None:
     for r in results:
         s = r.summary
         if s is None:
-            table.add_row(Path(r.path).name, "", "", "", "", "", "", "", "", "unreadable")
+            table.add_row(Path(r.path).name, "", "", "", "", "", "", "", "", "refused")
             continue
-        status = "already loaded" if s.skipped_duplicate_file else "loaded"
+        status = "already loaded" if s.skipped_duplicate_file else "replaced" if s.replaced else "loaded"
         values = [r.rows_read if not s.skipped_duplicate_file else 0, s.versions_loaded, s.cases_added,
                   s.cases_updated, s.cases_deleted, s.rows_quarantined]
         totals = [a + b for a, b in zip(totals, values, strict=True)]
@@ -102,11 +105,18 @@ def print_results(results: Sequence[FileResult], console: Console) -> None:
     skipped = sum(1 for r in results if r.summary is not None and r.summary.skipped_duplicate_file)
     table.add_row("total", "", "", *(str(v) for v in totals), "", style="bold")
     console.print(table)
-    console.print(f"{len(results) - failed - skipped} loaded, {skipped} already loaded, {failed} unreadable",
+    console.print(f"{len(results) - failed - skipped} loaded, {skipped} already loaded, {failed} refused",
                   style="bold", soft_wrap=True)
     for r in results:
         if r.error:
-            console.print(f"unreadable: {r.error}", style="red", soft_wrap=True)
+            console.print(f"refused: {r.error}", style="red", soft_wrap=True)
+        for rep in r.summary.replaced if r.summary is not None else ():
+            console.print(
+                f"replaced: {Path(r.path).name} is a redelivery of {rep['quarter']}: what "
+                f"{Path(rep['replaced_file']).name} loaded was replaced ({rep['versions_before']} versions before, "
+                f"{rep['versions_now']} now: {rep['only_before']} only before, {rep['only_now']} only now; "
+                f"{rep['reactions_before']} reactions before, {rep['reactions_now']} now; quarantined "
+                f"{rep['rows_quarantined_before']} before, {rep['rows_quarantined_now']} now)", soft_wrap=True)
 
 
 def exit_code(results: Sequence[FileResult]) -> int:

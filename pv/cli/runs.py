@@ -1,4 +1,4 @@
-"""``pv analyze``, ``pv runs list|show``, ``pv reanalyze``, ``pv worker``, ``pv beat``.
+"""``pv analyze``, ``pv runs list|show|retry``, ``pv reanalyze``, ``pv worker``, ``pv beat``.
 
 With a broker (PV_BROKER_URL) the work goes to ``pv worker`` processes; without one (the embedded default)
 it runs in this process. Registered in pv/cli/__init__.py with ``register(app)``.
@@ -122,6 +122,31 @@ def list_runs(
         typer.echo(json.dumps(rows, indent=2))
     else:
         _table(rows)
+
+
+@runs_app.command("retry")
+def retry(
+    run_id: int = typer.Argument(..., help="Run id."),
+    force: bool = typer.Option(False, "--force", help="Also a run that still looks alive (its process is gone "
+                                                     "but pv cannot see it, e.g. on another host)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the run has finished; exit 1 if it failed."),
+    timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait at most with --wait."),
+) -> None:
+    """Compute a failed or abandoned run again (queued or running with its process gone or its lease expired).
+    A succeeded run is never recomputed."""
+    from pv.settings import get_settings
+    from workers.tasks import retry_run
+
+    retry_run(run_id, force)
+    if wait or get_settings().is_embedded:
+        (summary,) = _wait([run_id], timeout if wait else 0)
+        typer.echo(f"run {run_id}: {summary['status']}")
+        if summary["status"] == "failed":
+            raise PvError(f"run {run_id} failed: {summary['error']}")
+        if wait and summary["status"] != "succeeded":
+            raise PvError(f"run {run_id} still {summary['status']} after {timeout:g} s")
+    else:
+        typer.echo(f"run {run_id}: queued")
 
 
 @runs_app.command("show")

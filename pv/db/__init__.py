@@ -17,9 +17,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from pv.settings import get_settings
 
@@ -65,15 +66,55 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
+_MIGRATION_LOCK = 7_461_029_312  # pg advisory lock: one process migrates a database at a time
+
+
+def _migration_engine(url: str) -> Engine:
+    """An engine whose transactions hold DDL too, and lock the database for writing from their start.
+
+    pysqlite begins a transaction only before INSERT/UPDATE/DELETE, so CREATE TABLE ran in autocommit and a
+    process killed during the first upgrade left a half-made store that refused every later command. Here the
+    driver's own transaction handling is off and every transaction starts with ``BEGIN IMMEDIATE``: the whole
+    upgrade commits or nothing does, and a second process waits for the first. Foreign keys are off during
+    migrations (a SQLite table rebuild would otherwise cascade the implicit DELETE of its DROP TABLE) and
+    checked with ``PRAGMA foreign_key_check`` before the commit.
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_engine(url, poolclass=NullPool)
+    if u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60}, poolclass=NullPool)
+
+    def connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=OFF")
+        cur.close()
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
 def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Apply every pending migration to the database at ``url`` (default: the configured one)."""
+    """Apply every pending migration to the database at ``url`` (default: the configured one), in one
+    transaction (all or nothing, on both backends), one process at a time."""
     url = url or get_settings().database_url
-    engine = make_engine(url)
+    engine = _migration_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+            if conn.dialect.name == "sqlite":
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration to {revision} broke {len(broken)} foreign keys, e.g. "
+                                       f"{broken[0]}; rolled back")
     finally:
         engine.dispose()
 

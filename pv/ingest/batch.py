@@ -9,6 +9,7 @@ Dates are ``datetime.date`` or None. ``report_id`` identifies a version within i
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -25,6 +26,19 @@ DRUG_COLUMNS = [
 REACTION_COLUMNS = ["case_key", "report_id", "pt_verbatim", "meddra_code", "outcome"]
 INDICATION_COLUMNS = ["case_key", "report_id", "drug_seq", "term"]
 QUARANTINE_COLUMNS = ["file", "line", "field", "raw", "reason"]
+SOURCES = ("faers", "aers", "e2b", "csv")  # Batch.kind: the source of every stored version
+
+#: The longest identifiers the case store holds (case_versions.case_key and report_id). An E2B(R3) C.1.8.1 has at
+#: most 100 characters and a C.1.1 at most 100, stored with "#" and the 14 digits of C.1.2. A longer identifier is
+#: quarantined with its whole report, never cut.
+MAX_CASE_KEY = 100
+MAX_REPORT_ID = 120
+
+
+def latest_possible_date() -> dt.date:
+    """The latest receipt date a report can have: tomorrow in UTC (a sender east of UTC may be a day ahead). A
+    later receipt date is a typing or system error; its report is quarantined."""
+    return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:

@@ -35,11 +35,15 @@ from pv.errors import ConfigError, UnreadableFileError
 from pv.ingest.batch import (
     DRUG_COLUMNS,
     INDICATION_COLUMNS,
+    MAX_CASE_KEY,
+    MAX_REPORT_ID,
     QUARANTINE_COLUMNS,
     REACTION_COLUMNS,
     VERSION_COLUMNS,
     Batch,
+    latest_possible_date,
 )
+from pv.ingest.text import decode, has_invalid, invalid_reason, shown
 
 CASE_FIELDS = ("case_id", "report_id", "version", "received_date", "initial_received_date", "event_date",
                "sex", "age", "age_unit", "age_group", "weight", "weight_unit", "reporter_country",
@@ -72,6 +76,10 @@ AGE_UNITS = {"YEARS": 1.0, "YEAR": 1.0, "YR": 1.0, "YRS": 1.0, "Y": 1.0, "A": 1.
              "HR": 1 / 8766.0, "H": 1 / 8766.0}
 WEIGHT_UNITS = {"KG": 1.0, "KGS": 1.0, "G": 0.001, "GMS": 0.001, "LB": 0.45359237, "LBS": 0.45359237,
                 "[LB_AV]": 0.45359237}
+#: The longest field a row may hold; a longer one quarantines its row (Python's csv module would refuse the
+#: whole file at 131,072 characters: its limit is raised so that the row, not the file, is refused).
+MAX_FIELD = 131_072
+csv.field_size_limit(2**31 - 1)
 _DATE = re.compile(r"(\d{4})(?:[-/.]?(\d{2})(?:[-/.]?(\d{2}))?)?(?:[T ].*)?")
 
 
@@ -296,12 +304,14 @@ class _Version:
 
 
 def _decode(data: bytes, mapping: CsvMapping) -> str:
+    """The file's text: in the mapping's encoding; else UTF-8, or Windows-1252 when it holds no UTF-8 at all; a
+    UTF-8 file with a few invalid bytes keeps them as lone surrogates and their rows are quarantined
+    (:mod:`pv.ingest.text`)."""
     if mapping.encoding:
         return data.decode(mapping.encoding, errors="replace")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return decode(data, legacy="cp1252")[0]
 
 
 def _records(text: str, mapping: CsvMapping, name: str) -> Iterator[tuple[int, list[str]]]:
@@ -335,7 +345,7 @@ def _header_index(header: list[str], mapping: CsvMapping, name: str) -> dict[str
 
 def parse_csv_bytes(data: bytes, name: str, mapping: CsvMapping) -> Batch:
     """Parse the bytes of one CSV file with ``mapping`` into a Batch (kind ``csv``)."""
-    text = _decode(data, mapping)
+    text = _decode(data, mapping).replace("\x00", "")  # NUL is never text (and PostgreSQL refuses it)
     records = _records(text, mapping, name)
     first = next(records, None)
     if first is None:
@@ -349,8 +359,16 @@ def parse_csv_bytes(data: bytes, name: str, mapping: CsvMapping) -> Batch:
         rows_read += 1
         if len(record) != len(header):
             quarantine.append({"file": name, "line": line, "field": None,
-                               "raw": mapping.delimiter.join(record)[:2000],
+                               "raw": shown(mapping.delimiter.join(record))[:2000],
                                "reason": f"{len(record)} fields, the header has {len(header)}"})
+            continue
+        damaged = next((i for i, cell in enumerate(record) if has_invalid(cell) or len(cell) > MAX_FIELD), None)
+        if damaged is not None:
+            cell = record[damaged]
+            reason = (invalid_reason(cell) if has_invalid(cell) else
+                      f"field of {len(cell):,} characters, over the limit of {MAX_FIELD:,}")
+            quarantine.append({"file": name, "line": line, "field": header[damaged],
+                               "raw": shown(mapping.delimiter.join(record))[:2000], "reason": reason})
             continue
         cells = {key: record[i].strip() for key, i in index.items()}
         for key, value in mapping.defaults.items():
@@ -382,8 +400,19 @@ def _add_row(versions: dict[tuple[str, str], _Version], cells: dict[str, str], m
         version = int(number)
     report_id = get("report_id", "") or (f"{case_id}#v{version}" if version_text else case_id)
     case_key = f"{mapping.case_prefix}{case_id}"
+    if len(case_key) > MAX_CASE_KEY:
+        raise _RowError("case_id", f"case id of {len(case_id)} characters: the store holds case ids of at most "
+                                   f"{MAX_CASE_KEY - len(mapping.case_prefix)} characters (with the prefix "
+                                   f"{mapping.case_prefix!r}); the row is quarantined, never cut")
+    if len(report_id) > MAX_REPORT_ID:
+        field = "report_id" if get("report_id", "") else "case_id"
+        raise _RowError(field, f"report id of {len(report_id)} characters: the store holds report ids of at "
+                               f"most {MAX_REPORT_ID}; the row is quarantined, never cut")
     dates = {key: _date(get(key, ""), key, mapping)
              for key in ("received_date", "initial_received_date", "event_date")}
+    received = dates["received_date"]
+    if received is not None and received > latest_possible_date():
+        raise _RowError("received_date", f"receipt date {received} is in the future")
     drugs = _split(cells.get("drug", ""), "drug", mapping)
     events = _split(cells.get("event", ""), "event", mapping)
     if not drugs and not events:
@@ -400,12 +429,12 @@ def _add_row(versions: dict[tuple[str, str], _Version], cells: dict[str, str], m
     codes, event_outcomes = event_cols["meddra_code"], event_cols["event_outcome"]
     outcomes = _outcomes(get("serious", ""), get("outcomes", ""))
 
-    key = (case_key, report_id[:100])
+    key = (case_key, report_id)
     target = versions.get(key)
     if target is None:
         sex = get("sex", "")
         target = versions[key] = _Version(case={
-            "case_key": case_key, "report_id": report_id[:100], "version": version,
+            "case_key": case_key, "report_id": report_id, "version": version,
             "initial_or_followup": None, "received_date": dates["received_date"],
             "initial_received_date": dates["initial_received_date"], "event_date": None,
             "age_years": _scaled(get("age", ""), get("age_unit", "") or "years", AGE_UNITS, 0, 150),

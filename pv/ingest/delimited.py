@@ -4,8 +4,9 @@ The file is checked line by line with numpy (count of ``$`` per line) before pan
 whose field count differs from the header's goes to quarantine with its line number and raw text, and only
 the good lines are handed to pandas' C parser (``sep='$'``, no quoting, every value a string). A data line
 may carry one extra trailing ``$`` (an empty last field), with or without the header having it too. NUL
-bytes are removed, CRLF line ends accepted, and the text is decoded as UTF-8, or Latin-1 when it is not
-valid UTF-8.
+bytes are removed, CRLF line ends accepted, and the text is decoded as UTF-8, or Latin-1 when it holds no UTF-8
+at all; a UTF-8 member with a few invalid bytes keeps UTF-8 and quarantines the lines holding them
+(:mod:`pv.ingest.text`).
 
 Values that cannot be parsed become quarantine rows in the caller; this module only deals with the layout.
 """
@@ -21,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from pv.ingest.text import decode, invalid_reason, shown
 
 RAW_LIMIT = 2000  # characters of raw text kept per quarantined row
 STRING = pd.StringDtype("pyarrow")  # every parsed value is an Arrow-backed string (fast vectorised str ops)
@@ -38,12 +41,30 @@ class Table:
     rows_read: int = 0
 
 
-def _decode_choice(data: bytes) -> str:
+def _decode_choice(data: bytes) -> tuple[str, bool]:
+    """The encoding of a member, and whether it is UTF-8 with some damaged lines (:mod:`pv.ingest.text`)."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8"
+        _, how = decode(data)
+        return ("utf-8", True) if how == "mixed" else ("latin-1", False)
+    return "utf-8", False
+
+
+def _blank_damaged_lines(body: bytes, member: str) -> tuple[bytes, list[dict[str, object]]]:
+    """Quarantine the lines of a mixed member that are not valid UTF-8 and blank them (the line numbers of the
+    others stay as they are)."""
+    lines = body.split(b"\n")
+    quarantine: list[dict[str, object]] = []
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            text = line.decode("utf-8", errors="surrogateescape")
+            quarantine.append({"file": member, "line": i + 2, "field": None, "raw": shown(text)[:RAW_LIMIT],
+                               "reason": invalid_reason(text)})
+            lines[i] = b""
+    return b"\n".join(lines), quarantine
 
 
 def _header_names(line: str) -> list[str]:
@@ -67,19 +88,22 @@ def read_table(data: bytes, member: str) -> Table:
         data = data[3:]
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-    encoding = _decode_choice(data)
+    encoding, damaged = _decode_choice(data)
     head_end = data.find(b"\n")
     if head_end < 0:
         head_end = len(data)
-    header = _header_names(data[:head_end].decode(encoding))
+    header = _header_names(data[:head_end].decode(encoding, errors="replace"))
     body = data[head_end + 1:]
     if body and not body.endswith(b"\n"):
         body += b"\n"
+    undecodable: list[dict[str, object]] = []
+    if damaged:
+        body, undecodable = _blank_damaged_lines(body, member)
     n_fields = len(header)
     empty = pd.DataFrame({c: pd.Series(dtype=STRING) for c in header})
     empty["_line"] = pd.Series(dtype="int64")
-    if not body:
-        return Table(member, empty, header)
+    if not body.strip(b"\n"):
+        return Table(member, empty, header, undecodable, rows_read=len(undecodable))
 
     arr = np.frombuffer(body, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10)
@@ -95,7 +119,7 @@ def read_table(data: bytes, member: str) -> Table:
     bad = np.flatnonzero(~ok & ~blank)
     line_numbers = np.arange(2, len(ends) + 2)
 
-    quarantine: list[dict[str, object]] = []
+    quarantine: list[dict[str, object]] = list(undecodable)
     for i in bad:
         raw = body[starts[i]:ends[i]].decode(encoding)
         if not raw.strip():
@@ -110,7 +134,7 @@ def read_table(data: bytes, member: str) -> Table:
         # keep only the good lines: join the runs of consecutive good lines
         good_idx = np.flatnonzero(ok)
         if len(good_idx) == 0:
-            return Table(member, empty, header, quarantine, rows_read=int((~blank).sum()))
+            return Table(member, empty, header, quarantine, rows_read=int((~blank).sum()) + len(undecodable))
         breaks = np.flatnonzero(np.diff(good_idx) != 1)
         run_first = np.r_[good_idx[0], good_idx[breaks + 1]]
         run_last = np.r_[good_idx[breaks], good_idx[-1]]
@@ -133,7 +157,7 @@ def read_table(data: bytes, member: str) -> Table:
     frame = frame.drop(columns="_trail", errors="ignore")
     frame = frame.astype(STRING)
     frame["_line"] = line_numbers[ok]
-    return Table(member, frame, header, quarantine, rows_read=int((~blank).sum()))
+    return Table(member, frame, header, quarantine, rows_read=int((~blank).sum()) + len(undecodable))
 
 
 def _arrow_read(buf: bytes, names: list[str], encoding: str) -> pd.DataFrame | None:

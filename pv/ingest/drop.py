@@ -1,9 +1,12 @@
 """The drop folder of the weekly cycle: report files placed in ``<var_dir>/drop`` are loaded, then moved.
 
 Kinds by name: ``*.zip`` or a folder holding ``ASCII/`` (a FAERS or legacy AERS quarter), ``*.xml`` (E2B(R3)
-ICSRs). A loaded file moves to ``drop/done/``, a file that cannot be read to ``drop/failed/`` (with a ``.error``
-note beside it); anything else stays where it is and is logged. Loading a file twice changes nothing (the store
-skips a file it has seen, by sha256), so a retried or repeated cycle is harmless.
+ICSRs). A loaded file moves to ``drop/done/``; a file that fails, whatever the reason that is its own (unreadable,
+refused by a limit, rejected by the database, a mapping error: :func:`file_failure`), moves to ``drop/failed/``
+with a one-line ``.error`` note beside it, and the other files go on; anything else stays where it is and is
+logged. A failure of the service itself (the database unreachable) leaves the file where it is. Loading a file
+twice changes nothing (the store skips a file it has seen, by sha256), so a retried or repeated cycle is
+harmless.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pv.errors import InputError
+from pv.errors import InputError, PvError
 from pv.ingest.batch import Batch
 
 KINDS = ("faers", "e2b")
@@ -51,6 +54,22 @@ def parse(path: Path, kind: str | None = None) -> Batch:
 
         return parse_e2b(path)
     raise InputError(f"unknown report file kind {kind!r} (expected one of {', '.join(KINDS)})", file=str(path))
+
+
+def file_failure(exc: BaseException) -> str | None:
+    """The one-line reason a file failed, when the failure is the file's own (or its configuration's): the file
+    is then refused and the other files go on. None when it is the service's (the database unreachable, an
+    interrupt): the caller stops and the file stays where it is, to be loaded when the service is back."""
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    if not isinstance(exc, Exception) or isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return None
+    if isinstance(exc, MemoryError):
+        return "out of memory while loading it (MemoryError): too large for this machine; split it or raise memory"
+    text = " ".join(str(exc).split()) or "no message"
+    if isinstance(exc, PvError):
+        return text[:1000]
+    return f"{type(exc).__name__}: {text}"[:1000]
 
 
 def ingest(session: Session, path: Path, kind: str | None = None) -> dict[str, Any]:

@@ -26,7 +26,8 @@ share C.1.8.1 and usually C.1.1, so a version's ``report_id`` is C.1.1 plus ``#`
 and ``version`` is C.1.5 as the integer YYYYMMDD. The store keeps the highest ``version`` (then the later
 ``received_date`` = C.1.5, then the higher report_id), so versions are ordered by C.1.5, then by C.1.2.
 
-An ICSR is loaded whole or not at all: a missing mandatory element (C.1.1, C.1.2, C.1.5, C.1.8.1), an
+An ICSR is loaded whole or not at all: a missing mandatory element (C.1.1, C.1.2, C.1.5, C.1.8.1, a reaction
+E.i, a drug G.k), an identifier longer than E2B(R3) allows (C.1.1 or C.1.8.1 over 100 characters), an
 impossible date, a drug without characterisation or name, or a reaction without code or term sends the whole
 ICSR to quarantine (file, line of the offending element, field, reason), since a partial follow-up would
 replace a complete earlier version. The other ICSRs of the file still load.
@@ -53,14 +54,21 @@ from pv.errors import HostileInputError, UnreadableFileError
 from pv.ingest.batch import (
     DRUG_COLUMNS,
     INDICATION_COLUMNS,
+    MAX_CASE_KEY,
+    MAX_REPORT_ID,
     QUARANTINE_COLUMNS,
     REACTION_COLUMNS,
     VERSION_COLUMNS,
     Batch,
+    latest_possible_date,
 )
 
 # ICH OIDs
+HL7_V3 = "urn:hl7-org:v3"  # the namespace of every E2B(R3) element
+MESSAGE_TAGS = ("PORR_IN049016UV", "MCCI_IN200100UV01")
 OID_REPORT_ID = "2.16.840.1.113883.3.989.2.1.3.1"  # C.1.1
+MAX_C11 = 100  # E2B(R3): C.1.1 and C.1.8.1 have at most 100 characters; a report id is C.1.1 "#" and 14 digits
+assert MAX_C11 + 15 <= MAX_REPORT_ID and MAX_C11 <= MAX_CASE_KEY
 OID_CASE_ID = "2.16.840.1.113883.3.989.2.1.3.2"  # C.1.8.1
 OID_OBSERVATION = "2.16.840.1.113883.3.989.2.1.1.19"
 OID_REPORT_CHARACTERISATION = "2.16.840.1.113883.3.989.2.1.1.23"
@@ -105,11 +113,15 @@ class _LineTreeBuilder(ET.TreeBuilder):
     def __init__(self) -> None:
         super().__init__()
         self.lines: dict[ET.Element, int] = {}
+        self.namespaces: dict[ET.Element, str] = {}  # of the message and batch elements
         self.parser: Any = None
 
     def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:  # type: ignore[override]
-        element = super().start(tag.rpartition("}")[2], attrs)
+        namespace, _, local = tag.rpartition("}")
+        element = super().start(local, attrs)
         self.lines[element] = self.parser.parser.CurrentLineNumber
+        if local in MESSAGE_TAGS:
+            self.namespaces[element] = namespace.lstrip("{")
         return element
 
     def end(self, tag: str) -> ET.Element:
@@ -139,6 +151,11 @@ def parse_xml(data: bytes, name: str) -> tuple[ET.Element, dict[ET.Element, int]
                                   line=line) from exc
     except (ValueError, LookupError) as exc:  # e.g. an encoding expat does not know
         raise UnreadableFileError(f"cannot read as XML: {exc}", file=name) from exc
+    foreign = {ns for ns in builder.namespaces.values() if ns != HL7_V3}
+    if foreign:
+        raise UnreadableFileError(
+            f"not an E2B(R3) file: its messages are in the namespace {', '.join(sorted(map(repr, foreign)))}, "
+            f"not HL7 v3 ({HL7_V3!r})", file=name)
     return root, builder.lines
 
 
@@ -257,6 +274,14 @@ class _Reader:
             raise _Bad("missing worldwide unique case identifier (C.1.8.1)", "C.1.8.1", self.line(event))
         if not report_id:
             raise _Bad("missing sender's safety report unique identifier (C.1.1)", "C.1.1", self.line(event))
+        if len(case_key) > MAX_CASE_KEY:
+            raise _Bad(f"worldwide unique case identifier (C.1.8.1) of {len(case_key)} characters: at most "
+                       f"{MAX_CASE_KEY} are allowed (E2B(R3)); the ICSR is quarantined, never cut", "C.1.8.1",
+                       self.line(event))
+        if len(report_id) > MAX_C11:
+            raise _Bad(f"sender's safety report unique identifier (C.1.1) of {len(report_id)} characters: at most "
+                       f"{MAX_C11} are allowed (E2B(R3)); the ICSR is quarantined, never cut", "C.1.1",
+                       self.line(event))
         created = self.ts(_kid(control, "effectiveTime"), "C.1.2")
         if created is None:
             raise _Bad("missing date of creation (C.1.2)", "C.1.2", self.line(control))
@@ -264,6 +289,9 @@ class _Reader:
         latest = self.ts(latest_el, "C.1.5")
         if latest is None:
             raise _Bad("missing date of most recent information (C.1.5)", "C.1.5", self.line(event))
+        if latest[0] > latest_possible_date():
+            raise _Bad(f"date of most recent information (C.1.5) {latest[0]} is in the future", "C.1.5",
+                       self.line(latest_el))
         first_received = self.date(_kid(event, "effectiveTime", "low"), "C.1.4")
 
         report_type = nullification = None
@@ -305,7 +333,7 @@ class _Reader:
                     if administration is not None:
                         drug_els.append(administration)
 
-        keys = {"case_key": case_key, "report_id": f"{report_id[:85]}#{created[1]}"}
+        keys = {"case_key": case_key, "report_id": f"{report_id}#{created[1]}"}
         result = _Icsr(version={}, nullified=nullification == "1")
         outcomes: set[str] = set()
         event_dates: list[dt.date] = []
@@ -331,6 +359,13 @@ class _Reader:
             result.drugs.append({**keys, **drug})
             result.indications.extend({**keys, "drug_seq": seq, "term": term} for term in indications)
 
+        if not result.nullified:  # E.i and G.k are mandatory: a version without them would lose the case's
+            if not result.reactions:  # reactions or drugs when it became the current version
+                raise _Bad("no reaction (E.i): an ICSR must report at least one reaction; the whole ICSR is "
+                           "quarantined so that the case keeps its earlier version", "E.i", self.line(event))
+            if not result.drugs:
+                raise _Bad("no drug administered (G.k): an ICSR must report at least one drug; the whole ICSR "
+                           "is quarantined so that the case keeps its earlier version", "G.k", self.line(event))
         result.version = {
             **keys,
             "version": int(latest[1][:8]),

@@ -15,8 +15,8 @@ years dropped); weights to kg from ``wt_cod`` (KG, LBS, GMS); sex ``F``/``M``, o
 Malformed rows go to ``batch.quarantine`` (file, line, field, raw text, reason) and the rest loads: wrong
 field count, non-numeric id, impossible date, unknown role or outcome code, duplicate report id, and rows of
 DRUG/REAC/OUTC/RPSR/THER/INDI that point at a report missing from DEMO (or quarantined there). A path that is
-not a zip or folder, has no DEMO file, or has a member whose header lacks its key columns raises
-:class:`UnreadableFileError`.
+not a zip or folder, has no DEMO file, has a member whose header lacks its key columns, or a member that would
+inflate past :class:`ZipLimits` raises :class:`UnreadableFileError`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from pv.ingest.batch import (
     REACTION_COLUMNS,
     VERSION_COLUMNS,
     Batch,
+    latest_possible_date,
 )
 from pv.ingest.delimited import (
     RAW_LIMIT,
@@ -56,6 +58,7 @@ from pv.ingest.delimited import (
 )
 
 KINDS = ("DEMO", "DRUG", "REAC", "OUTC", "RPSR", "THER", "INDI")
+REQUIRED = ("DRUG", "REAC")  # with DEMO: a quarter without them is an incomplete delivery, refused
 _MEMBER = re.compile(r"^(DEMO|DRUG|REAC|OUTC|RPSR|THER|INDI)(\d{2}Q[1-4])?(_new)?\.txt$", re.IGNORECASE)
 _DELETE = re.compile(r"^DELETE.*\.txt$", re.IGNORECASE)
 _QUARTER_IN_MEMBER = re.compile(r"(\d{2})Q([1-4])", re.IGNORECASE)
@@ -83,10 +86,41 @@ FAERS = _Layout("faers", "primaryid", "caseid")
 AERS = _Layout("aers", "isr", "case")
 
 
+@dataclass(frozen=True)
+class ZipLimits:
+    """What a quarter's zip may inflate to: each member read at most ``max_member_bytes`` uncompressed, and at
+    most ``max_ratio`` times its compressed size (members under 1 MiB are not held to the ratio). A member over
+    either limit refuses the file before anything is inflated, so memory stays bounded whatever the input: the
+    zip reader never returns more than a member's declared size (a member that inflates past it fails its
+    check), and the declared size is what is checked here."""
+
+    max_member_bytes: int = 2 << 30
+    max_ratio: float = 200.0
+
+    @classmethod
+    def from_settings(cls) -> ZipLimits:
+        from pv.settings import get_settings
+
+        settings = get_settings()
+        return cls(settings.ingest_max_member_bytes, settings.ingest_max_ratio)
+
+    def check(self, info: zipfile.ZipInfo, path: Path) -> None:
+        size, packed = info.file_size, info.compress_size
+        if size > self.max_member_bytes:
+            raise UnreadableFileError(
+                f"member {info.filename} inflates to {size:,} bytes, over the limit of {self.max_member_bytes:,} "
+                "(PV_INGEST_MAX_MEMBER_BYTES); refused without inflating it", file=str(path))
+        if size > 1 << 20 and size > self.max_ratio * max(packed, 1):
+            raise UnreadableFileError(
+                f"member {info.filename} inflates {size / max(packed, 1):,.0f} times (from {packed:,} to "
+                f"{size:,} bytes), over the limit of {self.max_ratio:g} (PV_INGEST_MAX_RATIO): a zip bomb or a "
+                "damaged zip; refused without inflating it", file=str(path))
+
+
 class _Source:
     """The members of a quarter (zip or folder) by kind, read lazily."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: ZipLimits | None = None) -> None:
         self.path = path
         self.members: dict[str, str] = {}
         self.deletes: list[str] = []
@@ -114,13 +148,23 @@ class _Source:
                 self.deletes.append(name)
         if "DEMO" not in self.members:
             raise UnreadableFileError("no DEMO file (not a FAERS/AERS quarterly extract)", file=str(path))
+        for kind in REQUIRED:
+            if kind not in self.members:
+                raise UnreadableFileError(
+                    f"no {kind} file: an incomplete delivery (every case would load without its "
+                    f"{'drugs' if kind == 'DRUG' else 'reactions'}, for good); refused whole, ask for the complete "
+                    "quarter", file=str(path))
+        if self._zip is not None:
+            limits = limits or ZipLimits.from_settings()
+            for name in [*self.members.values(), *self.deletes]:  # the members that will be read
+                limits.check(self._zip.getinfo(name), path)
 
     def read(self, name: str) -> bytes:
         try:
             if self._zip is not None:
                 return self._zip.read(name)
             return (self.path / name).read_bytes()
-        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
             raise UnreadableFileError(f"cannot read member {name}: {exc}", file=str(self.path)) from exc
 
     def sha256(self) -> str:
@@ -282,16 +326,21 @@ def _upper(series: pd.Series, limit: int) -> pd.Series:
 def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd.DataFrame]:
     if "primaryid" in table.header:
         layout = FAERS
-        _require(table, ["primaryid", "caseid", "caseversion"], source)
+        _require(table, ["primaryid", "caseid", "caseversion", "fda_dt"], source)
     elif "isr" in table.header:
         layout = AERS
-        _require(table, ["isr", "case"], source)
+        _require(table, ["isr", "case", "fda_dt"], source)
     else:
         raise UnreadableFileError("DEMO header has neither primaryid (FAERS) nor isr (legacy AERS)",
                                   file=f"{source}:{table.member}", line=1)
     frame = table.frame
     id_cols = [layout.report, layout.case] + (["caseversion"] if layout is FAERS else [])
     frame = _ids(q, table, frame, id_cols)
+    if _first(table, "sex", "gndr_cod") is None:
+        raise UnreadableFileError(
+            f"DEMO header lacks the sex column ({'sex' if layout is FAERS else 'gndr_cod'}): every case would be "
+            f"loaded with an unknown sex (found: {', '.join(table.header[:30])})",
+            file=f"{source}:{table.member}", line=1, field="sex")
     if layout is FAERS:
         too_big = frame["caseversion"].str.len().gt(9)
         frame = q.take(table, frame, too_big, "caseversion", "caseversion out of range")
@@ -300,6 +349,11 @@ def _parse_demo(q: _Quarantine, table: Table, source: Path) -> tuple[_Layout, pd
     init_col = "init_fda_dt" if layout is FAERS else None
     parsed = _dates(q, table, frame, ["fda_dt", "event_dt", init_col])
     frame = parsed.pop("_frame")  # type: ignore[assignment]
+    if "fda_dt" in parsed:
+        latest = latest_possible_date()
+        future = parsed["fda_dt"].map(lambda d: d is not None and d > latest).astype(bool)
+        frame = q.take(table, frame, future.reindex(frame.index, fill_value=False), "fda_dt",
+                       "receipt date (fda_dt) in the future")
     dup = frame[layout.report].duplicated(keep="first")
     frame = q.take(table, frame, dup, layout.report, "duplicate report id in DEMO")
 
@@ -493,11 +547,12 @@ def _nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def parse_quarter(path: str | Path, progress: Progress | None = None) -> Batch:
-    """Parse a FAERS or legacy AERS quarter (zip or extracted folder) into a :class:`Batch`."""
+def parse_quarter(path: str | Path, progress: Progress | None = None, limits: ZipLimits | None = None) -> Batch:
+    """Parse a FAERS or legacy AERS quarter (zip or extracted folder) into a :class:`Batch`. ``limits``: what
+    the zip's members may inflate to (default: the settings)."""
     path = Path(path)
     step = progress or (lambda _stage: None)
-    source = _Source(path)
+    source = _Source(path, limits)
     try:
         q = _Quarantine()
         rows_read = 0
@@ -508,8 +563,11 @@ def parse_quarter(path: str | Path, progress: Progress | None = None) -> Batch:
             if name is None:
                 return None
             data = source.read(name)
-            if kind != "DEMO" and not data.strip(b" \t\r\n\x00"):
-                return None  # an empty member is treated as absent
+            if not data.strip(b" \t\r\n\x00"):
+                if kind in ("DEMO", *REQUIRED):
+                    raise UnreadableFileError(f"{name} is empty: an incomplete delivery; refused whole, ask for "
+                                              "the complete quarter", file=str(path))
+                return None  # an empty optional member is treated as absent
             t = read_table(data, name)
             q.extend(t.quarantine)
             rows_read += t.rows_read

@@ -30,6 +30,7 @@ does not commit: the caller owns the transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,11 +46,12 @@ from sqlalchemy.sql.schema import Table
 
 from pv.db import backend_name
 from pv.db.bulk import drop_temp, temp_table, write_frame
-from pv.ingest.batch import Batch
+from pv.ingest.batch import MAX_CASE_KEY, MAX_REPORT_ID, QUARANTINE_COLUMNS, Batch
 from pv.models.casestore import (
     Case,
     CaseVersion,
     DeletedCase,
+    DeliveryReplacement,
     Drug,
     EventGroupTerm,
     Indication,
@@ -66,7 +68,7 @@ from pv.normalise import (
     normalise_pt,
 )
 
-LOAD_STAGES = ("deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
+LOAD_STAGES = ("replacement", "deletions", "versions", "drugs", "reactions", "indications", "cases", "quarantine")
 _LOCK_ID = 7_461_029_311  # pg advisory lock: one loader at a time per database
 _BULK_MIN = 50_000  # new versions from which a PostgreSQL load may rebuild indexes instead of updating them
 
@@ -82,6 +84,8 @@ class LoadSummary:
     rows_quarantined: int = 0
     skipped_duplicate_file: bool = False
     source_file_id: int | None = None
+    #: the earlier deliveries of the same quarter this file replaced: their DeliveryReplacement summaries
+    replaced: tuple[dict[str, Any], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- large loads
@@ -217,6 +221,79 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
     return int(removed)
 
 
+def _replace_earlier_deliveries(session: Session, batch: Batch, source: SourceFile) -> list[dict[str, Any]]:
+    """Remove what the earlier deliveries of ``batch``'s quarter loaded, when ``batch`` is another file of the
+    same kind and quarter (a corrected redelivery): their versions with drugs, reactions and indications, and
+    the deletions their DELETE files recorded (the redelivery brings its own); the cases they touched are
+    recomputed from what remains. Each earlier file is marked replaced and the change audited
+    (:class:`DeliveryReplacement`). The caller then loads ``batch`` as usual."""
+    if batch.quarter is None or batch.kind not in ("faers", "aers"):
+        return []
+    earlier = session.scalars(select(SourceFile).where(
+        SourceFile.kind == batch.kind, SourceFile.quarter == batch.quarter, SourceFile.id != source.id,
+        SourceFile.replaced_by_id.is_(None)).order_by(SourceFile.id)).all()
+    summaries = []
+    new_keys = set(zip(batch.versions["case_key"].astype(str), batch.versions["report_id"].astype(str),
+                       strict=True))
+    for old in earlier:
+        rows = session.execute(select(CaseVersion.id, CaseVersion.case_key, CaseVersion.report_id)
+                               .where(CaseVersion.source_file_id == old.id)).all()
+        old_keys = {(case_key, report_id) for _, case_key, report_id in rows}
+        ids = pd.DataFrame({"id": [int(r[0]) for r in rows]}, dtype="int64")
+        counts = {"drugs_before": 0, "reactions_before": 0}
+        if len(ids):
+            temp_table(session, "_pv_old", {"id": "BIGINT PRIMARY KEY"}, ids)
+            for child, label in (("drugs", "drugs_before"), ("reactions", "reactions_before")):
+                counts[label] = int(session.execute(text(
+                    f"SELECT COUNT(*) FROM {child} WHERE case_version_id IN (SELECT id FROM _pv_old)")).scalar_one())
+            for child in ("drugs", "reactions", "indications"):
+                session.execute(text(f"DELETE FROM {child} WHERE case_version_id IN (SELECT id FROM _pv_old)"))
+            session.execute(text("DELETE FROM cases WHERE current_version_id IN (SELECT id FROM _pv_old)"))
+            session.execute(text("DELETE FROM case_versions WHERE id IN (SELECT id FROM _pv_old)"))
+            drop_temp(session, "_pv_old")
+            _refresh_cases(session, sorted({case_key for _, case_key, _ in rows}))
+        withdrawn = session.scalar(select(func.count()).select_from(DeletedCase)
+                                   .where(DeletedCase.source_file_id == old.id))
+        session.execute(delete(DeletedCase).where(DeletedCase.source_file_id == old.id))
+        summary = {
+            "quarter": batch.quarter, "replaced_file": old.name, "replaced_file_id": old.id,
+            "by_file": source.name, "by_file_id": source.id,
+            "versions_before": len(old_keys), "versions_now": len(new_keys),
+            "in_both": len(old_keys & new_keys), "only_before": len(old_keys - new_keys),
+            "only_now": len(new_keys - old_keys), **counts,
+            "drugs_now": len(batch.drugs), "reactions_now": len(batch.reactions),
+            "rows_quarantined_before": old.rows_quarantined, "rows_quarantined_now": len(batch.quarantine),
+            "deletions_withdrawn": int(withdrawn or 0),
+        }
+        old.replaced_by_id = source.id
+        session.add(DeliveryReplacement(replaced_file_id=old.id, by_file_id=source.id, quarter=batch.quarter,
+                                        summary=summary))
+        summaries.append(summary)
+    session.flush()
+    return summaries
+
+
+def _refresh_cases(session: Session, keys: list[str]) -> None:
+    """Recompute the precedence of the remaining versions of these cases and their current version; a case
+    with no version left is removed."""
+    stored, _ = _stored_versions(session, pd.DataFrame({"case_key": keys}))
+    remaining = set(stored["case_key"])
+    gone = [k for k in keys if k not in remaining]
+    if gone:
+        temp_table(session, "_pv_gone", {"case_key": "VARCHAR(100)"}, pd.DataFrame({"case_key": gone}))
+        session.execute(text("DELETE FROM cases WHERE case_key IN (SELECT case_key FROM _pv_gone)"))
+        drop_temp(session, "_pv_gone")
+    if stored.empty:
+        return
+    stored = stored.reset_index(drop=True)
+    stored["version"] = stored["version"].astype("int64")
+    case_codes, ranks = _ranks(stored)
+    moved = pd.DataFrame({"id": stored["id"].to_numpy(dtype="int64"), "precedence": ranks})
+    _update_precedence(session, moved[ranks != stored["precedence"].to_numpy(dtype="int64")])
+    current = stored.iloc[_highest(case_codes, ranks)].join(_case_dates(stored), on="case_key")
+    _upsert_cases(session, current)
+
+
 def _children(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
     """Rows of ``frame`` that belong to a newly inserted version, with that version's id."""
     if frame.empty:
@@ -260,6 +337,37 @@ def _normalised(values: pd.Series) -> pd.Series:
     return pd.Series(normal[np.where(codes < 0, len(uniques), codes)], index=values.index)
 
 
+# ---------------------------------------------------------------------------------------------- identifiers
+def without_overlong_ids(batch: Batch) -> tuple[Batch, pd.DataFrame]:
+    """``batch`` without the versions whose case key or report id is longer than the store holds, and their
+    drugs, reactions and indications; and the quarantine rows that say so. An identifier is never cut: a cut one
+    would merge two reports sharing its first characters, or part a version from its drugs and reactions.
+    (The parsers quarantine such rows with their line; this is the store's own guard.)"""
+    def too_long(frame: pd.DataFrame) -> pd.Series:
+        return (frame["case_key"].astype(str).str.len().gt(MAX_CASE_KEY)
+                | frame["report_id"].astype(str).str.len().gt(MAX_REPORT_ID))
+
+    bad = too_long(batch.versions)
+    if not bad.any() and not any(too_long(f).any() for f in (batch.drugs, batch.reactions, batch.indications)):
+        return batch, batch.quarantine.iloc[0:0]
+    rows = batch.versions[bad]
+    quarantine = pd.DataFrame({
+        "file": batch.name, "line": None,
+        "field": np.where(rows["case_key"].astype(str).str.len().gt(MAX_CASE_KEY), "case_key", "report_id"),
+        "raw": (rows["case_key"].astype(str) + " / " + rows["report_id"].astype(str)).str.slice(0, 2000),
+        "reason": f"identifier longer than the case store holds (case id {MAX_CASE_KEY}, report id "
+                  f"{MAX_REPORT_ID} characters): the whole report is quarantined, never cut",
+    }, columns=QUARANTINE_COLUMNS)
+    kept = dataclasses.replace(
+        batch,
+        versions=batch.versions[~bad],
+        drugs=batch.drugs[~too_long(batch.drugs)],
+        reactions=batch.reactions[~too_long(batch.reactions)],
+        indications=batch.indications[~too_long(batch.indications)],
+    )
+    return kept, quarantine
+
+
 # ---------------------------------------------------------------------------------------------- load_batch
 def load_batch(
     session: Session,
@@ -278,6 +386,8 @@ def load_batch(
     event_groups = event_groups or default_event_groups()
     if backend_name(session) == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    else:  # SQLite: take the write lock before reading (a second loader waits here, then sees the first's file)
+        session.execute(text("UPDATE source_files SET id = id WHERE 0 = 1"))
 
     existing_file = session.execute(
         select(SourceFile.id).where(SourceFile.kind == batch.kind, SourceFile.sha256 == batch.sha256)
@@ -291,10 +401,14 @@ def load_batch(
     session.flush()
     _sync_event_groups(session, event_groups)
 
+    # a corrected redelivery of a quarter replaces what the earlier delivery of that quarter loaded
+    replaced = _replace_earlier_deliveries(session, batch, source)
+    step("replacement")
+
     # deletions: persistent, applied to what is stored and to this and every later batch
     already_deleted = set(session.execute(select(DeletedCase.case_key)).scalars())
-    new_deleted = [k for k in dict.fromkeys(str(k)[:100] for k in batch.deleted_case_keys)
-                   if k not in already_deleted]
+    new_deleted = [k for k in dict.fromkeys(str(k) for k in batch.deleted_case_keys)
+                   if len(k) <= MAX_CASE_KEY and k not in already_deleted]
     cases_deleted = _delete_cases(session, new_deleted)
     if new_deleted:
         session.execute(insert(DeletedCase),
@@ -302,9 +416,10 @@ def load_batch(
     deleted = already_deleted | set(new_deleted)
     step("deletions")
 
+    batch, too_long = without_overlong_ids(batch)
     versions = batch.versions.copy()
-    versions["case_key"] = versions["case_key"].astype(str).str.slice(0, 100)
-    versions["report_id"] = versions["report_id"].astype(str).str.slice(0, 100)
+    versions["case_key"] = versions["case_key"].astype(str)
+    versions["report_id"] = versions["report_id"].astype(str)
     versions = versions[~versions["case_key"].isin(deleted)]
     versions = versions.drop_duplicates(["case_key", "report_id"], keep="first")
     stored, stored_cases = _stored_versions(session, versions)
@@ -346,7 +461,7 @@ def load_batch(
             _write_cases(session, current, before.isna().to_numpy(), new, batch.kind)
     step("cases")
 
-    quarantine = batch.quarantine
+    quarantine = pd.concat([batch.quarantine, too_long], ignore_index=True) if len(too_long) else batch.quarantine
     if len(quarantine):
         write_frame(session, Quarantine.__table__, pd.DataFrame({  # type: ignore[arg-type]
             "source_file_id": source.id, "file": quarantine["file"].astype(str).to_numpy(),
@@ -358,7 +473,8 @@ def load_batch(
     step("quarantine")
 
     summary = LoadSummary(cases_added=added, cases_updated=updated, cases_deleted=cases_deleted,
-                          versions_loaded=n_new, rows_quarantined=len(quarantine), source_file_id=source.id)
+                          versions_loaded=n_new, rows_quarantined=len(quarantine), source_file_id=source.id,
+                          replaced=tuple(replaced))
     source.versions_loaded = n_new
     source.cases_added = added
     source.cases_updated = updated

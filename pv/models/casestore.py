@@ -9,6 +9,7 @@ its demographics for quick queries.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -53,6 +54,8 @@ class SourceFile(Base):
     cases_updated: Mapped[int] = mapped_column(Integer, default=0)
     cases_deleted: Mapped[int] = mapped_column(Integer, default=0)
     rows_quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    # a corrected redelivery of the same quarter replaced what this file loaded (DeliveryReplacement says what)
+    replaced_by_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class CaseVersion(Base):
@@ -67,7 +70,7 @@ class CaseVersion(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     case_key: Mapped[str] = mapped_column(String(100), index=True)
-    report_id: Mapped[str] = mapped_column(String(100))  # primaryid / isr / C.1.1
+    report_id: Mapped[str] = mapped_column(String(120))  # primaryid / isr / C.1.1#C.1.2
     version: Mapped[int] = mapped_column(Integer, default=1)
     # rank among the stored versions of the case (0 the lowest): see pv.ingest.store for the rule
     precedence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -169,6 +172,21 @@ class Indication(Base):
     drug_seq: Mapped[int | None] = mapped_column(Integer)
     term: Mapped[str] = mapped_column(Text)
     pt: Mapped[str] = mapped_column(String(300), index=True)
+
+
+class DeliveryReplacement(Base):
+    """The audit of a redelivery: a quarter loaded again from a corrected file replaced what the earlier file
+    had loaded. ``summary``: versions before and now, in both, only before, only now; drugs, reactions and
+    quarantined rows before and now; deletions withdrawn."""
+
+    __tablename__ = "delivery_replacements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replaced_file_id: Mapped[int] = mapped_column(ForeignKey("source_files.id"), index=True)
+    by_file_id: Mapped[int] = mapped_column(ForeignKey("source_files.id"), index=True)
+    quarter: Mapped[str] = mapped_column(String(6))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class DeletedCase(Base):

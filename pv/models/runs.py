@@ -67,6 +67,10 @@ class Run(Base):
     loglik: Mapped[dict | None] = mapped_column(JSON)  # analysis -> log-likelihood of the fitted prior
     timings: Mapped[dict | None] = mapped_column(JSON)  # stage -> seconds
     error: Mapped[str | None] = mapped_column(Text)
+    # who computes the run ("host:pid:start", the process that last claimed a stage) and until when that claim
+    # holds: a run whose owner is gone or whose lease expired is recomputed by the next request (pv.analysis.runs)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RunResult(MeasureColumns, Base):

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pv.alerts import SMTPTransport
-from pv.errors import DeliveryError
+from pv.errors import ConfigError, DeliveryError
 from tests.alerts.conftest import Recorder, free_port
 
 
@@ -108,3 +108,26 @@ def test_starttls_not_offered_is_permanent() -> None:
         assert not exc.value.retryable and handler.messages == []
     finally:
         controller.stop()
+
+
+def test_credentials_are_never_sent_without_tls_unless_allowed(tls_server: tuple[Recorder, int]) -> None:
+    """Refused before any connection: a login without STARTTLS would send the password in clear text."""
+    handler, port = tls_server
+    with pytest.raises(ConfigError, match="PV_SMTP_USER is set without PV_SMTP_STARTTLS"):
+        SMTPTransport("127.0.0.1", port, user="pv", password="s3cret", timeout=5)
+    allowed = SMTPTransport("127.0.0.1", port, user="pv", password="s3cret", timeout=5,
+                            allow_plaintext_login=True)
+    with pytest.raises(DeliveryError):  # allowed by pv; this server still requires TLS first
+        allowed.send(_message())
+    assert handler.messages == []
+
+
+def test_the_settings_refuse_a_login_without_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pv.alerts.transport import transport_from_settings
+    from pv.settings import Settings
+
+    settings = Settings(smtp_host="mail.example.org", smtp_user="pv", smtp_password="s3cret")
+    with pytest.raises(ConfigError, match="PV_SMTP_ALLOW_PLAINTEXT_LOGIN=true"):
+        transport_from_settings(settings)
+    assert transport_from_settings(settings.model_copy(update={"smtp_starttls": True})).describe() == (
+        "SMTP mail.example.org:25 STARTTLS as pv")
