@@ -46,6 +46,16 @@ class Person:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with small costs: the production costs (64 MiB, 3 passes) take a second a hash on a busy test
+    machine. ``test_accounts`` checks the production parameters on their own."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(users, "_hasher", lambda: hasher)
+
+
 @pytest.fixture
 def web_settings(pg_url: str, pg_engine, tmp_path: Path) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(database_url=pg_url, var_dir=tmp_path / "var", config_dir=REPO / "config",
