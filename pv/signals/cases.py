@@ -90,7 +90,7 @@ def case_listing(session: Session, signal_id: int) -> CaseListing:
     run = get_run(session, signal.last_run_id)
     snap = run_snapshot(run)
     cfg = snap.analysis
-    roles = sorted(cfg.roles)
+    roles: list[str] = sorted(cfg.roles)
     if signal.level == "group":
         terms = sorted({normalise_pt(t) for t in snap.event_groups.get(signal.event, ())} - {""})
     else:
