@@ -172,6 +172,11 @@ def disable_user(session: Session, name: str, *, actor: User | None, via: str, r
     return user
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite gives back naive datetimes (stored in UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -200,7 +205,7 @@ def user_for_token(session: Session, token: str) -> User:
     if user is None or not user.active:
         raise AuthenticationError("invalid or revoked API token")
     now = dt.datetime.now(dt.UTC)
-    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RESOLUTION:
+    if row.last_used_at is None or now - _aware(row.last_used_at) > TOKEN_USE_RESOLUTION:
         row.last_used_at = now
     return user
 
@@ -226,10 +231,7 @@ def authenticate(session: Session, name: str, password: str, *, now: dt.datetime
     failure = session.get(LoginFailure, key) if key else None
     if failure is not None and failure.failures >= FREE_ATTEMPTS:
         wait = min(2 ** (failure.failures - FREE_ATTEMPTS), MAX_DELAY)
-        last = failure.last_failed_at
-        if last.tzinfo is None:
-            last = last.replace(tzinfo=dt.UTC)
-        left = (last + dt.timedelta(seconds=wait) - now).total_seconds()
+        left = (_aware(failure.last_failed_at) + dt.timedelta(seconds=wait) - now).total_seconds()
         if left > 0:
             raise LoginThrottledError(f"too many failed sign-ins: try again in {int(left) + 1} s",
                                       retry_after=int(left) + 1)
