@@ -56,7 +56,8 @@ class Settings(BaseSettings):
         "var_dir/secret_key (made on first use).",
     )
     session_max_age: int = Field(
-        default=8 * 3600, ge=60, description="Seconds a sign-in to the review service lasts."
+        default=8 * 3600, ge=60, description="Seconds without a request after which a sign-in to the review "
+        "service ends."
     )
     validation_due_days: int = Field(
         default=30, ge=1, description="Days from detection by which a new signal is due to be validated "

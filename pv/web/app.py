@@ -124,8 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if _is_api(request):
             headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
             return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
-        if code == 401:
+        if code == 401:  # to the sign-in form, and back to the page (a form posted goes back to the queue)
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if request.method != "GET":
+                target = "/signals"
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         return pages.error_page(request, code, str(exc))
 
