@@ -40,6 +40,9 @@ router = APIRouter(include_in_schema=False)
 DbSession = Annotated[Session, Depends(db_session)]
 PageUser = Annotated[User, Depends(page_user)]
 
+#: Cases listed on a signal's page (the CSV export has them all).
+CASES_SHOWN = 500
+
 #: Queue filters of the page form: name -> kind.
 FILTERS = {"status": "text", "product": "text", "event": "text", "group": "text", "jurisdiction": "text",
            "changed_since": "date", "min_eb05": "number", "min_n": "number", "min_priority": "number",
@@ -158,7 +161,8 @@ def _signal_page(request: Request, session: Session, user: User, signal_id: int,
     listing = case_listing(session, signal_id)
     flash = request.session.pop("flash", None)
     return render(request, "signal.html", {"user": user, "s": detail, "listing": listing, "error": error,
-                                           "flash": flash}, status_code=status_code)
+                                           "flash": flash, "shown": listing.rows[:CASES_SHOWN]},
+                  status_code=status_code)
 
 
 @router.get("/signals/{signal_id}")

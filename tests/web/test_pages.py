@@ -202,3 +202,15 @@ def test_queue_marks_assignment_and_overdue(client: TestClient, people: dict[str
     assert "<td>done</td>" in row
     assert "validation overdue: 1" in page
     assert session.scalars(select(Signal.status).where(Signal.id == registry.group)).one() == "validated"
+
+
+def test_signal_page_lists_the_first_cases_and_exports_all(client: TestClient, people: dict[str, Person],
+                                                           registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pv.web import pages
+
+    monkeypatch.setattr(pages, "CASES_SHOWN", 5)
+    assert _sign_in(client, "viewer").status_code == 303
+    page = client.get(f"/signals/{registry.tcl}").text
+    assert "(as of 2024-03-31): 12</h2>" in page and "The first 5 are listed here." in page
+    assert len(re.findall(r"<tr><td>TC\d+</td>", page)) == 5 and "Export all as CSV" in page
+    assert len(client.get(f"/signals/{registry.tcl}/cases.csv").text.splitlines()) == 13
