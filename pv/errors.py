@@ -68,3 +68,19 @@ class DeliveryError(PvError):
         self.retryable = retryable
         self.code = code
         super().__init__(reason)
+
+
+class AuthenticationError(PvError):
+    """Credentials missing, wrong, or of a disabled user (HTTP 401)."""
+
+
+class LoginThrottledError(AuthenticationError):
+    """Too many failed sign-ins for a name: the next attempt is accepted only after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class PermissionDeniedError(PvError):
+    """An authenticated user whose role does not give the right to do this (HTTP 403), or the four-eyes rule."""

@@ -61,6 +61,23 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(
         default=30.0, description="Seconds before an SMTP connection or reply times out."
     )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where people reach the review service (`pv serve`); alert emails link to its pages.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Key signing the review service's session cookies. Unset: a random key kept in "
+        "var_dir/secret_key (made on first use).",
+    )
+    session_max_age: int = Field(
+        default=8 * 3600, ge=60, description="Seconds without a request after which a sign-in to the review "
+        "service ends."
+    )
+    validation_due_days: int = Field(
+        default=30, ge=1, description="Days from detection by which a new signal is due to be validated "
+        "(GVP IX); later ones are marked overdue.",
+    )
 
     @property
     def is_embedded(self) -> bool:

@@ -15,9 +15,11 @@ from pv.cli import disproportionality as disproportionality_cli
 from pv.cli import ingest as ingest_cli
 from pv.cli import report as report_cli
 from pv.cli import runs as runs_cli
+from pv.cli import serve as serve_cli
 from pv.cli import signals as signals_cli
 from pv.cli import simulate as simulate_cli
 from pv.cli import store as store_cli
+from pv.cli import users as users_cli
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -37,6 +39,8 @@ signals_cli.register(app)
 runs_cli.register(app)
 cycle_cli.register(app)
 app.add_typer(report_cli.app, name="report")
+app.add_typer(users_cli.app, name="users")
+serve_cli.register(app)
 app.command("disproportionality")(disproportionality_cli.command)
 
 

@@ -15,11 +15,15 @@ from pv.models.casestore import (
     SourceFile,
 )
 from pv.models.cohort import CohortEvent, CohortPatient
+from pv.models.review import SignalAssignment, SignalComment
 from pv.models.runs import Run, RunCount, RunResult, RunTrend
 from pv.models.signals import Label, LabelAudit, Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
+from pv.models.users import ApiToken, AuditLog, LoginFailure, User
 
 __all__ = [
     "AlertOutbox",
+    "ApiToken",
+    "AuditLog",
     "Base",
     "Case",
     "CohortEvent",
@@ -32,10 +36,13 @@ __all__ = [
     "Indication",
     "Label",
     "LabelAudit",
+    "LoginFailure",
     "Quarantine",
     "Reaction",
     "Signal",
+    "SignalAssignment",
     "SignalAudit",
+    "SignalComment",
     "SignalMeasure",
     "SignalRuleSnapshot",
     "Run",
@@ -43,4 +50,5 @@ __all__ = [
     "RunResult",
     "RunTrend",
     "SourceFile",
+    "User",
 ]
