@@ -92,10 +92,11 @@ class Registry:
 
 
 @pytest.fixture
-def registry(session: Session, tmp_path: Path) -> Registry:
-    """A hand-made case store, a run requested as of 2024-03-31 and the signals of synthetic results for it."""
+def registry(session: Session, tmp_path: Path, gap_registry: None) -> Registry:
+    """A hand-made case store, a run requested as of 2024-03-31 and the signals of synthetic results for it,
+    judged against the test label registry with the T-cell malignancy gap (tests/data/labels_gap.yaml)."""
     make_store(session, n_background=60)  # the background only has to exist: the signals' cases are fixed
-    ensure_seeded(session)
+    ensure_seeded(session)  # (a no-op: the test registry is seeded)
     run, _ = run_service.request_run(session, AS_OF, cfg=AnalysisConfig.load(fast_config(tmp_path)),
                                      config_dir=REPO / "config")
     session.commit()
