@@ -7,11 +7,13 @@ shortest digits as ``repr``, in C, and writes them as Python does for magnitudes
 ``.0`` of a whole number is added) and at or above 1e16 or below 1e-9 (exponents of two digits or more); the
 values in between, zeros and infinities go through ``repr``. Missing floats are empty, as pandas writes them. A
 check on probe values at first use sends every float through ``repr`` should a pyarrow release write floats
-otherwise. Integers are cast by Arrow (exact), booleans written ``True``/``False``.
+otherwise. Integers are cast by Arrow (exact), booleans written ``True``/``False``, categories of texts by
+taking each category's text by its code (no Python text per row).
 
-Text is written as it is when no value holds a comma, a quote or a line break; otherwise the csv module writes
-the rows and quotes what needs it, as pandas does (it uses that module too). A frame with columns of other kinds
-(dates, categories, nullable or 32-bit numbers) is written by pandas itself. NumPy, pandas and pyarrow are
+Text is written as it is when no value holds a comma, a quote or a line break (the lines, joined by Arrow, are
+then taken as the bytes of its buffer); otherwise the csv module writes the rows and quotes what needs it, as
+pandas does (it uses that module too). A frame with columns of other kinds (dates, categories of other than
+text, nullable or 32-bit numbers) is written by pandas itself. NumPy, pandas and pyarrow are
 imported in the functions: the caller has loaded them already (this module is imported by the command line).
 """
 
@@ -84,13 +86,22 @@ def _float_texts(values: np.ndarray) -> pa.Array:
     return texts
 
 
-def _column_texts(values: np.ndarray) -> pa.Array | None:
+def _column_texts(column: pd.Series) -> pa.Array | None:
     """The texts of a column as pandas writes them (missing ones empty); None for a kind not handled here."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column.dtype, pd.CategoricalDtype):  # of texts: each category's text, taken by its code
+        labels = column.cat.categories.to_numpy()
+        if labels.dtype.kind != "O" or pd.api.types.infer_dtype(labels, skipna=False) not in ("string", "empty"):
+            return None
+        codes = np.asarray(column.cat.codes, dtype=np.int64)
+        missing = codes < 0
+        return pa.array(labels, pa.string()).take(pa.array(codes, mask=missing if missing.any() else None)) \
+            .fill_null("")
+    values = column.to_numpy()
     if values.dtype == np.float64:
         return _float_texts(values)
     if values.dtype.kind in "iu":
@@ -102,20 +113,27 @@ def _column_texts(values: np.ndarray) -> pa.Array | None:
     return None
 
 
-def csv_text(frame: pd.DataFrame) -> str:
-    """``frame.to_csv(index=False)``: the same text (see the module docstring)."""
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame.to_csv(index=False)`` encoded as UTF-8 (see the module docstring).
+
+    On the fast path the lines are joined by Arrow and their bytes taken as they lie in its buffer, with no
+    Python text per line.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if frame.shape[1] == 0:
-        return frame.to_csv(index=False)
+        return frame.to_csv(index=False).encode()
     columns: list[pa.Array] = []
     quoting = frame.shape[1] == 1  # the csv module quotes an empty field alone on its line
     for i in range(frame.shape[1]):
-        values = frame.iloc[:, i].to_numpy()
-        texts = _column_texts(values)
+        column = frame.iloc[:, i]
+        texts = _column_texts(column)
         if texts is None:
-            return frame.to_csv(index=False)
-        if values.dtype.kind == "O" and not quoting:
+            return frame.to_csv(index=False).encode()
+        if (column.dtype.kind == "O" or isinstance(column.dtype, pd.CategoricalDtype)) and not quoting:
             quoting = pc.any(pc.match_substring_regex(texts, _SPECIAL)).as_py() or False
         columns.append(texts)
     # pandas' defaults: os.linesep ends a line, minimal quoting
@@ -124,8 +142,18 @@ def csv_text(frame: pd.DataFrame) -> str:
     writer.writerow(frame.columns)
     if quoting:
         writer.writerows(zip(*(c.to_pylist() for c in columns), strict=True))
-    elif frame.shape[0]:
-        lines = pc.binary_join_element_wise(*columns, ",").to_pylist()
-        out.write(os.linesep.join(lines))
-        out.write(os.linesep)
-    return out.getvalue()
+        return out.getvalue().encode()
+    head = out.getvalue().encode()
+    if not frame.shape[0]:
+        return head
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*columns, ","), os.linesep, "")
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+    body = lines.buffers()[2]
+    return head + body.to_pybytes()[int(offsets[0]):int(offsets[-1])]
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame.to_csv(index=False)``: the same text (see the module docstring)."""
+    return csv_bytes(frame).decode()
