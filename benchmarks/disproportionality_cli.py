@@ -108,12 +108,12 @@ def mark(name):
 
 mark("interpreter start-up")
 import pv.cli
-from pv.cli.csv_text import csv_text
+from pv.cli.csv_text import csv_bytes
 from pv.cli.disproportionality import read_case_rows
 from pv.stats import RESULT_COLUMNS, MGPS, count_table, measures
 import pyarrow.csv
 mark("imports")
-rows = read_case_rows(Path(sys.argv[1]), ["id", "product", "event"])
+rows = read_case_rows(Path(sys.argv[1]), ["id", "product", "event"], categorical=["id", "product", "event"])
 mark("read")
 counts = count_table(rows, id_col="id", product_col="product", event_col="event")
 mark("counting")
@@ -124,9 +124,7 @@ mark("MGPS fit")
 table = model.score(table)
 table["ebgm_signal"] = table["eb05"] >= 2.0
 mark("scoring")
-text = csv_text(table[RESULT_COLUMNS].astype({"product": str, "event": str}))
-with open(sys.argv[2], "w", encoding="utf-8") as fh:
-    fh.write(text)
+Path(sys.argv[2]).write_bytes(csv_bytes(table[RESULT_COLUMNS]))
 mark("writing")
 out = {"stages": [[b[0], b[1] - a[1], b[2] - a[2]] for a, b in zip(marks, marks[1:])],
        "rows": len(rows), "pairs": len(counts), "fit": model.summary.to_dict("records")}

@@ -589,7 +589,7 @@ class MGPS:
 
     def __init__(self, *, starts: Sequence[Hyperparameters] | None = None, truncated: bool = True,
                  bounds: tuple[float, float] = (1e-6, 1e4), p_bounds: tuple[float, float] = (1e-8, 1 - 1e-8),
-                 max_iter: int = 1000, tol: float = 1e-7, subsample: int | None = 50_000,
+                 max_iter: int = 1000, tol: float = 1e-7, subsample: int | None = 10_000,
                  subsample_tol: float = 1e-5, quantiles: Sequence[float] = (0.05, 0.95)) -> None:
         self.starts = tuple(starts) if starts is not None else DEFAULT_STARTS
         self.truncated = truncated
