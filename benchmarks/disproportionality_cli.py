@@ -108,7 +108,7 @@ def mark(name):
 
 mark("interpreter start-up")
 import pv.cli
-from pv.cli.csv_text import csv_bytes
+from pv.cli.csv_text import write_csv
 from pv.cli.disproportionality import read_case_rows
 from pv.stats import RESULT_COLUMNS, MGPS, count_table, measures
 import pyarrow.csv
@@ -124,7 +124,8 @@ mark("MGPS fit")
 table = model.score(table)
 table["ebgm_signal"] = table["eb05"] >= 2.0
 mark("scoring")
-Path(sys.argv[2]).write_bytes(csv_bytes(table[RESULT_COLUMNS]))
+with open(sys.argv[2], "wb") as fh:
+    write_csv(table[RESULT_COLUMNS], fh)
 mark("writing")
 out = {"stages": [[b[0], b[1] - a[1], b[2] - a[2]] for a, b in zip(marks, marks[1:])],
        "rows": len(rows), "pairs": len(counts), "fit": model.summary.to_dict("records")}

@@ -25,7 +25,7 @@ import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,11 +114,11 @@ def _column_texts(column: pd.Series) -> pa.Array | None:
     return None
 
 
-def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """``frame.to_csv(index=False)`` encoded as UTF-8 (see the module docstring).
+def write_csv(frame: pd.DataFrame, out: BinaryIO) -> None:
+    """Write ``frame.to_csv(index=False)``, encoded as UTF-8, to a binary file (see the module docstring).
 
-    On the fast path the lines are joined by Arrow and their bytes taken as they lie in its buffer, with no
-    Python text per line.
+    On the fast path the lines are joined by Arrow and written from its buffer as they lie there, with no
+    Python text per line and no copy of the whole.
     """
     import numpy as np
     import pandas as pd
@@ -126,7 +126,8 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     import pyarrow.compute as pc
 
     if frame.shape[1] == 0:
-        return frame.to_csv(index=False).encode()
+        out.write(frame.to_csv(index=False).encode())
+        return
     columns: list[pa.Array] = []
     quoting = frame.shape[1] == 1  # the csv module quotes an empty field alone on its line
     series = [frame.iloc[:, i] for i in range(frame.shape[1])]
@@ -136,26 +137,36 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
         found = list(pool.map(_column_texts, series))
     for column, texts in zip(series, found, strict=True):
         if texts is None:
-            return frame.to_csv(index=False).encode()
+            out.write(frame.to_csv(index=False).encode())
+            return
         if (column.dtype.kind == "O" or isinstance(column.dtype, pd.CategoricalDtype)) and not quoting:
             quoting = pc.any(pc.match_substring_regex(texts, _SPECIAL)).as_py() or False
         columns.append(texts)
     # pandas' defaults: os.linesep ends a line, minimal quoting
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator=os.linesep)
+    head = io.StringIO()
+    writer = csv.writer(head, lineterminator=os.linesep)
     writer.writerow(frame.columns)
     if quoting:
         writer.writerows(zip(*(c.to_pylist() for c in columns), strict=True))
-        return out.getvalue().encode()
-    head = out.getvalue().encode()
+        out.write(head.getvalue().encode())
+        return
+    out.write(head.getvalue().encode())
     if not frame.shape[0]:
-        return head
-    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*columns, ","), os.linesep, "")
+        return
+    columns[-1] = pc.binary_join_element_wise(columns[-1], os.linesep, "")  # each line ends with its separator
+    lines = pc.binary_join_element_wise(*columns, ",")
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-    body = lines.buffers()[2]
-    return head + body.to_pybytes()[int(offsets[0]):int(offsets[-1])]
+    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    offsets = np.frombuffer(lines.buffers()[1], dtype=width)[lines.offset:lines.offset + len(lines) + 1]
+    out.write(memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1])])
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame.to_csv(index=False)`` encoded as UTF-8 (see :func:`write_csv`)."""
+    out = io.BytesIO()
+    write_csv(frame, out)
+    return out.getvalue()
 
 
 def csv_text(frame: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from pv.cli.csv_text import csv_bytes
+from pv.cli.csv_text import csv_bytes, write_csv
 from pv.cli.options import Format
 from pv.errors import InputError, UnreadableFileError
 
@@ -112,16 +112,16 @@ def command(
                          "pair(s) whose posterior quantiles did not converge\n")
     if not all_columns:
         table = table[RESULT_COLUMNS + (["fisher_p"] if fisher else [])]
-    if output_format is Format.csv:
-        data = csv_bytes(table).rstrip(b"\n") + b"\n"
+    if output_format is Format.csv:  # the text ends with its line separator
         if output is not None:
-            output.write_bytes(data)
+            with output.open("wb") as fh:
+                write_csv(table, fh)
         elif hasattr(sys.stdout, "buffer"):
             sys.stdout.flush()
-            sys.stdout.buffer.write(data)
+            write_csv(table, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:  # a text stream only (e.g. replaced by a test)
-            sys.stdout.write(data.decode())
+            sys.stdout.write(csv_bytes(table).decode())
         return
     table = table.astype({"product": str, "event": str})
     if output_format is Format.json:
