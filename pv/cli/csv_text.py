@@ -24,7 +24,6 @@ import functools
 import io
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
@@ -120,6 +119,8 @@ def write_csv(frame: pd.DataFrame, out: BinaryIO) -> None:
     On the fast path the lines are joined by Arrow and written from its buffer as they lie there, with no
     Python text per line and no copy of the whole.
     """
+    from concurrent.futures import ThreadPoolExecutor  # imported here: it loads logging, which pv --help needs not
+
     import numpy as np
     import pandas as pd
     import pyarrow as pa
