@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,11 +30,34 @@ def read_case_rows(path: Path, columns: list[str], categorical: Sequence[str] = 
     can read. The ``categorical`` columns come as pandas categories of the same texts (in the order Arrow first
     met them), built from Arrow's dictionary encoding without a Python text per row.
     """
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv as pa_csv
 
+    # Arrow first, pandas only once the file is read (the command may be loading pandas in another thread
+    # meanwhile); a file Arrow cannot read, or that lacks a column, is for pandas to judge as before.
+    coded: dict[str, pa.DictionaryArray] = {}
+    try:
+        table = pa_csv.read_csv(
+            path, parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
+        coded = {col: pc.dictionary_encode(table.column(col).combine_chunks()) for col in categorical}
+    except (pa.ArrowException, OSError):
+        table = None
+    import pandas as pd
+
+    if table is not None:
+        data: dict[str, object] = {}
+        for col in columns:
+            if col in coded:
+                labels = pd.Index(coded[col].dictionary.to_numpy(zero_copy_only=False), dtype=object)
+                data[col] = pd.Categorical.from_codes(coded[col].indices.fill_null(-1).to_numpy(),
+                                                      categories=labels)
+            else:
+                data[col] = table.column(col).to_pandas()
+        return pd.DataFrame(data)
     try:
         header = pd.read_csv(path, nrows=0)
     except FileNotFoundError as exc:
@@ -45,30 +69,19 @@ def read_case_rows(path: Path, columns: list[str], categorical: Sequence[str] = 
             raise InputError(f"no column {col!r}; the columns are {', '.join(map(str, header.columns))}",
                              file=str(path), line=1, field=col)
     try:
-        table = pa_csv.read_csv(
-            path, parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
-                strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
-    except pa.ArrowException:
-        pass
-    else:
-        data: dict[str, object] = {}
-        for col in columns:
-            values = table.column(col)
-            if col in categorical:
-                coded = pc.dictionary_encode(values.combine_chunks())
-                labels = pd.Index(coded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
-                data[col] = pd.Categorical.from_codes(coded.indices.fill_null(-1).to_numpy(), categories=labels)
-            else:
-                data[col] = values.to_pandas()
-        return pd.DataFrame(data)
-    try:
         rows = pd.read_csv(path, usecols=columns, dtype=dict.fromkeys(columns, str), keep_default_na=False,
                            na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise UnreadableFileError(f"not a readable CSV file ({exc})", file=str(path)) from exc
     return rows.astype(dict.fromkeys(categorical, "category")) if categorical else rows
+
+
+def _load_statistics() -> None:
+    """Import the statistics (pandas, NumPy, SciPy); an error is left for the import that uses them to raise."""
+    try:
+        import pv.stats  # noqa: F401
+    except BaseException:  # noqa: S110 - raised again, with its traceback, where the command imports pv.stats
+        pass
 
 
 def _json_value(v: object) -> object:
@@ -96,12 +109,18 @@ def command(
     Counts are distinct cases; the MGPS prior is fitted on all pairs (see docs/methods.md). When the prior
     cannot be fitted or is degenerate, EBGM, EB05 and EB95 are left empty and stderr says why.
     """
+    # pandas and SciPy load in another thread while Arrow, which leaves the GIL, reads the file
+    loading = threading.Thread(target=_load_statistics, name="pv-load-statistics", daemon=True)
+    loading.start()
+    columns = list(dict.fromkeys([id_col, product_col, event_col, *strata]))
+    try:
+        # the case ids, products and events as categories (strata stay texts): counted by their codes, and the
+        # products and events of the result written by theirs
+        rows = read_case_rows(file, columns, categorical=[c for c in columns[:3] if c not in strata])
+    finally:
+        loading.join()
     from pv.stats import RESULT_COLUMNS, disproportionality
 
-    columns = list(dict.fromkeys([id_col, product_col, event_col, *strata]))
-    # the case ids, products and events as categories (strata stay texts): counted by their codes, and the
-    # products and events of the result written by theirs
-    rows = read_case_rows(file, columns, categorical=[c for c in columns[:3] if c not in strata])
     table = disproportionality(rows, id_col=id_col, product_col=product_col, event_col=event_col,
                                strata=strata or None, min_count=min_count, fisher=fisher)
     fit = dict(table.attrs)
