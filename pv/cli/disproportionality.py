@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from pv.cli.csv_text import csv_bytes, write_csv
-from pv.cli.options import Format
+from pv.cli.options import Format, ProcessEnd
 from pv.errors import InputError, UnreadableFileError
 
 # pandas and the statistics (NumPy, SciPy) are imported inside the functions that use them, so that ``pv --help``
@@ -137,10 +138,14 @@ def command(
                 write_csv(table, fh)
         elif hasattr(sys.stdout, "buffer"):
             sys.stdout.flush()
-            write_csv(table, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            try:
+                write_csv(table, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:  # the reader has gone (| head): the rest is for no one; status 0 as before
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         else:  # a text stream only (e.g. replaced by a test)
             sys.stdout.write(csv_bytes(table).decode())
+        ProcessEnd.at_once = True  # nothing is left open: no need for Python to tear pandas and SciPy down
         return
     table = table.astype({"product": str, "event": str})
     if output_format is Format.json:
@@ -156,3 +161,4 @@ def command(
         output.write_text(text + "\n", encoding="utf-8")
     else:
         sys.stdout.write(text + "\n")
+    ProcessEnd.at_once = True
