@@ -14,15 +14,18 @@ Run: ``.venv/bin/python benchmarks/disproportionality.py [--strata] [--cases N]`
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
 
-import numpy as np
-import pandas as pd
-from scipy import special
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as pv and the workers it starts run (set before NumPy loads)
 
-from pv.stats import MGPS, count_table, measures
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import special  # noqa: E402
+
+from pv.stats import MGPS, count_table, measures  # noqa: E402
 
 
 def _pair_z(p: np.ndarray, e: np.ndarray) -> np.ndarray:
