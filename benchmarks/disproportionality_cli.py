@@ -9,8 +9,11 @@ built once and kept under the temporary folder (``--cache`` to choose).
 Printed: the median wall and CPU time of the command over ``--runs`` runs (a subprocess each, output to a file),
 then the time of each stage in one fresh interpreter doing what the command does: start-up and imports, reading,
 counting, the PRR/ROR/IC measures, the MGPS fit, EBGM scoring, writing the CSV. ``--profile`` adds the
-functions the MGPS fit spends its time in. Target: the whole command <= 1.5 s.
-Usage: python benchmarks/disproportionality_cli.py [--runs 5] [--profile] [--cache DIR]
+functions the MGPS fit spends its time in. ``--baseline DIR`` (a folder holding another version's ``pv``
+package, e.g. ``git archive COMMIT pv | tar -x -C DIR``) runs that version's command too, alternating with this
+one, so that both see the same load, and prints its medians and the largest difference between the two outputs.
+Target: the whole command <= 1.5 s.
+Usage: python benchmarks/disproportionality_cli.py [--runs 5] [--profile] [--cache DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -83,12 +86,12 @@ def pv_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "pv"]
 
 
-def time_command(argv: list[str], out: Path) -> tuple[float, float]:
+def time_command(argv: list[str], out: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall and CPU (all threads, user + system) seconds of one run, its output to ``out``."""
     before = os.times()
     t0 = time.perf_counter()
     with out.open("wb") as fh:
-        subprocess.run(argv, stdout=fh, check=True)
+        subprocess.run(argv, stdout=fh, check=True, env=env, cwd=out.parent)
     wall = time.perf_counter() - t0
     after = os.times()
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
@@ -108,12 +111,12 @@ def mark(name):
 
 mark("interpreter start-up")
 import pv.cli
-from pv.cli.csv_text import csv_text
+from pv.cli.csv_text import write_csv
 from pv.cli.disproportionality import read_case_rows
 from pv.stats import RESULT_COLUMNS, MGPS, count_table, measures
 import pyarrow.csv
 mark("imports")
-rows = read_case_rows(Path(sys.argv[1]), ["id", "product", "event"])
+rows = read_case_rows(Path(sys.argv[1]), ["id", "product", "event"], categorical=["id", "product", "event"])
 mark("read")
 counts = count_table(rows, id_col="id", product_col="product", event_col="event")
 mark("counting")
@@ -124,9 +127,8 @@ mark("MGPS fit")
 table = model.score(table)
 table["ebgm_signal"] = table["eb05"] >= 2.0
 mark("scoring")
-text = csv_text(table[RESULT_COLUMNS].astype({"product": str, "event": str}))
-with open(sys.argv[2], "w", encoding="utf-8") as fh:
-    fh.write(text)
+with open(sys.argv[2], "wb") as fh:
+    write_csv(table[RESULT_COLUMNS], fh)
 mark("writing")
 out = {"stages": [[b[0], b[1] - a[1], b[2] - a[2]] for a, b in zip(marks, marks[1:])],
        "rows": len(rows), "pairs": len(counts), "fit": model.summary.to_dict("records")}
@@ -151,21 +153,58 @@ def stages(table: Path, out: Path, profile: bool) -> dict:
     return report
 
 
+def largest_difference(path: Path, other: Path) -> str:
+    """How two outputs differ: the same bytes, or the largest relative difference of each column that differs."""
+    if path.read_bytes() == other.read_bytes():
+        return "none (the same bytes)"
+    import numpy as np
+    import pandas as pd
+
+    a, b = (pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in (path, other))
+    if list(a.columns) != list(b.columns) or len(a) != len(b) or not a.iloc[:, :2].equals(b.iloc[:, :2]):
+        return "other rows or columns"
+    found = []
+    for col in a.columns[2:]:
+        x, y = a[col].to_numpy(np.float64), b[col].to_numpy(np.float64)
+        if not np.array_equal(np.isnan(x), np.isnan(y)):
+            return f"{col}: other empty cells"
+        both = np.isfinite(x) & np.isfinite(y)
+        if not np.array_equal(x[~both], y[~both], equal_nan=True):
+            return f"{col}: other infinities"
+        rel = np.abs(x[both] - y[both]) / np.maximum(np.abs(x[both]), 1e-300)
+        if len(rel) and rel.max() > 0:
+            found.append(f"{col} {rel.max():.1e}")
+    return "relative " + ", ".join(found)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="Profile the MGPS fit (cProfile, by own time).")
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / f"pv-bench-disproportionality-{REPORTS}x8-{SEED}")
+    parser.add_argument("--baseline", type=Path, help="A folder holding another version's pv package.")
     args = parser.parse_args(argv)
     table = build_table(args.cache)
     out = args.cache / "out.csv"
     argv_pv = [*pv_command(), COMMAND[0], str(table), *COMMAND[1:]]
-    time_command(argv_pv, out)  # warm the file cache and the bytecode
-    runs = [time_command(argv_pv, out) for _ in range(args.runs)]
-    walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-    print(f"pv disproportionality {table.name} --format csv: median {statistics.median(walls):.2f} s wall "
-          f"(min {min(walls):.2f}), {statistics.median(cpus):.2f} s CPU, {args.runs} runs", flush=True)
+    variants: list[tuple[str, list[str], Path, dict[str, str] | None]] = [("this version", argv_pv, out, None)]
+    if args.baseline is not None:
+        argv_base = [sys.executable, "-m", "pv", COMMAND[0], str(table), *COMMAND[1:]]
+        variants.append(("baseline", argv_base, args.cache / "out-baseline.csv",
+                         {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}))
+    for _, command, target, env in variants:
+        time_command(command, target, env)  # warm the file cache and the bytecode
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in variants}
+    for _ in range(args.runs):
+        for name, command, target, env in variants:
+            runs[name].append(time_command(command, target, env))
+    for name, timed in runs.items():
+        walls, cpus = [w for w, _ in timed], [c for _, c in timed]
+        print(f"pv disproportionality {table.name} --format csv ({name}): median {statistics.median(walls):.2f} s "
+              f"wall (min {min(walls):.2f}), {statistics.median(cpus):.2f} s CPU, {args.runs} runs", flush=True)
+    if args.baseline is not None:
+        print(f"largest difference from the baseline's output: {largest_difference(out, variants[1][2])}")
     report = stages(table, args.cache / "out-stages.csv", args.profile)
     if (args.cache / "out-stages.csv").read_bytes() != out.read_bytes():
         print("warning: the stages wrote another table than the command (they no longer mirror it)")

@@ -55,6 +55,8 @@ def test_edge_shapes_and_other_column_kinds() -> None:
     _same(pd.DataFrame({"a,b": [1.0], 'q"': ["x"]}))  # column names that need quoting
     _same(pd.DataFrame({"f32": np.array([0.1, 2.5], dtype=np.float32), "x": [1.0, 2.0]}))  # written by pandas
     _same(pd.DataFrame({"cat": pd.Categorical(["a", "b"]), "x": [1.0, 2.0]}))
+    _same(pd.DataFrame({"cat": pd.Categorical(["b", None, "a,c", "b"]), "x": [1.0, 2.0, 3.0, 4.0]}))  # quoted
+    _same(pd.DataFrame({"cat": pd.Categorical([1, 2]), "x": [1.0, 2.0]}))  # categories of numbers: by pandas
     _same(pd.DataFrame({"mixed": ["a", 1], "x": [1.0, 2.0]}))
     _same(pd.DataFrame({"bytes": ["a", b"b"], "x": [1.0, 2.0]}))
     _same(pd.DataFrame({"na": ["a", pd.NA, None, math.nan], "x": [1.0, 2.0, 3.0, 4.0]}))
@@ -100,3 +102,16 @@ def test_floats_without_arrow_are_pythons_repr_too(monkeypatch: pytest.MonkeyPat
     values = np.array(TRICKY_FLOATS + [3.5, 1e12, 2.5e-6])
     assert csv_text_module._float_texts(values).to_pylist() == ["" if v != v else repr(v) for v in values.tolist()]
     _same(pd.DataFrame({"x": values, "t": ["a"] * len(values)}))
+
+
+def test_categories_of_texts_are_written_by_their_codes() -> None:
+    """Text columns held as categories (as the command's count table holds products and events)."""
+    text = (TRICKY_TEXT * 3)[:30]
+    frame = pd.DataFrame({"product": pd.Categorical([f"P{i % 7}" for i in range(30)]),
+                          "event": pd.Categorical([None if i % 5 == 0 else f"e {i % 4}" for i in range(30)],
+                                                  categories=["e 3", "e 0", "e 1", "e 2", "unused"]),
+                          "x": np.linspace(0.0, 3.0, 30)})
+    _same(frame)
+    assert csv_text_module.csv_bytes(frame) == frame.to_csv(index=False).encode()
+    _same(frame.assign(product=pd.Categorical(text)))  # texts that need quoting
+    _same(frame.iloc[:0])

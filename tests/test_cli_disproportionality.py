@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pv.cli import main
-from tests.conftest import REAL_DATA
+from tests.conftest import REAL_DATA, REPO
 
 CAERS = REAL_DATA / "caers_2012.csv"
 COLUMNS = ["product", "event", "n", "expected", "prr", "prr_chi2", "ror", "ror_lower", "ror_upper", "ic",
@@ -133,3 +135,34 @@ def test_pairs_whose_quantiles_fail_are_summarised_on_stderr(capsys: pytest.Capt
     assert 0 < empty == doc["quantiles_not_converged"] and doc["reason"] is None
     assert f"EB05/EB95 left empty for {empty} pair(s)" in err
     assert all(p["ebgm"] is not None for p in doc["pairs"])
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json"])
+def test_the_process_ends_at_once_with_all_its_output(output_format: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Run as a process, the command ends without Python's teardown: what it wrote to a pipe and to a file is
+    whole, and its status is 0."""
+    args = ["disproportionality", str(CAERS), "--strata", "strat1", "--format", output_format]
+    code, expected, _ = _run(args, capsys)
+    assert code == 0
+    piped = subprocess.run([sys.executable, "-m", "pv", *args], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == expected
+    written = tmp_path / "out.txt"
+    done = subprocess.run([sys.executable, "-m", "pv", *args, "-o", str(written)], cwd=REPO, timeout=300)
+    assert done.returncode == 0
+    assert written.read_text(encoding="utf-8") == expected
+
+
+def test_a_reader_that_goes_away_early_ends_the_command_quietly() -> None:
+    """``pv disproportionality FILE | head``: the output (megabytes) outgrows the pipe, the reader closes it after
+    a line, and the command ends with status 0 and nothing on stderr, as it did when it wrote text."""
+    proc = subprocess.Popen([sys.executable, "-m", "pv", "disproportionality", str(CAERS)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(8) == b"product,"
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0
+    assert err == b""

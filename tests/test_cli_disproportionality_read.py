@@ -78,3 +78,16 @@ def test_command_writes_the_text_pandas_writes(strata: list[str], capsys: pytest
     expected = table[RESULT_COLUMNS].astype({"product": str, "event": str}).to_csv(index=False)
     assert out == expected
     assert len(pd.read_csv(io.StringIO(out))) == len(table)
+
+
+def test_categorical_columns_hold_the_same_texts(tmp_path: Path) -> None:
+    """Columns asked for as categories (the command's ids, products and events) hold what the text read holds."""
+    src = tmp_path / "ragged.csv"
+    src.write_text("id,var1,var2\n1,a,x\n2,b,y,extra\n3,,z\n")  # read by pandas
+    for path in (CAERS, src):
+        plain = read_case_rows(path, COLUMNS[:3])
+        coded = read_case_rows(path, COLUMNS[:3], categorical=["id", "var1"])
+        assert isinstance(coded["var1"].dtype, pd.CategoricalDtype)
+        assert isinstance(coded["id"].dtype, pd.CategoricalDtype)
+        assert coded["var2"].dtype == object
+        _same_frame(coded.astype(object), plain)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from pv.stats import (
     log_likelihood,
 )
 from pv.stats import mgps as mgps_module
-from tests.conftest import REAL_DATA, REFERENCE
+from tests.conftest import REAL_DATA, REFERENCE, REPO
 
 # openEBGM 0.9.1 autoHyper(squashed = FALSE, zeroes = FALSE) on caers_2012.csv (reference README)
 OPENEBGM = Hyperparameters(alpha1=3.25596853094, beta1=0.39999072070, alpha2=2.02375194827,
@@ -133,6 +135,29 @@ def test_recovers_simulated_prior() -> None:
     every = MGPS(subsample=None).fit_arrays(n, e)
     np.testing.assert_allclose(every.hyperparameters_.as_array(), got.as_array(), rtol=1e-3)
     assert every.loglik_ == pytest.approx(m.loglik_, abs=1e-4)
+
+
+_EXPLORE_ONLY = r"""
+import sys
+import numpy as np
+from pv.stats import MGPS
+rng = np.random.default_rng(11)
+e = rng.lognormal(0.0, 1.2, 20_000)
+lam = np.where(rng.random(len(e)) < 0.15, rng.gamma(0.4, 10.0, len(e)), rng.gamma(3.0, 1 / 3.0, len(e)))
+m = MGPS(subsample=4_000).fit_arrays(rng.poisson(lam * e), e)
+print(m.summary["stage"].tolist(), m.converged_, "scipy.optimize" in sys.modules)
+"""
+
+
+def test_the_exploration_and_its_refinement_need_no_scipy_optimiser() -> None:
+    """The starts explored on the squashed table by pv's projected BFGS, refined on all pairs by its quasi-Newton
+    steps: SciPy's optimisers (a tenth of a second to import) are not loaded."""
+    done = subprocess.run([sys.executable, "-c", _EXPLORE_ONLY], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    stages, converged, loaded = done.stdout.rsplit(" ", 2)
+    assert stages.startswith("['squashed'") and "'full'" in stages
+    assert (converged, loaded.strip()) == ("True", "False")
 
 
 def test_posterior_quantiles_and_ebgm_by_integration() -> None:

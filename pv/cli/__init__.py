@@ -20,6 +20,7 @@ from pv.cli import signals as signals_cli
 from pv.cli import simulate as simulate_cli
 from pv.cli import store as store_cli
 from pv.cli import users as users_cli
+from pv.cli.options import ProcessEnd
 from pv.errors import PvError
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     # fit several times slower: every L-BFGS-B step wakes them. One thread unless the environment says otherwise.
     # This takes effect because no command has loaded NumPy yet (the commands import it when they run).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    ProcessEnd.at_once = False
     try:
         _main(argv)
     finally:
@@ -104,3 +106,20 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(1)
     if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, when not standalone
         sys.exit(code)
+    if argv is None and ProcessEnd.at_once:  # a process of its own (not main([...]) called in a test)
+        _end_at_once()
+
+
+def _end_at_once() -> None:
+    """End the process now, as the command asked (:class:`pv.cli.options.ProcessEnd`): flush the streams, run the
+    atexit handlers, and exit 0 without tearing the modules down. A stream that cannot be flushed (a closed pipe)
+    leaves the ending to Python, as before."""
+    import atexit
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        return
+    atexit._run_exitfuncs()
+    os._exit(0)

@@ -7,11 +7,13 @@ shortest digits as ``repr``, in C, and writes them as Python does for magnitudes
 ``.0`` of a whole number is added) and at or above 1e16 or below 1e-9 (exponents of two digits or more); the
 values in between, zeros and infinities go through ``repr``. Missing floats are empty, as pandas writes them. A
 check on probe values at first use sends every float through ``repr`` should a pyarrow release write floats
-otherwise. Integers are cast by Arrow (exact), booleans written ``True``/``False``.
+otherwise. Integers are cast by Arrow (exact), booleans written ``True``/``False``, categories of texts by
+taking each category's text by its code (no Python text per row).
 
-Text is written as it is when no value holds a comma, a quote or a line break; otherwise the csv module writes
-the rows and quotes what needs it, as pandas does (it uses that module too). A frame with columns of other kinds
-(dates, categories, nullable or 32-bit numbers) is written by pandas itself. NumPy, pandas and pyarrow are
+Text is written as it is when no value holds a comma, a quote or a line break (the lines, joined by Arrow, are
+then taken as the bytes of its buffer); otherwise the csv module writes the rows and quotes what needs it, as
+pandas does (it uses that module too). A frame with columns of other kinds (dates, categories of other than
+text, nullable or 32-bit numbers) is written by pandas itself. NumPy, pandas and pyarrow are
 imported in the functions: the caller has loaded them already (this module is imported by the command line).
 """
 
@@ -22,7 +24,7 @@ import functools
 import io
 import math
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,13 +86,22 @@ def _float_texts(values: np.ndarray) -> pa.Array:
     return texts
 
 
-def _column_texts(values: np.ndarray) -> pa.Array | None:
+def _column_texts(column: pd.Series) -> pa.Array | None:
     """The texts of a column as pandas writes them (missing ones empty); None for a kind not handled here."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column.dtype, pd.CategoricalDtype):  # of texts: each category's text, taken by its code
+        labels = column.cat.categories.to_numpy()
+        if labels.dtype.kind != "O" or pd.api.types.infer_dtype(labels, skipna=False) not in ("string", "empty"):
+            return None
+        codes = np.asarray(column.cat.codes, dtype=np.int64)
+        missing = codes < 0
+        return pa.array(labels, pa.string()).take(pa.array(codes, mask=missing if missing.any() else None)) \
+            .fill_null("")
+    values = column.to_numpy()
     if values.dtype == np.float64:
         return _float_texts(values)
     if values.dtype.kind in "iu":
@@ -102,30 +113,63 @@ def _column_texts(values: np.ndarray) -> pa.Array | None:
     return None
 
 
-def csv_text(frame: pd.DataFrame) -> str:
-    """``frame.to_csv(index=False)``: the same text (see the module docstring)."""
+def write_csv(frame: pd.DataFrame, out: BinaryIO) -> None:
+    """Write ``frame.to_csv(index=False)``, encoded as UTF-8, to a binary file (see the module docstring).
+
+    On the fast path the lines are joined by Arrow and written from its buffer as they lie there, with no
+    Python text per line and no copy of the whole.
+    """
+    from concurrent.futures import ThreadPoolExecutor  # imported here: it loads logging, which pv --help needs not
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if frame.shape[1] == 0:
-        return frame.to_csv(index=False)
+        out.write(frame.to_csv(index=False).encode())
+        return
     columns: list[pa.Array] = []
     quoting = frame.shape[1] == 1  # the csv module quotes an empty field alone on its line
-    for i in range(frame.shape[1]):
-        values = frame.iloc[:, i].to_numpy()
-        texts = _column_texts(values)
+    series = [frame.iloc[:, i] for i in range(frame.shape[1])]
+    _arrow_agrees()  # checked once, before the threads
+    # Arrow's casts and NumPy's masks release the GIL: on two cores the columns are turned into text side by side
+    with ThreadPoolExecutor(max_workers=min(len(series), os.cpu_count() or 1)) as pool:
+        found = list(pool.map(_column_texts, series))
+    for column, texts in zip(series, found, strict=True):
         if texts is None:
-            return frame.to_csv(index=False)
-        if values.dtype.kind == "O" and not quoting:
+            out.write(frame.to_csv(index=False).encode())
+            return
+        if (column.dtype.kind == "O" or isinstance(column.dtype, pd.CategoricalDtype)) and not quoting:
             quoting = pc.any(pc.match_substring_regex(texts, _SPECIAL)).as_py() or False
         columns.append(texts)
     # pandas' defaults: os.linesep ends a line, minimal quoting
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator=os.linesep)
+    head = io.StringIO()
+    writer = csv.writer(head, lineterminator=os.linesep)
     writer.writerow(frame.columns)
     if quoting:
         writer.writerows(zip(*(c.to_pylist() for c in columns), strict=True))
-    elif frame.shape[0]:
-        lines = pc.binary_join_element_wise(*columns, ",").to_pylist()
-        out.write(os.linesep.join(lines))
-        out.write(os.linesep)
+        out.write(head.getvalue().encode())
+        return
+    out.write(head.getvalue().encode())
+    if not frame.shape[0]:
+        return
+    columns[-1] = pc.binary_join_element_wise(columns[-1], os.linesep, "")  # each line ends with its separator
+    lines = pc.binary_join_element_wise(*columns, ",")
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    offsets = np.frombuffer(lines.buffers()[1], dtype=width)[lines.offset:lines.offset + len(lines) + 1]
+    out.write(memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1])])
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame.to_csv(index=False)`` encoded as UTF-8 (see :func:`write_csv`)."""
+    out = io.BytesIO()
+    write_csv(frame, out)
     return out.getvalue()
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame.to_csv(index=False)``: the same text (see the module docstring)."""
+    return csv_bytes(frame).decode()

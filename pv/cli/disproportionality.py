@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from pv.cli.csv_text import csv_text
-from pv.cli.options import Format
+from pv.cli.csv_text import csv_bytes, write_csv
+from pv.cli.options import Format, ProcessEnd
 from pv.errors import InputError, UnreadableFileError
 
 # pandas and the statistics (NumPy, SciPy) are imported inside the functions that use them, so that ``pv --help``
@@ -20,17 +23,42 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_case_rows(path: Path, columns: list[str], categorical: Sequence[str] = ()) -> pd.DataFrame:
     """Read the named columns of a case-level CSV as text (empty cells are missing).
 
     Arrow's CSV reader reads a well-formed file several times faster than pandas' own; a file it rejects (rows of
     uneven length, text that is not UTF-8...) is read again by pandas, which decides as it always did what it
-    can read.
+    can read. The ``categorical`` columns come as pandas categories of the same texts (in the order Arrow first
+    met them), built from Arrow's dictionary encoding without a Python text per row.
     """
-    import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
     from pyarrow import csv as pa_csv
 
+    # Arrow first, pandas only once the file is read (the command may be loading pandas in another thread
+    # meanwhile); a file Arrow cannot read, or that lacks a column, is for pandas to judge as before.
+    coded: dict[str, pa.DictionaryArray] = {}
+    try:
+        table = pa_csv.read_csv(
+            path, parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
+        coded = {col: pc.dictionary_encode(table.column(col).combine_chunks()) for col in categorical}
+    except (pa.ArrowException, OSError):
+        table = None
+    import pandas as pd
+
+    if table is not None:
+        data: dict[str, object] = {}
+        for col in columns:
+            if col in coded:
+                labels = pd.Index(coded[col].dictionary.to_numpy(zero_copy_only=False), dtype=object)
+                data[col] = pd.Categorical.from_codes(coded[col].indices.fill_null(-1).to_numpy(),
+                                                      categories=labels)
+            else:
+                data[col] = table.column(col).to_pandas()
+        return pd.DataFrame(data)
     try:
         header = pd.read_csv(path, nrows=0)
     except FileNotFoundError as exc:
@@ -42,19 +70,19 @@ def read_case_rows(path: Path, columns: list[str]) -> pd.DataFrame:
             raise InputError(f"no column {col!r}; the columns are {', '.join(map(str, header.columns))}",
                              file=str(path), line=1, field=col)
     try:
-        table = pa_csv.read_csv(
-            path, parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()),
-                strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True))
-        return table.to_pandas()
-    except pa.ArrowException:
-        pass
-    try:
-        return pd.read_csv(path, usecols=columns, dtype=dict.fromkeys(columns, str), keep_default_na=False,
+        rows = pd.read_csv(path, usecols=columns, dtype=dict.fromkeys(columns, str), keep_default_na=False,
                            na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise UnreadableFileError(f"not a readable CSV file ({exc})", file=str(path)) from exc
+    return rows.astype(dict.fromkeys(categorical, "category")) if categorical else rows
+
+
+def _load_statistics() -> None:
+    """Import the statistics (pandas, NumPy, SciPy); an error is left for the import that uses them to raise."""
+    try:
+        import pv.stats  # noqa: F401
+    except BaseException:  # noqa: S110 - raised again, with its traceback, where the command imports pv.stats
+        pass
 
 
 def _json_value(v: object) -> object:
@@ -82,9 +110,18 @@ def command(
     Counts are distinct cases; the MGPS prior is fitted on all pairs (see docs/methods.md). When the prior
     cannot be fitted or is degenerate, EBGM, EB05 and EB95 are left empty and stderr says why.
     """
+    # pandas and SciPy load in another thread while Arrow, which leaves the GIL, reads the file
+    loading = threading.Thread(target=_load_statistics, name="pv-load-statistics", daemon=True)
+    loading.start()
+    columns = list(dict.fromkeys([id_col, product_col, event_col, *strata]))
+    try:
+        # the case ids, products and events as categories (strata stay texts): counted by their codes, and the
+        # products and events of the result written by theirs
+        rows = read_case_rows(file, columns, categorical=[c for c in columns[:3] if c not in strata])
+    finally:
+        loading.join()
     from pv.stats import RESULT_COLUMNS, disproportionality
 
-    rows = read_case_rows(file, list(dict.fromkeys([id_col, product_col, event_col, *strata])))
     table = disproportionality(rows, id_col=id_col, product_col=product_col, event_col=event_col,
                                strata=strata or None, min_count=min_count, fisher=fisher)
     fit = dict(table.attrs)
@@ -95,6 +132,21 @@ def command(
                          "pair(s) whose posterior quantiles did not converge\n")
     if not all_columns:
         table = table[RESULT_COLUMNS + (["fisher_p"] if fisher else [])]
+    if output_format is Format.csv:  # the text ends with its line separator
+        if output is not None:
+            with output.open("wb") as fh:
+                write_csv(table, fh)
+        elif hasattr(sys.stdout, "buffer"):
+            sys.stdout.flush()
+            try:
+                write_csv(table, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:  # the reader has gone (| head): the rest is for no one; status 0 as before
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:  # a text stream only (e.g. replaced by a test)
+            sys.stdout.write(csv_bytes(table).decode())
+        ProcessEnd.at_once = True  # nothing is left open: no need for Python to tear pandas and SciPy down
+        return
     table = table.astype({"product": str, "event": str})
     if output_format is Format.json:
         records = [{k: _json_value(v) for k, v in zip(table.columns, row, strict=True)}
@@ -103,11 +155,10 @@ def command(
                "converged": fit["converged"], "at_bound": fit["at_bound"], "reason": fit["reason"],
                "quantiles_not_converged": fit["quantiles_not_converged"], "strata": strata, "pairs": records}
         text = json.dumps(doc, indent=None, allow_nan=False)
-    elif output_format is Format.table:
-        text = table.to_string(index=False)
     else:
-        text = csv_text(table).rstrip("\n")
+        text = table.to_string(index=False)
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
         sys.stdout.write(text + "\n")
+    ProcessEnd.at_once = True
