@@ -82,10 +82,12 @@ def test_a_corrected_redelivery_replaces_the_earlier_one_and_is_audited(session:
 
     summary = _load(session, fixed)
     (replaced,) = summary.replaced
-    assert {k: replaced[k] for k in ("quarter", "versions_before", "versions_now", "in_both", "only_before",
+    assert {k: replaced[k] for k in ("quarter", "versions_before", "versions_now", "in_both", "changed",
+                                     "unchanged", "only_before",
                                      "only_now", "reactions_before", "reactions_now", "rows_quarantined_before",
                                      "rows_quarantined_now", "deletions_withdrawn")} == {
-        "quarter": "2023Q1", "versions_before": 3, "versions_now": 3, "in_both": 2, "only_before": 1,
+        "quarter": "2023Q1", "versions_before": 3, "versions_now": 3, "in_both": 2, "changed": 2,
+        "unchanged": 0, "only_before": 1,
         "only_now": 1, "reactions_before": 3, "reactions_now": 5, "rows_quarantined_before": 1,
         "rows_quarantined_now": 0, "deletions_withdrawn": 1}
     session.expire_all()

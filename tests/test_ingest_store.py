@@ -188,6 +188,10 @@ def test_same_content_in_a_new_file_adds_no_version(session: Session, tmp_path: 
     assert not s.skipped_duplicate_file
     assert (s.versions_loaded, s.cases_added, s.cases_updated) == (0, 0, 0)
     assert session.execute(text("SELECT COUNT(*) FROM drugs")).scalar() == 1
+    # the same quarter packed again: its unchanged versions stay as they are and pass to the new file
+    (replaced,) = s.replaced
+    assert (replaced["unchanged"], replaced["changed"], replaced["only_before"]) == (1, 0, 0)
+    assert session.execute(text("SELECT source_file_id FROM case_versions")).scalar() == s.source_file_id
 
 
 def test_older_version_loaded_later_does_not_replace_current(session: Session, tmp_path: Path) -> None:

@@ -222,25 +222,31 @@ def _delete_cases(session: Session, keys: list[str]) -> int:
 
 
 def _replace_earlier_deliveries(session: Session, batch: Batch, source: SourceFile) -> list[dict[str, Any]]:
-    """Remove what the earlier deliveries of ``batch``'s quarter loaded, when ``batch`` is another file of the
-    same kind and quarter (a corrected redelivery): their versions with drugs, reactions and indications, and
-    the deletions their DELETE files recorded (the redelivery brings its own); the cases they touched are
-    recomputed from what remains. Each earlier file is marked replaced and the change audited
-    (:class:`DeliveryReplacement`). The caller then loads ``batch`` as usual."""
+    """Replace what the earlier deliveries of ``batch``'s quarter loaded, when ``batch`` is another file of the
+    same kind and quarter (a corrected redelivery, or the same quarter packed again).
+
+    A version the redelivery holds unchanged (same fields, drugs and reactions) stays as it is and passes to the
+    new file; a version it changes or no longer holds is removed with its drugs, reactions and indications
+    (a changed one is then loaded from the redelivery); the deletions the earlier DELETE files recorded are
+    withdrawn (the redelivery brings its own); the cases touched are recomputed from what remains. Each
+    earlier file is marked replaced and the change audited (:class:`DeliveryReplacement`). The caller then
+    loads ``batch`` as usual."""
     if batch.quarter is None or batch.kind not in ("faers", "aers"):
         return []
     earlier = session.scalars(select(SourceFile).where(
         SourceFile.kind == batch.kind, SourceFile.quarter == batch.quarter, SourceFile.id != source.id,
         SourceFile.replaced_by_id.is_(None)).order_by(SourceFile.id)).all()
+    if not earlier:
+        return []
     summaries = []
-    new_keys = set(zip(batch.versions["case_key"].astype(str), batch.versions["report_id"].astype(str),
-                       strict=True))
+    now = _batch_fingerprints(batch)
     for old in earlier:
-        rows = session.execute(select(CaseVersion.id, CaseVersion.case_key, CaseVersion.report_id)
-                               .where(CaseVersion.source_file_id == old.id)).all()
-        old_keys = {(case_key, report_id) for _, case_key, report_id in rows}
-        ids = pd.DataFrame({"id": [int(r[0]) for r in rows]}, dtype="int64")
+        stored = _stored_fingerprints(session, old.id)
+        old_keys, new_keys = set(stored), set(now)
+        same = {k for k in old_keys & new_keys if stored[k][1] == now[k]}
+        gone = old_keys - same
         counts = {"drugs_before": 0, "reactions_before": 0}
+        ids = pd.DataFrame({"id": [stored[k][0] for k in gone]}, dtype="int64")
         if len(ids):
             temp_table(session, "_pv_old", {"id": "BIGINT PRIMARY KEY"}, ids)
             for child, label in (("drugs", "drugs_before"), ("reactions", "reactions_before")):
@@ -251,7 +257,13 @@ def _replace_earlier_deliveries(session: Session, batch: Batch, source: SourceFi
             session.execute(text("DELETE FROM cases WHERE current_version_id IN (SELECT id FROM _pv_old)"))
             session.execute(text("DELETE FROM case_versions WHERE id IN (SELECT id FROM _pv_old)"))
             drop_temp(session, "_pv_old")
-            _refresh_cases(session, sorted({case_key for _, case_key, _ in rows}))
+            _refresh_cases(session, sorted({case_key for case_key, _ in gone}))
+        if same:  # kept as they are: they are the new delivery's now
+            kept = pd.DataFrame({"id": [stored[k][0] for k in same]}, dtype="int64")
+            temp_table(session, "_pv_kept", {"id": "BIGINT PRIMARY KEY"}, kept)
+            session.execute(text("UPDATE case_versions SET source_file_id = :new WHERE id IN "
+                                 "(SELECT id FROM _pv_kept)"), {"new": source.id})
+            drop_temp(session, "_pv_kept")
         withdrawn = session.scalar(select(func.count()).select_from(DeletedCase)
                                    .where(DeletedCase.source_file_id == old.id))
         session.execute(delete(DeletedCase).where(DeletedCase.source_file_id == old.id))
@@ -259,7 +271,8 @@ def _replace_earlier_deliveries(session: Session, batch: Batch, source: SourceFi
             "quarter": batch.quarter, "replaced_file": old.name, "replaced_file_id": old.id,
             "by_file": source.name, "by_file_id": source.id,
             "versions_before": len(old_keys), "versions_now": len(new_keys),
-            "in_both": len(old_keys & new_keys), "only_before": len(old_keys - new_keys),
+            "in_both": len(old_keys & new_keys), "unchanged": len(same),
+            "changed": len((old_keys & new_keys) - same), "only_before": len(old_keys - new_keys),
             "only_now": len(new_keys - old_keys), **counts,
             "drugs_now": len(batch.drugs), "reactions_now": len(batch.reactions),
             "rows_quarantined_before": old.rows_quarantined, "rows_quarantined_now": len(batch.quarantine),
@@ -271,6 +284,82 @@ def _replace_earlier_deliveries(session: Session, batch: Batch, source: SourceFi
         summaries.append(summary)
     session.flush()
     return summaries
+
+
+Fingerprint = tuple[Any, ...]
+_V_FIELDS = ("version", "initial_or_followup", "received_date", "initial_received_date", "event_date", "age_years",
+             "age_group", "sex", "weight_kg", "reporter_country", "occurrence_country", "report_type")
+_CHILD_FIELDS = {
+    "drugs": ("seq", "role", "drugname", "active_ingredient", "route", "dose_text", "start_date", "end_date"),
+    "reactions": ("pt_verbatim", "meddra_code", "outcome"),
+    "indications": ("drug_seq", "term"),
+}
+
+
+def _norm(value: Any) -> str:
+    """One text form of a stored or parsed value, for comparing a redelivery with what is stored."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()[:10]
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.9g}"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    text_value = str(value)
+    return text_value[:10] if len(text_value) >= 10 and text_value[4:5] == "-" and text_value[:4].isdigit() \
+        and text_value[10:11] in ("", " ", "T") else text_value
+
+
+def _rows(frame: pd.DataFrame, fields: tuple[str, ...]) -> dict[tuple[str, str], list[tuple[str, ...]]]:
+    out: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+    columns = [frame[f].tolist() for f in fields]
+    for i, key in enumerate(zip(frame["case_key"].astype(str), frame["report_id"].astype(str), strict=True)):
+        out.setdefault(key, []).append(tuple(_norm(c[i]) for c in columns))
+    return out
+
+
+def _batch_fingerprints(batch: Batch) -> dict[tuple[str, str], Fingerprint]:
+    """What each version of ``batch`` would store: its fields, outcomes, drugs, reactions and indications."""
+    children = {name: _rows(getattr(batch, name), fields) for name, fields in _CHILD_FIELDS.items()}
+    versions = batch.versions
+    out = {}
+    codes = set(dict(_FLAGS).values())
+    fields = _rows(versions.assign(version=pd.to_numeric(versions["version"], errors="coerce").fillna(1)
+                                   .astype("int64")), _V_FIELDS)
+    for key, outcomes in zip(zip(versions["case_key"].astype(str), versions["report_id"].astype(str),
+                                 strict=True), versions["outcomes"], strict=True):
+        listed = outcomes if isinstance(outcomes, list | tuple) else []
+        out[key] = (tuple(fields[key][0]), tuple(sorted({c for c in listed if c in codes})),
+                    *(tuple(sorted(children[name].get(key, []))) for name in _CHILD_FIELDS))
+    return out
+
+
+def _stored_fingerprints(session: Session, source_file_id: int) -> dict[tuple[str, str], tuple[int, Fingerprint]]:
+    """(version id, fingerprint) of every version a stored file loaded (the fingerprint as in
+    :func:`_batch_fingerprints`)."""
+    of_file = {"f": source_file_id}
+    flags = [flag for flag, _ in _FLAGS]
+    versions = session.execute(text(
+        f"SELECT id, case_key, report_id, {', '.join(_V_FIELDS)}, {', '.join(flags)} FROM case_versions "
+        "WHERE source_file_id = :f"), of_file).all()
+    ids = "SELECT id FROM case_versions WHERE source_file_id = :f"
+    children: dict[str, dict[int, list[tuple[str, ...]]]] = {}
+    for name, fields in _CHILD_FIELDS.items():
+        rows: dict[int, list[tuple[str, ...]]] = {}
+        for row in session.execute(text(f"SELECT case_version_id, {', '.join(fields)} FROM {name} "
+                                        f"WHERE case_version_id IN ({ids})"), of_file):
+            rows.setdefault(int(row[0]), []).append(tuple(_norm(v) for v in row[1:]))
+        children[name] = rows
+    out = {}
+    n = len(_V_FIELDS)
+    for row in versions:
+        vid, ck, rid = int(row[0]), str(row[1]), str(row[2])
+        fields = tuple(_norm(v) for v in row[3:3 + n])
+        outcomes = tuple(sorted(code for (_, code), on in zip(_FLAGS, row[3 + n:], strict=True) if on))
+        out[(ck, rid)] = (vid, (fields, outcomes,
+                                *(tuple(sorted(children[name].get(vid, []))) for name in _CHILD_FIELDS)))
+    return out
 
 
 def _refresh_cases(session: Session, keys: list[str]) -> None:
