@@ -143,9 +143,16 @@ def withdraw_flag(session: Session, signal: Signal, *, by: str, reason: str, run
     signal.evidence = {**(signal.evidence or {}), "withdrawn": {
         "as_of": as_of.isoformat() if as_of else None, "run_id": run_id, "by": by, "reason": reason,
         "jurisdictions": jurisdictions}}
+    _raise_cases_checked(signal, measure)
+
+
+def _raise_cases_checked(signal: Signal, measure: SignalMeasure | None) -> None:
+    """After a decision that does not need new cases (a withdrawal, entering monitoring): the case count a later
+    escalation must exceed is the highest count decided on, so that counts falling and rising back are not new
+    cases."""
     n = _cases(measure)
     if n is not None:
-        signal.cases_checked = n
+        signal.cases_checked = n if signal.cases_checked is None else max(signal.cases_checked, n)
 
 
 class RegistryUpdate:
@@ -455,9 +462,7 @@ def enter_monitoring(session: Session, signal: Signal, rules: RuleSet, *, by: st
             .order_by(SignalMeasure.as_of.desc(), SignalMeasure.run_id.desc())
         ).first()
     signal.monitoring_baseline = optional_float(getattr(measure, name)) if measure is not None else None
-    n = _cases(measure)
-    if n is not None:
-        signal.cases_checked = n
+    _raise_cases_checked(signal, measure)
     if as_of is not None:
         signal.monitoring_since = as_of
 
