@@ -195,10 +195,17 @@ class RegistryUpdate:
     def _strengthened(self, signal: Signal, measure: SignalMeasure) -> str | None:
         """For a tracked known risk: why it strengthened markedly since first tracked, or None."""
         reo = self.rules.feedback.reopening
+        floor = self.rules.opening.known_risk_floor
         base = signal.tracked_baseline
         value = optional_float(getattr(measure, reo.measure))
-        if base is None or base <= 0 or value is None or value < reo.factor * base:
+        if base is None or value is None:
             return None
+        reference = max(base, floor)
+        if reference <= 0 or value < reo.factor * reference:
+            return None
+        if reference > base:
+            return (f"{reo.measure} {value:.3g} >= {reo.factor:g} x {reference:g} (its value when first tracked on "
+                    f"{signal.first_detected}, {base:.3g}, counted as at least {floor:g})")
         return (f"{reo.measure} {value:.3g} >= {reo.factor:g} x {base:.3g} (its value when first tracked on "
                 f"{signal.first_detected})")
 

@@ -200,11 +200,14 @@ class Opening(_Model):
     2. it brings new cases: its n exceeds the n when it was first tracked (every case is new at first
        detection);
     3. it is unlabelled in at least one judged jurisdiction, or (labelled in every one: a known risk) its
-       ``feedback.reopening`` measure reached ``factor`` x its value when it was first tracked.
+       ``feedback.reopening`` measure reached ``factor`` x its value when it was first tracked, that value
+       counted as at least ``known_risk_floor`` (EB05 is a lower bound that rises as cases accumulate: a finding
+       first tracked with EB05 0.6 would otherwise "double" on data volume alone).
     """
 
     persistence: int = Field(default=2, ge=1)
     strong: Criterion | None = None
+    known_risk_floor: float = Field(default=2.0, ge=0.0)
 
 
 class PriorityConfig(_Model):

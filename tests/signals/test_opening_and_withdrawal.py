@@ -19,7 +19,7 @@ from pv.signals.labels import LabelIndex, ensure_seeded
 from pv.signals.queries import SignalFilter, changes_of_run, find_signals
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
-from tests.signals.helpers import frame, strong_row, weak_row
+from tests.signals.helpers import frame, row, strong_row, weak_row
 
 D = dt.date
 TISA = "tisagenlecleucel"  # judged by the FDA only; T-cell malignancies on its FDA label from 2024-04-19
@@ -139,6 +139,30 @@ def test_a_finding_labelled_everywhere_stays_tracked_unless_it_doubles(session: 
             "first tracked on 2023-03-31)") in reason
     # opened by the rule, it is a decision to make although the event is labelled
     assert [(f.signal.id, f.needs_decision) for f in find_signals(session)] == [(sig.id, ("new",))]
+
+
+def test_a_known_risk_first_tracked_with_a_weak_eb05_does_not_open_on_data_volume(
+    session: Session, rules: RuleSet
+) -> None:
+    """EB05 rises as cases accumulate: doubling from a value below the floor (2) is not marked strengthening."""
+    ensure_seeded(session)
+    assert rules.opening.known_risk_floor == 2.0
+
+    def storm(eb05: float, n: int) -> dict:  # cytokine storm is in the crs group, on the FDA boxed warning;
+        # met by PRR (Evans) whatever EB05
+        return row(TISA, "Cytokine storm", n=n, expected=n / 3, prr=3.0, prr_chi2=10.0, ror=3.2, ror_lower=0.9,
+                   ror_upper=9.0, ic=1.5, ic025=-0.2, ic975=2.5, ebgm=eb05 * 2, eb05=eb05, eb95=eb05 * 4,
+                   n_serious=1, n_deaths=0)
+
+    assert _run(session, rules, 1, Q[0], storm(0.8, 5)) == ["cytokine storm:created"]
+    # EB05 0.8 -> 1.7 -> 3.9: more than doubled, with new cases, but below 2 x 2 (the floor): tracked
+    assert _run(session, rules, 2, Q[1], storm(1.7, 8)) == []
+    assert _run(session, rules, 3, Q[2], storm(3.9, 12)) == []
+    # EB05 4.2 >= 2 x max(0.8, 2): opened
+    assert _run(session, rules, 4, Q[3], storm(4.2, 14)) == ["cytokine storm:opened"]
+    sig = _signal(session, TISA, "cytokine storm")
+    assert ("strengthened: eb05 4.2 >= 2 x 2 (its value when first tracked on 2023-03-31, 0.8, counted as at "
+            "least 2)") in _audit(session, sig)[-1].reason
 
 
 def test_escalation_needs_new_cases_and_records_why(session: Session, rules: RuleSet) -> None:
@@ -276,11 +300,15 @@ def test_opening_and_withdrawal_rules_are_validated() -> None:
     data["opening"] = {"persistence": 1, "strong": {"conditions": ["eb05 >> 4"]}}
     with pytest.raises(ConfigError, match="invalid condition 'eb05 >> 4'"):
         RuleSet.from_mapping(data)
+    data["opening"] = {"persistence": 1, "known_risk_floor": -1}
+    with pytest.raises(ConfigError, match="opening.known_risk_floor"):
+        RuleSet.from_mapping(data)
     data["opening"] = {"persistence": 1}
     data["feedback"]["withdrawal"] = {"runs_not_meeting": 0}
     with pytest.raises(ConfigError, match="feedback.withdrawal.runs_not_meeting"):
         RuleSet.from_mapping(data)
     del data["opening"], data["feedback"]["withdrawal"]
     defaults = RuleSet.from_mapping(data)  # a rule file from before the opening rule still loads
-    assert (defaults.opening.persistence, defaults.opening.strong) == (2, None)
+    assert (defaults.opening.persistence, defaults.opening.strong, defaults.opening.known_risk_floor) == (
+        2, None, 2.0)
     assert defaults.feedback.withdrawal.runs_not_meeting == 3
