@@ -330,13 +330,14 @@ class RegistryUpdate:
         deaths = optional_float(measure.n_deaths) or 0.0
         serious = optional_float(measure.n_serious) or 0.0
         if n > 0 and deaths / n >= rule.boxed_warning_death_share:
-            return "boxed_warning", (f"{deaths:g} of {n:g} cases fatal (>= {rule.boxed_warning_death_share:.0%})")
-        if deaths > 0:
-            return "warnings_and_precautions", f"{deaths:g} of {n:g} cases fatal"
+            return "boxed_warning", f"{deaths:g} of {n:g} cases fatal (>= {rule.boxed_warning_death_share:.0%})"
+        if n > 0 and deaths / n >= rule.warnings_death_share:
+            return "warnings_and_precautions", (f"{deaths:g} of {n:g} cases fatal "
+                                                f"(>= {rule.warnings_death_share:.0%})")
         if n > 0 and serious / n >= rule.warnings_serious_share:
             return "warnings_and_precautions", (f"{serious:g} of {n:g} cases serious "
                                                 f"(>= {rule.warnings_serious_share:.0%})")
-        return "adverse_reactions", f"{serious:g} of {n:g} cases serious, none fatal"
+        return "adverse_reactions", f"{serious:g} of {n:g} cases serious, {deaths:g} fatal"
 
     def maybe_escalate(self, signal: Signal, measure: SignalMeasure, unlabelled: list[str],
                        history: list[SignalMeasure], *, reopened: bool, new_cases: bool) -> None:

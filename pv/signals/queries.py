@@ -295,6 +295,10 @@ def signal_detail(session: Session, signal_id: int) -> dict[str, Any]:
     out = signal_as_dict(signal, measures[-1] if measures else None)
     out.update({
         "consecutive_unlabelled": signal.consecutive_unlabelled,
+        "opened_as_of": signal.opened_as_of.isoformat() if signal.opened_as_of else None,
+        "consecutive_met": signal.consecutive_met,
+        "consecutive_not_met": signal.consecutive_not_met,
+        "cases_checked": json_float(signal.cases_checked),
         "monitoring_since": signal.monitoring_since.isoformat() if signal.monitoring_since else None,
         "monitoring_baseline": signal.monitoring_baseline,
         "reopened_count": signal.reopened_count,

@@ -177,11 +177,13 @@ class LabelSectionRule(_Model):
     """Which label section a recommended update would belong in (recorded with the flag), first match wins:
     ``boxed_warning`` for an event in ``boxed_warning_groups`` (malignancies) or with at least
     ``boxed_warning_death_share`` of its cases fatal; ``warnings_and_precautions`` with at least
-    ``warnings_serious_share`` of its cases serious or any fatal case; ``adverse_reactions`` otherwise."""
+    ``warnings_death_share`` of its cases fatal or ``warnings_serious_share`` serious; ``adverse_reactions``
+    otherwise. CAR-T reports are mostly serious and often fatal (the disease): the shares are set high."""
 
     boxed_warning_groups: list[str] = Field(default_factory=lambda: ["secondary_malignancy"])
-    boxed_warning_death_share: float = Field(default=0.1, gt=0.0, le=1.0)
-    warnings_serious_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    boxed_warning_death_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    warnings_death_share: float = Field(default=0.2, gt=0.0, le=1.0)
+    warnings_serious_share: float = Field(default=0.8, gt=0.0, le=1.0)
 
 
 class Feedback(_Model):

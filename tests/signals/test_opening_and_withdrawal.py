@@ -16,7 +16,7 @@ from pv.normalise import default_event_groups
 from pv.signals.commands import transition_signal
 from pv.signals.evaluation import RegistryUpdate, evaluate_run
 from pv.signals.labels import LabelIndex, ensure_seeded
-from pv.signals.queries import SignalFilter, changes_of_run, find_signals
+from pv.signals.queries import SignalFilter, changes_of_run, find_signals, signal_detail
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
 from tests.signals.helpers import frame, row, strong_row, weak_row
@@ -87,6 +87,10 @@ def test_a_finding_opens_only_when_it_persists_with_new_cases(session: Session, 
     assert _ever_opened(session, sig) == Q[4]
     assert [(f.signal.id, f.needs_decision) for f in find_signals(session)] == [(sig.id, ("new",))]
     assert changes_of_run(session, 5) == {"opened": 1}
+    detail = signal_detail(session, sig.id)
+    assert (detail["status"], detail["opened_as_of"], detail["consecutive_met"], detail["consecutive_not_met"],
+            detail["cases_checked"]) == ("new", "2024-03-31", 2, 0, 6)
+    assert [a["action"] for a in detail["audit"]] == ["created", "opened"]
 
 
 def test_a_strong_finding_opens_at_first_detection_but_not_later_without_new_cases(
@@ -283,12 +287,13 @@ def test_label_section_of_a_recommendation() -> None:
     assert section("t-cell lymphoma") == ("boxed_warning", "event in group secondary_malignancy")
     assert section("malignancy_myeloid", "group") == ("boxed_warning", "event in group secondary_malignancy")
     assert section("secondary_malignancy", "group") == ("boxed_warning", "event in group secondary_malignancy")
-    assert section("hepatic failure", serious=20, deaths=2) == ("boxed_warning", "2 of 20 cases fatal (>= 10%)")
-    assert section("hepatic failure", serious=20, deaths=1) == ("warnings_and_precautions", "1 of 20 cases fatal")
-    assert section("hepatic failure", serious=10) == ("warnings_and_precautions", "10 of 20 cases serious (>= 50%)")
-    assert section("rash", serious=9) == ("adverse_reactions", "9 of 20 cases serious, none fatal")
-    assert section("crs", "group", serious=3) == ("adverse_reactions", "3 of 20 cases serious, none fatal")
-
+    assert section("hepatic failure", serious=20, deaths=10) == ("boxed_warning", "10 of 20 cases fatal (>= 50%)")
+    assert section("hepatic failure", serious=20, deaths=4) == ("warnings_and_precautions",
+                                                                "4 of 20 cases fatal (>= 20%)")
+    assert section("hepatic failure", serious=16, deaths=3) == ("warnings_and_precautions",
+                                                                "16 of 20 cases serious (>= 80%)")
+    assert section("rash", serious=15, deaths=3) == ("adverse_reactions", "15 of 20 cases serious, 3 fatal")
+    assert section("crs", "group", serious=3) == ("adverse_reactions", "3 of 20 cases serious, 0 fatal")
 
 def test_opening_and_withdrawal_rules_are_validated() -> None:
     import yaml
