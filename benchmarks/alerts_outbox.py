@@ -40,7 +40,7 @@ def changes(n: int) -> list[SignalChange]:
     products = ["tisagenlecleucel", "axicabtagene ciloleucel", "ciltacabtagene autoleucel"]
     events = ["cytokine release syndrome", "t-cell lymphoma", "hepatitis b reactivation", "parkinsonism"]
     return [
-        SignalChange(kind="created", signal_id=i, run_id=1, as_of=dt.date(2024, 9, 30),
+        SignalChange(kind="opened", signal_id=i, run_id=1, as_of=dt.date(2024, 9, 30),
                      product=products[i % 3], event=events[i % 4], level="pt", status="new", priority=0.5,
                      labelled={"FDA": bool(i % 2)},
                      measures={"n": 10 + i, "prr": 2.5, "prr_chi2": 12.0, "ror_lower": 1.8, "ic025": 0.7,

@@ -32,6 +32,7 @@ from pv.normalise import default_event_groups, default_products, normalise_pt
 from pv.report.build import event_label
 from pv.settings import get_settings
 from pv.signals.rules import RuleSet, evaluate_rules, select_result_set
+from pv.signals.states import OPEN_STATES
 from pv.simulate.cohort import simulate_cohort
 from pv.simulate.faers import write_quarters
 from workers.app import app, configure
@@ -49,7 +50,8 @@ def _step(text: str) -> None:
 
 
 def demo_config(var: Path) -> Path:
-    """The shipped configuration, with escalation after 2 consecutive unlabelled runs instead of 3.
+    """The shipped configuration, with escalation after 2 consecutive unlabelled runs instead of 3, and a flag
+    withdrawn after 2 runs not meeting the rules instead of 3.
 
     The demo replays quarterly cut-offs, not weekly ones: with the weekly default (3 runs) a signal first seen at
     the end of 2023 would only be escalated after the April 2024 label change, and the feedback loop (flag, label
@@ -62,6 +64,7 @@ def demo_config(var: Path) -> Path:
     shutil.copytree(src, dst)
     rules = yaml.safe_load((src / "signals.yaml").read_text(encoding="utf-8"))
     rules["feedback"]["escalation"]["consecutive_unlabelled_runs"] = 2
+    rules["feedback"]["withdrawal"]["runs_not_meeting"] = 2
     (dst / "signals.yaml").write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
     return dst
 
@@ -160,7 +163,8 @@ def main() -> None:
     with db.session_scope() as session:
         cases = session.scalar(select(func.count()).select_from(Case))
         open_signals = session.scalar(select(func.count()).select_from(Signal)
-                                      .where(Signal.status.not_in(("refuted", "closed"))))
+                                      .where(Signal.status.in_(sorted(OPEN_STATES))))
+        tracked = session.scalar(select(func.count()).select_from(Signal).where(Signal.status == "tracked"))
         flagged = session.scalars(select(Signal).where(Signal.label_update_recommended)
                                   .order_by(Signal.priority.desc())).all()
         alerts = dict(session.execute(select(AlertOutbox.status, func.count()).group_by(AlertOutbox.status)).all())
@@ -171,7 +175,8 @@ def main() -> None:
     with pd.option_context("display.width", 160, "display.max_columns", 10):
         print(detection_table(truth_csv, run_ids).to_string(index=False))
     _step("summary")
-    print(f"{cases:,} cases in the store; {open_signals} open signals; {len(flagged)} flagged for a label update")
+    print(f"{cases:,} cases in the store; {open_signals} open signals ({tracked} findings tracked, not opened); "
+          f"{len(flagged)} flagged for a label update")
     print("\n".join(flagged_text))
     print(f"alerts: {', '.join(f'{n} {s}' for s, n in sorted(alerts.items())) or 'none'} "
           f"(outbox folder {var / 'outbox'})")

@@ -2,7 +2,8 @@
 
 Embedded (no broker) on a SQLite store in the var dir, as ``make demo`` runs; and once through a real Celery
 worker on Redis and the PostgreSQL test database. The detection rules judge every product (``detection.products:
-all``) so that the real quarter, which holds no CAR-T report, raises signals and alerts.
+all``) and open a finding at its first run (``opening.persistence: 1``) so that the real quarter, which holds no
+CAR-T report, opens signals and sends alerts (with the shipped persistence of 2 one quarter only tracks them).
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def _config(tmp_path: Path) -> Path:
-    """The shipped configuration, with signals judged for every product."""
+    """The shipped configuration, with signals judged for every product and opened at their first run."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
     rules = yaml.safe_load((config / "signals.yaml").read_text())
     rules["detection"]["products"] = "all"
+    rules["opening"]["persistence"] = 1
     (config / "signals.yaml").write_text(yaml.safe_dump(rules))
     return config
 
@@ -84,11 +86,12 @@ def _check_first_cycle(result: dict, session: Session, var: Path, incoming: Path
     assert result["run"] == {"id": run.id, "as_of": "2017-06-30", "status": "succeeded", "cases": run.n_cases,
                              "pairs": run.n_pairs, "error": None, "computed_now": True}
     assert run.n_cases == 100 and run.n_pairs and run.n_pairs > 100
-    # the registry's changes: every signal was created by this run, and nothing else happened to them
+    # the registry's changes: every signal was created and opened by this run (persistence 1, every case new, no
+    # label known for these products), and nothing else happened to them
     signals = _count(session, Signal)
     assert signals > 0 and (result["evaluated"], result["evaluated_now"]) == (True, True)
     audit = Counter(session.scalars(select(SignalAudit.action).where(SignalAudit.run_id == run.id)))
-    assert result["changes"] == dict(audit) == {"created": signals}
+    assert result["changes"] == dict(audit) == {"created": signals, "opened": signals}
     # one alert per change and recipient, each sent as an .eml file
     queued = _count(session, AlertOutbox, AlertOutbox.run_id == run.id)
     assert queued >= signals and result["alerts"] == {"queued": queued, "sent": queued, "pending": 0, "failed": 0}

@@ -14,27 +14,34 @@ from pv.signals.changes import SignalChange
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 KIND_HEADLINES = {
-    "created": "New signal",
+    "created": "New finding tracked",
+    "opened": "New signal",
     "escalated": "Signal escalated",
     "label_update_recommended": "Label update recommended",
     "reopened": "Signal reopened",
     "label_update_cleared": "Label update no longer recommended",
+    "label_update_withdrawn": "Label update recommendation withdrawn",
 }
 KIND_SUMMARIES = {
-    "created": "A new disproportionality signal was detected",
+    "created": "A new disproportionality finding was detected; it is tracked until the opening rule opens it",
+    "opened": "A disproportionality finding met the opening rule (persistent or strong, with new cases, "
+    "unlabelled somewhere or markedly stronger) and is now a signal to validate",
     "escalated": "An open signal was escalated (stronger evidence or higher priority)",
     "label_update_recommended": "The event is disproportionately reported and not on the label in force "
     "in at least one jurisdiction: a label update is recommended",
     "reopened": "A closed signal was reopened by new evidence",
-    "label_update_cleared": "The label-update recommendation was withdrawn (the event is now labelled or the "
-    "evidence weakened)",
+    "label_update_cleared": "The label-update recommendation was cleared: the label in force now covers the event",
+    "label_update_withdrawn": "The label-update recommendation was withdrawn: the signal stopped meeting the "
+    "detection rules, or was refuted or closed",
 }
 KIND_COLOURS = {
-    "created": "#b35900",
+    "created": "#6b6b6b",
+    "opened": "#b35900",
     "escalated": "#b30000",
     "label_update_recommended": "#8a0069",
     "reopened": "#b35900",
     "label_update_cleared": "#2e6b30",
+    "label_update_withdrawn": "#2e6b30",
 }
 
 

@@ -21,7 +21,8 @@ from pv.normalise import EventGroups, ProductDictionary
 from pv.signals.changes import ChangeKind, SignalChange
 
 CHANGE_KINDS: tuple[str, ...] = get_args(ChangeKind)
-DEFAULT_KINDS: tuple[str, ...] = ("created", "escalated", "label_update_recommended", "reopened")
+#: ``created`` (a finding now tracked) is not alerted by default: a person is told when it opens (``opened``).
+DEFAULT_KINDS: tuple[str, ...] = ("opened", "escalated", "label_update_recommended", "reopened")
 ANY = "*"
 _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 _TOP_KEYS = {"subject_prefix", "kinds", "routes"}

@@ -75,6 +75,12 @@ class Signal(Base):
     monitoring_since: Mapped[dt.date | None] = mapped_column(Date)
     monitoring_baseline: Mapped[float | None] = mapped_column(Float)
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The opening rule and the evidence-following flags (migration 0014_signal_opening; docs/signals.md):
+    opened_as_of: Mapped[dt.date | None] = mapped_column(Date)  # as-of date it opened (tracked -> new)
+    consecutive_met: Mapped[int] = mapped_column(Integer, default=0)  # consecutive runs meeting the rules
+    consecutive_not_met: Mapped[int] = mapped_column(Integer, default=0)  # ...not meeting them, or not measured
+    tracked_baseline: Mapped[float | None] = mapped_column(Float)  # reopening measure (EB05) when first tracked
+    cases_checked: Mapped[float | None] = mapped_column(Float)  # n at the feedback loop's last decision
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -113,7 +119,8 @@ class SignalAudit(Base):
     signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id"), index=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     by: Mapped[str] = mapped_column(String(100))
-    # created, transition, escalated, label_update_recommended, label_update_cleared, reopened
+    # created, opened, transition, escalated, label_update_recommended, label_update_cleared,
+    # label_update_withdrawn
     action: Mapped[str] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(24))
     to_status: Mapped[str] = mapped_column(String(24))

@@ -27,9 +27,10 @@ from pv.models import (
 from pv.models.cohort import CohortPatient
 from pv.normalise import EventGroups, ProductDictionary, default_event_groups, default_products
 from pv.report.data import EventSection, ReportData, SignalRow, SourceInfo
+from pv.signals.states import OPEN_STATES
 
-HEADLINE_ACTIONS = ("created", "escalated", "label_update_recommended", "reopened")
-CLOSED_STATUSES = ("refuted", "closed")
+#: ``created`` (a finding now tracked) is not headline news: ``opened`` is.
+HEADLINE_ACTIONS = ("opened", "escalated", "label_update_recommended", "reopened", "label_update_withdrawn")
 
 
 def _previous_as_of(session: Session, run: Run) -> dt.date | None:
@@ -168,7 +169,7 @@ def build_report_data(
     events = events if events is not None else events_of_interest(groups)
     run = succeeded_run(session, run_id, "a report")
     since = _previous_as_of(session, run)
-    open_signals = list(session.scalars(select(Signal).where(Signal.status.not_in(CLOSED_STATUSES),
+    open_signals = list(session.scalars(select(Signal).where(Signal.status.in_(sorted(OPEN_STATES)),
                                                              Signal.first_detected <= run.as_of)))
     car_t = _car_t(products)
     with_cohort = bool(session.scalar(select(func.count(CohortPatient.id))))

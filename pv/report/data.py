@@ -25,7 +25,7 @@ class SignalRow:
     measures: dict[str, float | None]
     labelled: dict[str, bool] = field(default_factory=dict)
     label_update_recommended: bool = False
-    change: str | None = None  # created / escalated / label_update_recommended / reopened, since last report
+    change: str | None = None  # opened / escalated / label_update_recommended / reopened / label_update_withdrawn
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ HEADLINE_KINDS = [  # the decisions first: label updates, escalations, reopening
     ("label_update_recommended", "label updates recommended"),
     ("escalated", "escalated signals"),
     ("reopened", "reopened signals"),
-    ("created", "new signals"),
+    ("opened", "new signals"),
+    ("label_update_withdrawn", "label updates withdrawn"),
 ]
 FOREST_THRESHOLD = {"EBGM": 2.0, "ROR": 1.0}
 TREND_THRESHOLD = {"EB05": 2.0, "IC025": 0.0}

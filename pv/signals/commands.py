@@ -15,15 +15,20 @@ from pv.models.signals import Label, Signal
 from pv.normalise import EventGroups, ProductDictionary
 from pv.signals import lifecycle
 from pv.signals.changes import SignalChange
-from pv.signals.evaluation import RegistryUpdate, enter_monitoring
+from pv.signals.evaluation import RegistryUpdate, enter_monitoring, withdraw_flag
 from pv.signals.labels import LabelEntry, LabelIndex, add_label
 from pv.signals.queries import get_signal
 from pv.signals.rules import RuleSet
 
+#: A person's decision that ends a signal: its "label update recommended" flag is withdrawn with it.
+ENDING_STATES = ("refuted", "closed")
+
 
 def transition_signal(session: Session, signal_id: int, status: str, *, by: str, reason: str,
                       rules: RuleSet | None = None) -> Signal:
-    """A manual lifecycle transition (``pv signal transition``). The caller commits."""
+    """A manual lifecycle transition (``pv signal transition``). Refuting or closing a flagged signal withdraws
+    its "label update recommended" flag (audit ``label_update_withdrawn``, with the person's reason). The
+    caller commits."""
     signal = get_signal(session, signal_id)
     if status == "monitoring":
         lifecycle.check_transition(signal.id, signal.status, status)
@@ -31,6 +36,10 @@ def transition_signal(session: Session, signal_id: int, status: str, *, by: str,
                          as_of=dt.date.today())
     else:
         lifecycle.transition(session, signal, status, by=by, reason=reason)
+    if status in ENDING_STATES and signal.label_update_recommended:
+        withdraw_flag(session, signal, by=by.strip(), run_id=None, as_of=None,
+                      reason=f"label update recommendation withdrawn: signal {status} by {by.strip()} "
+                             f"({reason.strip()})")
     session.flush()
     return signal
 

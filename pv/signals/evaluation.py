@@ -3,15 +3,21 @@
 :func:`evaluate_run` takes one analysis run's pair-level results and, in the caller's transaction:
 
 1. stores the detection rules used (``signal_rule_snapshots``);
-2. creates a signal (status ``new``) for every product x event x level that meets the rules for the first
-   time, and records every known signal's measures in this run (``signal_measures``: the trend);
+2. tracks every product x event x level that meets the detection rules for the first time (status
+   ``tracked``: a signal of disproportionate reporting, not yet a signal for a person), and records every
+   known signal's measures in this run (``signal_measures``: the trend);
 3. classifies each signal as labelled or unlabelled in each jurisdiction, using the label in force at the
    run's as-of date (:class:`~pv.signals.labels.LabelIndex`);
-4. runs the feedback loop: an open signal unlabelled somewhere that meets the rules in K consecutive runs, or
-   meets the strong criterion, is escalated and flagged "label update recommended" with its evidence; when the
-   label comes to cover it the flag clears and the signal moves to ``monitoring``; a monitored signal whose
-   measure reaches ``factor`` x its value when monitoring began reopens (and is flagged again if unlabelled);
-5. scores every measured signal (:mod:`pv.signals.priority`).
+4. opens a tracked finding (``tracked`` -> ``new``) when the opening rule holds (``opening`` in
+   config/signals.yaml): persistent over consecutive runs or strong, bringing new cases, and unlabelled
+   somewhere unless it strengthened markedly;
+5. runs the feedback loop: an open signal unlabelled somewhere that meets the rules in K consecutive runs, or
+   meets the strong criterion, and brings new cases, is escalated and flagged "label update recommended" with
+   its evidence and the reasons; the flag is withdrawn when the signal stops meeting the rules for K runs;
+   when the label comes to cover it the flag clears and the signal moves to ``monitoring``; a monitored signal
+   whose measure reaches ``factor`` x its value when monitoring began reopens (and is flagged again if
+   unlabelled and bringing new cases);
+6. scores every measured signal (:mod:`pv.signals.priority`).
 
 It returns the :class:`~pv.signals.changes.SignalChange` events, highest priority first. Automatic changes are
 recorded in the audit trail with ``by='pv'``.
@@ -35,6 +41,7 @@ from pv.signals import lifecycle
 from pv.signals.changes import ChangeKind, SignalChange
 from pv.signals.labels import LabelIndex
 from pv.signals.priority import priority_score
+from pv.signals.queries import is_known_risk
 from pv.signals.rules import (
     MEASURES,
     RuleSet,
@@ -109,6 +116,45 @@ def _history(session: Session, signal_ids: Sequence[int]) -> dict[int, list[Sign
     return out
 
 
+def _cases(measure: SignalMeasure | None) -> float | None:
+    return optional_float(measure.n) if measure is not None else None
+
+
+def _runs_text(runs: Sequence[SignalMeasure]) -> str:
+    return ", ".join(f"run {m.run_id} ({m.as_of})" for m in runs)
+
+
+def _runs_json(runs: Sequence[SignalMeasure]) -> list[dict[str, Any]]:
+    return [{"run_id": m.run_id, "as_of": m.as_of.isoformat(), "n": json_float(m.n),
+             "criteria_met": list(m.criteria_met or [])} for m in runs]
+
+
+def withdraw_flag(session: Session, signal: Signal, *, by: str, reason: str, run_id: int | None,
+                  as_of: dt.date | None, measure: SignalMeasure | None = None) -> None:
+    """Withdraw a "label update recommended" flag (audit ``label_update_withdrawn``): the evidence went away, or
+    a person refuted or closed the signal. The flag's evidence is kept, with the withdrawal added; the case
+    count becomes the baseline a new escalation must exceed. The caller emits the change."""
+    lifecycle.record(session, signal, action="label_update_withdrawn", by=by, reason=reason, run_id=run_id,
+                     as_of=as_of)
+    jurisdictions = list(signal.label_update_jurisdictions or [])
+    signal.label_update_recommended = False
+    signal.label_update_jurisdictions = []
+    signal.escalated = False
+    signal.evidence = {**(signal.evidence or {}), "withdrawn": {
+        "as_of": as_of.isoformat() if as_of else None, "run_id": run_id, "by": by, "reason": reason,
+        "jurisdictions": jurisdictions}}
+    _raise_cases_checked(signal, measure)
+
+
+def _raise_cases_checked(signal: Signal, measure: SignalMeasure | None) -> None:
+    """After a decision that does not need new cases (a withdrawal, entering monitoring): the case count a later
+    escalation must exceed is the highest count decided on, so that counts falling and rising back are not new
+    cases."""
+    n = _cases(measure)
+    if n is not None:
+        signal.cases_checked = n if signal.cases_checked is None else max(signal.cases_checked, n)
+
+
 class RegistryUpdate:
     """One update of the registry: a run's evaluation, or a recorded label change, and the changes it emits."""
 
@@ -131,6 +177,85 @@ class RegistryUpdate:
     def classify(self, signal: Signal, as_of: dt.date | None = None) -> dict[str, bool]:
         return self.labels.classify(signal.product, signal.event, signal.level, as_of or self.as_of,
                                     jurisdictions=self.jurisdictions, sections=self.sections)
+
+    # -- opening ---------------------------------------------------------------------------------------
+    @staticmethod
+    def has_new_cases(signal: Signal, measure: SignalMeasure) -> bool:
+        """Whether the run's case count exceeds the count at the feedback loop's last decision on the signal
+        (none yet: every case is new)."""
+        n = _cases(measure)
+        return n is not None and (signal.cases_checked is None or n > signal.cases_checked)
+
+    def _new_cases_text(self, signal: Signal, measure: SignalMeasure, since: str) -> str:
+        n = _cases(measure) or 0.0
+        if signal.cases_checked is None:
+            return f"{n:g} cases, all new"
+        return f"{n:g} cases, {n - signal.cases_checked:g} new since {since} ({signal.cases_checked:g})"
+
+    def _strengthened(self, signal: Signal, measure: SignalMeasure) -> str | None:
+        """For a tracked known risk: why it strengthened markedly since first tracked, or None."""
+        reo = self.rules.feedback.reopening
+        floor = self.rules.opening.known_risk_floor
+        base = signal.tracked_baseline
+        value = optional_float(getattr(measure, reo.measure))
+        if base is None or value is None:
+            return None
+        reference = max(base, floor)
+        if reference <= 0 or value < reo.factor * reference:
+            return None
+        if reference > base:
+            return (f"{reo.measure} {value:.3g} >= {reo.factor:g} x {reference:g} (its value when first tracked on "
+                    f"{signal.first_detected}, {base:.3g}, counted as at least {floor:g})")
+        return (f"{reo.measure} {value:.3g} >= {reo.factor:g} x {base:.3g} (its value when first tracked on "
+                f"{signal.first_detected})")
+
+    def maybe_open(self, signal: Signal, measure: SignalMeasure, unlabelled: list[str],
+                   history: list[SignalMeasure], *, new_cases: bool) -> bool:
+        """Open a tracked finding (``tracked`` -> ``new``) when the opening rule holds; record why."""
+        if signal.status != "tracked" or not measure.meets_rules or not new_cases:
+            return False
+        op = self.rules.opening
+        values = _measure_values(measure)
+        persistent = signal.consecutive_met >= op.persistence
+        strong = op.strong is not None and op.strong.holds(values)
+        if not (persistent or strong):
+            return False
+        known = is_known_risk(signal.labelled or {})
+        strengthened = self._strengthened(signal, measure) if known else None
+        if known and strengthened is None:
+            return False
+        rules_held: list[dict[str, Any]] = []
+        why = []
+        if persistent:
+            runs = history[-signal.consecutive_met:]
+            why.append(f"persistence: met the detection rules in {signal.consecutive_met} consecutive runs "
+                       f"(threshold {op.persistence}): {_runs_text(runs)}")
+            rules_held.append({"rule": "persistence", "threshold": op.persistence, "runs": _runs_json(runs)})
+        if strong and op.strong is not None:
+            why.append(f"strong: {op.strong.describe(values)} in run {measure.run_id} ({measure.as_of})")
+            rules_held.append({"rule": "strong", "criterion": op.strong.describe(values),
+                               "runs": _runs_json([measure])})
+        level_rule = self.rules.detection.levels[cast(Any, signal.level)]
+        why.append(f"criteria met: {describe_detection(values, level_rule)}")
+        why.append(self._new_cases_text(signal, measure, "first tracked"))
+        if known:
+            why.append(f"labelled in every judged jurisdiction ({', '.join(sorted(signal.labelled))}) but "
+                       f"strengthened: {strengthened}")
+        elif unlabelled:
+            why.append(f"unlabelled in {', '.join(unlabelled)}")
+        else:
+            why.append("no label known (the product is judged in no jurisdiction)")
+        reason = "opened: " + "; ".join(why)
+        lifecycle.transition(self.session, signal, "new", by=SYSTEM, reason=reason, automatic=True,
+                             run_id=self.run_id, as_of=self.as_of, action="opened")
+        signal.opened_as_of = self.as_of
+        signal.cases_checked = _cases(measure)
+        signal.evidence = {**(signal.evidence or {}), "opened": {
+            "as_of": self.as_of.isoformat(), "run_id": self.run_id, "reason": reason, "rules": rules_held,
+            "cases": json_float(measure.n), "unlabelled_in": list(unlabelled),
+            "strengthened": strengthened}}
+        self.emit("opened", signal, measure)
+        return True
 
     # -- feedback ------------------------------------------------------------------------------------
     def clear_flag_if_labelled(self, signal: Signal, unlabelled: list[str], measure: SignalMeasure | None,
@@ -156,6 +281,21 @@ class RegistryUpdate:
         self.emit("label_update_cleared", signal, measure)
         return True
 
+    def maybe_withdraw(self, signal: Signal, measure: SignalMeasure | None) -> bool:
+        """Withdraw the flag of a signal that has not met the rules in ``feedback.withdrawal.runs_not_meeting``
+        consecutive runs."""
+        k = self.rules.feedback.withdrawal.runs_not_meeting
+        if not signal.label_update_recommended or signal.consecutive_not_met < k:
+            return False
+        last = f"last met them on {signal.last_met_as_of}" if signal.last_met_as_of else "never met them"
+        reason = (f"label update recommendation withdrawn: the signal has not met the detection rules in "
+                  f"{signal.consecutive_not_met} consecutive runs (threshold {k}; {last}), the last run "
+                  f"{self.run_id} ({self.as_of})")
+        withdraw_flag(self.session, signal, by=SYSTEM, reason=reason, run_id=self.run_id, as_of=self.as_of,
+                      measure=measure)
+        self.emit("label_update_withdrawn", signal, measure)
+        return True
+
     def maybe_reopen(self, signal: Signal, measure: SignalMeasure) -> bool:
         if signal.status != "monitoring":
             return False
@@ -174,27 +314,73 @@ class RegistryUpdate:
         self.emit("reopened", signal, measure)
         return True
 
+    def label_section(self, signal: Signal, measure: SignalMeasure) -> tuple[str, str]:
+        """The label section a recommended update would belong in, and why (``feedback.label_section``)."""
+        rule = self.rules.feedback.label_section
+        groups = self.labels.groups.groups
+        if signal.level == "group":
+            own = groups.get(signal.event, frozenset())
+            member = [g for g in rule.boxed_warning_groups
+                      if g == signal.event or (own and own <= groups.get(g, frozenset()))]
+        else:
+            member = [g for g in rule.boxed_warning_groups if signal.event in groups.get(g, frozenset())]
+        if member:
+            return "boxed_warning", f"event in group {', '.join(member)}"
+        n = _cases(measure) or 0.0
+        deaths = optional_float(measure.n_deaths) or 0.0
+        serious = optional_float(measure.n_serious) or 0.0
+        if n > 0 and deaths / n >= rule.boxed_warning_death_share:
+            return "boxed_warning", f"{deaths:g} of {n:g} cases fatal (>= {rule.boxed_warning_death_share:.0%})"
+        if n > 0 and deaths / n >= rule.warnings_death_share:
+            return "warnings_and_precautions", (f"{deaths:g} of {n:g} cases fatal "
+                                                f"(>= {rule.warnings_death_share:.0%})")
+        if n > 0 and serious / n >= rule.warnings_serious_share:
+            return "warnings_and_precautions", (f"{serious:g} of {n:g} cases serious "
+                                                f"(>= {rule.warnings_serious_share:.0%})")
+        return "adverse_reactions", f"{serious:g} of {n:g} cases serious, {deaths:g} fatal"
+
     def maybe_escalate(self, signal: Signal, measure: SignalMeasure, unlabelled: list[str],
-                       history: list[SignalMeasure], *, reopened: bool) -> None:
+                       history: list[SignalMeasure], *, reopened: bool, new_cases: bool) -> None:
         if signal.label_update_recommended or not unlabelled or not measure.meets_rules:
             return
-        if signal.status == "monitoring" and not reopened:
+        if signal.status not in lifecycle.OPEN_STATES or (signal.status == "monitoring" and not reopened):
             return
         esc = self.rules.feedback.escalation
         values = _measure_values(measure)
         strong = esc.strong is not None and esc.strong.holds(values)
         persistent = signal.consecutive_unlabelled >= esc.consecutive_unlabelled_runs
-        if not (strong or persistent or reopened):
-            return
+        if not (strong or persistent or reopened) or not new_cases:
+            return  # unchanged counts never escalate
         why = []
+        rules_held: list[dict[str, Any]] = []
         if persistent:
-            why.append(f"unlabelled in {', '.join(unlabelled)} for {signal.consecutive_unlabelled} "
-                       f"consecutive runs meeting the rules (threshold {esc.consecutive_unlabelled_runs})")
+            runs = history[-signal.consecutive_unlabelled:]
+            why.append(f"persistence: met the detection rules while unlabelled in {', '.join(unlabelled)} in "
+                       f"{signal.consecutive_unlabelled} consecutive runs (threshold "
+                       f"{esc.consecutive_unlabelled_runs}): {_runs_text(runs)}")
+            rules_held.append({"rule": "persistence", "threshold": esc.consecutive_unlabelled_runs,
+                               "runs": _runs_json(runs)})
         if strong and esc.strong is not None:
-            why.append(esc.strong.describe(values))
-        if reopened and not why:
-            why.append(f"reopened while unlabelled in {', '.join(unlabelled)}")
+            why.append(f"strong: {esc.strong.describe(values)} in run {measure.run_id} ({measure.as_of})")
+            rules_held.append({"rule": "strong", "criterion": esc.strong.describe(values),
+                               "runs": _runs_json([measure])})
+        if reopened:
+            why.append(f"reopened in run {measure.run_id} ({measure.as_of}) while unlabelled in "
+                       f"{', '.join(unlabelled)}")
+            rules_held.append({"rule": "reopened", "runs": _runs_json([measure])})
+        level_rule = self.rules.detection.levels[cast(Any, signal.level)]
+        why.append(f"criteria met: {describe_detection(values, level_rule)}")
+        why.append(self._new_cases_text(signal, measure, "the last check"))
+        why.append(f"unlabelled in {', '.join(unlabelled)}")
+        section, section_why = self.label_section(signal, measure)
+        why.append(f"label section: {section} ({section_why})")
         reason = "; ".join(why)
+        evidence = self.evidence(signal, measure, unlabelled, history, reason)
+        evidence.update({
+            "rules": rules_held,
+            "new_cases": {"n": json_float(measure.n), "since": json_float(signal.cases_checked)},
+            "label_section": {"section": section, "why": section_why},
+        })
         if not signal.escalated:
             signal.escalated = True
             signal.escalated_at = self.as_of
@@ -204,7 +390,8 @@ class RegistryUpdate:
         signal.label_update_recommended = True
         signal.label_update_since = self.as_of
         signal.label_update_jurisdictions = list(unlabelled)
-        signal.evidence = self.evidence(signal, measure, unlabelled, history, reason)
+        signal.evidence = evidence
+        signal.cases_checked = _cases(measure)
         lifecycle.record(self.session, signal, action="label_update_recommended", by=SYSTEM,
                          reason=f"label update recommended for {signal.product} in {', '.join(unlabelled)}: "
                                 f"{reason}", run_id=self.run_id, as_of=self.as_of)
@@ -222,6 +409,7 @@ class RegistryUpdate:
         if self.incidence is not None:
             found = self.incidence(self.session, signal.product, signal.event, signal.level, self.as_of)
             incidence = dict(found) if found else None
+        opened = (signal.evidence or {}).get("opened")
         return {
             "as_of": self.as_of.isoformat(),
             "run_id": self.run_id,
@@ -235,6 +423,7 @@ class RegistryUpdate:
             "first_detected": signal.first_detected.isoformat(),
             "trend": trend,
             "cumulative_incidence": incidence,
+            **({"opened": opened} if opened else {}),
         }
 
     def score(self, signal: Signal, measure: SignalMeasure, history: list[SignalMeasure],
@@ -270,7 +459,8 @@ class RegistryUpdate:
 def enter_monitoring(session: Session, signal: Signal, rules: RuleSet, *, by: str, reason: str,
                      automatic: bool = False, run_id: int | None = None, as_of: dt.date | None = None,
                      measure: SignalMeasure | None = None) -> None:
-    """Transition to monitoring and record the baseline of the reopening measure."""
+    """Transition to monitoring and record the baseline of the reopening measure (and the case count a later
+    escalation must exceed)."""
     lifecycle.transition(session, signal, "monitoring", by=by, reason=reason, automatic=automatic,
                          run_id=run_id, as_of=as_of)
     name = rules.feedback.reopening.measure
@@ -280,6 +470,7 @@ def enter_monitoring(session: Session, signal: Signal, rules: RuleSet, *, by: st
             .order_by(SignalMeasure.as_of.desc(), SignalMeasure.run_id.desc())
         ).first()
     signal.monitoring_baseline = optional_float(getattr(measure, name)) if measure is not None else None
+    _raise_cases_checked(signal, measure)
     if as_of is not None:
         signal.monitoring_since = as_of
 
@@ -320,7 +511,7 @@ def evaluate_run(
     measured: set[int] = set()
 
     records = frame.to_dict("records")
-    # create the new signals first, in one flush (their ids are needed below)
+    # track the new findings first, in one flush (their ids are needed below)
     created: set[int] = set()
     fresh = []
     for row in records:
@@ -328,10 +519,12 @@ def evaluate_run(
         if key in signals or not row["meets"]:
             continue
         signal = Signal(
-            product=key[0], event=key[1], level=key[2], status="new", first_detected=as_of,
+            product=key[0], event=key[1], level=key[2], status="tracked", first_detected=as_of,
             first_run_id=run_id, last_run_id=run_id, last_as_of=as_of, labelled={},
             label_update_jurisdictions=[], consecutive_unlabelled=0, escalated=False,
             label_update_recommended=False, reopened_count=0, priority=0.0, strength=0.0,
+            consecutive_met=0, consecutive_not_met=0,
+            tracked_baseline=optional_float(row.get(rules.feedback.reopening.measure)),
         )
         signals[key] = signal
         fresh.append((signal, row))
@@ -340,8 +533,9 @@ def evaluate_run(
         session.flush()
     for signal, row in fresh:
         level_rule = rules.detection.levels[cast(Any, signal.level)]
-        lifecycle.record(session, signal, action="created", by=SYSTEM, to_status="new",
-                         reason=f"detected: {describe_detection(row, level_rule)}", run_id=run_id, as_of=as_of)
+        lifecycle.record(session, signal, action="created", by=SYSTEM, to_status="tracked",
+                         reason=f"detected: {describe_detection(row, level_rule)}; tracked until the opening "
+                                "rule holds", run_id=run_id, as_of=as_of)
         created.add(signal.id)
 
     for row in records:
@@ -365,30 +559,41 @@ def evaluate_run(
         signal.last_as_of = as_of
         if meets:
             signal.last_met_as_of = as_of
+        signal.consecutive_met = (signal.consecutive_met or 0) + 1 if meets else 0
+        signal.consecutive_not_met = 0 if meets else (signal.consecutive_not_met or 0) + 1
         labelled = run.classify(signal)
         signal.labelled = labelled
         measure.labelled = labelled
         unlabelled = [j for j, v in labelled.items() if not v]
+        new_cases = run.has_new_cases(signal, measure)  # before this run's decisions
 
+        acted_on = signal.status == "tracked" or signal.status in lifecycle.OPEN_STATES
+        persists = meets and bool(unlabelled) and acted_on
+        signal.consecutive_unlabelled = signal.consecutive_unlabelled + 1 if persists else 0
+        if signal.status == "tracked":
+            run.maybe_open(signal, measure, unlabelled, hist, new_cases=new_cases)
+            if signal.id in created:
+                signal.cases_checked = _cases(measure)  # the count when first tracked
         if signal.status in lifecycle.OPEN_STATES:
             run.clear_flag_if_labelled(signal, unlabelled, measure)
             reopened = run.maybe_reopen(signal, measure)
-            persists = meets and bool(unlabelled)
-            signal.consecutive_unlabelled = signal.consecutive_unlabelled + 1 if persists else 0
-            run.maybe_escalate(signal, measure, unlabelled, hist, reopened=reopened)
-        else:
-            signal.consecutive_unlabelled = 0
+            run.maybe_withdraw(signal, measure)
+            run.maybe_escalate(signal, measure, unlabelled, hist, reopened=reopened, new_cases=new_cases)
         run.score(signal, measure, hist, unlabelled)
 
-    # signals this run did not measure: they did not persist; a label now in force may still clear a flag
+    # signals this run did not measure: they did not persist; a label now in force may still clear a flag, and
+    # a flag whose evidence went away is withdrawn
     for signal in signals.values():
         if signal.id in measured:
             continue
         signal.consecutive_unlabelled = 0
+        signal.consecutive_met = 0
+        signal.consecutive_not_met = (signal.consecutive_not_met or 0) + 1
         if signal.label_update_recommended and signal.status in lifecycle.OPEN_STATES:
             labelled = run.classify(signal)
             signal.labelled = labelled
-            run.clear_flag_if_labelled(signal, [j for j, v in labelled.items() if not v], None)
+            if not run.clear_flag_if_labelled(signal, [j for j, v in labelled.items() if not v], None):
+                run.maybe_withdraw(signal, None)
     session.flush()
     return run.changes()
 

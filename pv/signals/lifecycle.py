@@ -2,15 +2,19 @@
 
 ::
 
+    tracked ──> new (opened by the registry)     tracked ──> validated | refuted (a person)
     new ──> validated ──> prioritised ──> assessed ──> action_recommended ──> monitoring ──> closed
      │          │                            │   │            │                   │
      └> refuted <┘                            │   └──────> monitoring             └> validated (reopened)
                                               └──────────> closed                       closed
     refuted ──> validated (reconsidered)
 
-Manual transitions (``pv signal transition``) follow :data:`TRANSITIONS`. The feedback loop (``by='pv'``) may
-also make the :data:`AUTOMATIC_TRANSITIONS`: when a label change covers the event, any open state moves to
-``monitoring``; a monitored signal that strengthens reopens to ``validated``. Every change, manual or
+A finding first meeting the detection rules is ``tracked`` (not open); the registry opens it (``tracked`` ->
+``new``, audit action ``opened``) when the opening rule holds, and a person may validate or refute a tracked
+finding. Manual transitions (``pv signal transition``) follow :data:`TRANSITIONS`. The feedback loop
+(``by='pv'``) may also make the :data:`AUTOMATIC_TRANSITIONS`: opening a tracked finding; when a label change
+covers the event, any open state moves to ``monitoring``; a monitored signal that strengthens reopens to
+``validated``. Every change, manual or
 automatic, adds a row to ``signal_audit`` with who, when and why.
 
 The states and the transition rules are defined in :mod:`pv.signals.states` (no database) and exported here too;
@@ -75,8 +79,10 @@ def transition(
     automatic: bool = False,
     run_id: int | None = None,
     as_of: dt.date | None = None,
+    action: str = "transition",
 ) -> SignalAudit:
-    """Move ``signal`` to ``target`` if the lifecycle allows it, recording who, when and why.
+    """Move ``signal`` to ``target`` if the lifecycle allows it, recording who, when and why (audit ``action``:
+    ``transition``, or ``opened`` when the registry opens a tracked finding).
 
     Entering ``monitoring`` records the date (the registry also sets the baseline used for reopening). The
     caller commits.
@@ -87,7 +93,7 @@ def transition(
         raise InputError("a transition needs a reason", field="reason")
     check_transition(signal.id, signal.status, target, automatic=automatic)
     audit = record(
-        session, signal, action="transition", by=by.strip(), reason=reason.strip(), to_status=target,
+        session, signal, action=action, by=by.strip(), reason=reason.strip(), to_status=target,
         run_id=run_id, as_of=as_of,
     )
     if target == "monitoring":

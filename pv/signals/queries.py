@@ -103,10 +103,13 @@ def is_known_risk(labelled: Mapping[str, bool]) -> bool:
 
 
 def queue_reasons(signal: Signal, *, reopened: bool) -> tuple[str, ...]:
-    """Why an open signal needs a decision (:data:`QUEUE_REASONS`); refuted and closed signals need none.
+    """Why an open signal needs a decision (:data:`QUEUE_REASONS`); tracked findings (not opened), refuted and
+    closed signals need none. A withdrawn flag is information for the report, not a decision.
 
-    - ``new``: detected and not yet validated or refuted, unless its event is labelled wherever the product is
-      judged (a known risk: still measured every run, and reopened when it strengthens);
+    - ``new``: opened and not yet validated or refuted. A signal opened by the opening rule (``opened_as_of``
+      set) is always a decision to make, even on a labelled event (it opened because it strengthened markedly);
+      one created open before the opening rule existed is not when its event is labelled wherever the product
+      is judged (a known risk: still measured every run, and reopened when it strengthens);
     - ``escalated``: escalated by the feedback loop and not in monitoring;
     - ``label_update_recommended``: flagged for a label update;
     - ``reopened``: moved back from monitoring to validated (``reopened`` says the last status change of the
@@ -115,7 +118,8 @@ def queue_reasons(signal: Signal, *, reopened: bool) -> tuple[str, ...]:
     if signal.status not in lifecycle.OPEN_STATES:
         return ()
     reasons = {
-        "new": signal.status == "new" and not is_known_risk(signal.labelled or {}),
+        "new": signal.status == "new" and (signal.opened_as_of is not None
+                                           or not is_known_risk(signal.labelled or {})),
         "escalated": bool(signal.escalated) and signal.status != "monitoring",
         "label_update_recommended": bool(signal.label_update_recommended),
         "reopened": reopened and signal.status == "validated",
@@ -291,6 +295,10 @@ def signal_detail(session: Session, signal_id: int) -> dict[str, Any]:
     out = signal_as_dict(signal, measures[-1] if measures else None)
     out.update({
         "consecutive_unlabelled": signal.consecutive_unlabelled,
+        "opened_as_of": signal.opened_as_of.isoformat() if signal.opened_as_of else None,
+        "consecutive_met": signal.consecutive_met,
+        "consecutive_not_met": signal.consecutive_not_met,
+        "cases_checked": json_float(signal.cases_checked),
         "monitoring_since": signal.monitoring_since.isoformat() if signal.monitoring_since else None,
         "monitoring_baseline": signal.monitoring_baseline,
         "reopened_count": signal.reopened_count,

@@ -166,11 +166,50 @@ class Reopening(_Model):
     factor: float = Field(default=2.0, gt=1.0)
 
 
+class Withdrawal(_Model):
+    """A label-update recommendation is withdrawn when the signal has not met the detection rules in this many
+    consecutive runs (a run that does not measure the pair counts as not meeting them)."""
+
+    runs_not_meeting: int = Field(default=3, ge=1)
+
+
+class LabelSectionRule(_Model):
+    """Which label section a recommended update would belong in (recorded with the flag), first match wins:
+    ``boxed_warning`` for an event in ``boxed_warning_groups`` (malignancies) or with at least
+    ``boxed_warning_death_share`` of its cases fatal; ``warnings_and_precautions`` with at least
+    ``warnings_death_share`` of its cases fatal or ``warnings_serious_share`` serious; ``adverse_reactions``
+    otherwise. CAR-T reports are mostly serious and often fatal (the disease): the shares are set high."""
+
+    boxed_warning_groups: list[str] = Field(default_factory=lambda: ["secondary_malignancy"])
+    boxed_warning_death_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    warnings_death_share: float = Field(default=0.2, gt=0.0, le=1.0)
+    warnings_serious_share: float = Field(default=0.8, gt=0.0, le=1.0)
+
+
 class Feedback(_Model):
     jurisdictions: list[Jurisdiction] = Field(default_factory=lambda: list(JURISDICTIONS))
     labelled_sections: list[Section] = Field(default_factory=lambda: list(SECTIONS), min_length=1)
     escalation: Escalation = Field(default_factory=Escalation)
     reopening: Reopening = Field(default_factory=Reopening)
+    withdrawal: Withdrawal = Field(default_factory=Withdrawal)
+    label_section: LabelSectionRule = Field(default_factory=LabelSectionRule)
+
+
+class Opening(_Model):
+    """When a tracked finding (an SDR) opens as a signal for a person (``tracked`` -> ``new``). All must hold:
+
+    1. it meets the detection rules in ``persistence`` consecutive runs, or meets ``strong`` in this run;
+    2. it brings new cases: its n exceeds the n when it was first tracked (every case is new at first
+       detection);
+    3. it is unlabelled in at least one judged jurisdiction, or (labelled in every one: a known risk) its
+       ``feedback.reopening`` measure reached ``factor`` x its value when it was first tracked, that value
+       counted as at least ``known_risk_floor`` (EB05 is a lower bound that rises as cases accumulate: a finding
+       first tracked with EB05 0.6 would otherwise "double" on data volume alone).
+    """
+
+    persistence: int = Field(default=2, ge=1)
+    strong: Criterion | None = None
+    known_risk_floor: float = Field(default=2.0, ge=0.0)
 
 
 class PriorityConfig(_Model):
@@ -192,12 +231,13 @@ class RuleSet(_Model):
     """The whole of config/signals.yaml."""
 
     detection: Detection
+    opening: Opening = Field(default_factory=Opening)
     feedback: Feedback = Field(default_factory=Feedback)
     priority: PriorityConfig = Field(default_factory=PriorityConfig)
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "signals.yaml") -> RuleSet:
-        return validated(cls, data, source, "signal rules with 'detection', 'feedback', 'priority'")
+        return validated(cls, data, source, "signal rules with 'detection', 'opening', 'feedback', 'priority'")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> RuleSet:

@@ -10,14 +10,19 @@ from typing import Final
 
 from pv.errors import InvalidTransitionError
 
+#: ``tracked``: a statistical finding (a signal of disproportionate reporting) measured every run but not yet
+#: opened for a person; the registry opens it (``tracked`` -> ``new``) when the opening rule holds
+#: (config/signals.yaml ``opening``). It is neither open nor in the action queue.
 STATES: Final[tuple[str, ...]] = (
-    "new", "validated", "refuted", "prioritised", "assessed", "action_recommended", "monitoring", "closed",
+    "tracked", "new", "validated", "refuted", "prioritised", "assessed", "action_recommended", "monitoring",
+    "closed",
 )
 OPEN_STATES: Final[frozenset[str]] = frozenset(
     {"new", "validated", "prioritised", "assessed", "action_recommended", "monitoring"}
 )
 #: Manual (human) transitions.
 TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
+    "tracked": ("validated", "refuted"),  # a person may act on a finding before it opens
     "new": ("validated", "refuted"),
     "validated": ("prioritised", "refuted"),
     "refuted": ("validated",),
@@ -29,6 +34,7 @@ TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
 }
 #: Extra transitions the feedback loop makes on its own (recorded with by='pv').
 AUTOMATIC_TRANSITIONS: Final[dict[str, tuple[str, ...]]] = {
+    "tracked": ("new",),  # opened by the opening rule (audit action 'opened')
     "new": ("monitoring",),
     "validated": ("monitoring",),
     "prioritised": ("monitoring",),

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def make_change(**kw: Any) -> SignalChange:
     base: dict[str, Any] = {
-        "kind": "created",
+        "kind": "opened",
         "signal_id": 11,
         "run_id": 3,
         "as_of": dt.date(2024, 9, 30),

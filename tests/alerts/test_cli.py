@@ -53,7 +53,7 @@ def test_send_to_eml_outbox_and_list(queued: Session, capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "alerts", "list", "--format", "json")
     rows = json.loads(out)
     assert [(r["status"], r["attempts"], r["transport"]) for r in rows] == [("sent", 1, "eml")] * 3
-    assert [r["change_key"] for r in rows] == ["created:12:3", "created:11:3", "created:11:3"]
+    assert [r["change_key"] for r in rows] == ["opened:12:3", "opened:11:3", "opened:11:3"]
     assert rows[0]["subject"] == "[pv-test] New signal: tisagenlecleucel / Hepatitis B reactivation"
 
     code, out, _ = run(capsys, "alerts", "list", "--status", "pending")

@@ -39,9 +39,9 @@ def test_queue_is_idempotent(session: Session, small_routing: AlertRouting) -> N
     assert _count(session) == 3
     rows = session.scalars(select(AlertOutbox).order_by(AlertOutbox.id)).all()
     assert [(r.change_key, r.recipient) for r in rows] == [
-        ("created:11:3", "officer@example.org"),
-        ("created:11:3", "kymriah@example.org"),
-        ("created:12:3", "officer@example.org"),
+        ("opened:11:3", "officer@example.org"),
+        ("opened:11:3", "kymriah@example.org"),
+        ("opened:12:3", "officer@example.org"),
     ]
     first = rows[0]
     assert first.status == "pending" and first.attempts == 0 and first.last_error is None
@@ -49,8 +49,8 @@ def test_queue_is_idempotent(session: Session, small_routing: AlertRouting) -> N
     assert "EB05 (EBGM):               2.19 (2.88)" in first.body_text
     assert "<td class=\"figure\">2.19 (2.88)</td>" in first.body_html
     assert first.report_path == "/srv/reports/w39/report.html"
-    assert first.payload["measures"]["eb05"] == 2.19 and first.payload["key"] == "created:11:3"
-    assert first.message_id.startswith("<pv.created.11.3.") and first.message_id.endswith("@pv.example.org>")
+    assert first.payload["measures"]["eb05"] == 2.19 and first.payload["key"] == "opened:11:3"
+    assert first.message_id.startswith("<pv.opened.11.3.") and first.message_id.endswith("@pv.example.org>")
     assert len({r.message_id for r in rows}) == 3
     # a later run escalating the same signal is a different change: alerted again
     assert queue_alerts(session, [make_change(kind="escalated", run_id=4)], routing=small_routing) == 2
@@ -120,9 +120,9 @@ def test_eml_outbox_mode_writes_each_alert_once(
     assert not list(outbox.glob(".tmp-*"))
     msgs = [message_from_bytes(f.read_bytes(), policy=default_policy) for f in files]
     by_to = {(str(m["To"]), str(m["X-PV-Change-Key"])): m for m in msgs}
-    assert set(by_to) == {("officer@example.org", "created:11:3"), ("kymriah@example.org", "created:11:3"),
-                          ("officer@example.org", "created:12:3")}
-    m = by_to[("kymriah@example.org", "created:11:3")]
+    assert set(by_to) == {("officer@example.org", "opened:11:3"), ("kymriah@example.org", "opened:11:3"),
+                          ("officer@example.org", "opened:12:3")}
+    m = by_to[("kymriah@example.org", "opened:11:3")]
     assert m["From"] == "pv-alerts@pv.example.org"
     assert m["Subject"] == "[pv-test] New signal: tisagenlecleucel / Cytokine release syndrome"
     assert m.get_content_type() == "multipart/alternative"

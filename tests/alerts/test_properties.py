@@ -18,8 +18,8 @@ from tests.alerts.conftest import make_change
 
 changes = st.builds(
     make_change,
-    kind=st.sampled_from(["created", "escalated", "label_update_recommended", "reopened",
-                          "label_update_cleared"]),
+    kind=st.sampled_from(["opened", "escalated", "label_update_recommended", "reopened",
+                          "label_update_cleared", "label_update_withdrawn"]),
     signal_id=st.integers(1, 4),
     run_id=st.integers(1, 3),
     product=st.sampled_from(["tisagenlecleucel", "axicabtagene ciloleucel", "ciltacabtagene autoleucel"]),

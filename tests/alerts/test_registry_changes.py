@@ -28,6 +28,21 @@ TISA = "tisagenlecleucel"
 def test_registry_changes_become_routed_alerts(session: Session, routing: AlertRouting, tmp_path: Path) -> None:
     ensure_seeded(session)
     rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    report = tmp_path / "report" / "weekly.html"
+    # first run: three findings meet the rules and are tracked, not opened: nobody is emailed
+    first = evaluate_run(session, run_id=10, as_of=dt.date(2022, 9, 30), rules=rules, results=frame(
+        strong_row(TISA, "T-cell lymphoma", eb05=2.5, n=5),
+        strong_row(TISA, "malignancy_t_cell", "group", eb05=2.25, n=7),
+        strong_row(TISA, "Cytokine release syndrome", eb05=12.0, n=290, serious=240, deaths=10),
+        weak_row(TISA, "Nausea"),
+    ))
+    session.commit()
+    assert sorted((c.event, c.kind, c.status) for c in first) == [
+        ("cytokine release syndrome", "created", "tracked"), ("malignancy_t_cell", "created", "tracked"),
+        ("t-cell lymphoma", "created", "tracked")]
+    assert queue_alerts(session, first, report_path=report, routing=routing) == 0
+    # second run: the unlabelled T-cell findings persist with new cases and open; CRS (on the FDA boxed
+    # warning, EB05 not doubled) stays tracked
     changes = evaluate_run(session, run_id=11, as_of=dt.date(2022, 12, 31), rules=rules, results=frame(
         strong_row(TISA, "T-cell lymphoma", eb05=2.5),
         strong_row(TISA, "malignancy_t_cell", "group", eb05=2.25, n=8),
@@ -35,12 +50,10 @@ def test_registry_changes_become_routed_alerts(session: Session, routing: AlertR
         weak_row(TISA, "Nausea"),
     ))
     session.commit()
-    assert sorted((c.event, c.kind) for c in changes) == [
-        ("cytokine release syndrome", "created"), ("malignancy_t_cell", "created"),
-        ("t-cell lymphoma", "created")]
+    assert sorted((c.event, c.kind) for c in changes) == [("malignancy_t_cell", "opened"),
+                                                          ("t-cell lymphoma", "opened")]
 
-    report = tmp_path / "report" / "weekly.html"
-    assert queue_alerts(session, changes, report_path=report, routing=routing) == 9
+    assert queue_alerts(session, changes, report_path=report, routing=routing) == 6
     session.commit()
     assert queue_alerts(session, changes, report_path=report, routing=routing) == 0
     by_event: dict[str, set[str]] = {}
@@ -50,12 +63,10 @@ def test_registry_changes_become_routed_alerts(session: Session, routing: AlertR
         "t-cell lymphoma": {"safety-officers@example.org", "oncology-safety@example.org", "kymriah-pv@example.org"},
         "malignancy_t_cell": {"safety-officers@example.org", "oncology-safety@example.org",
                               "kymriah-pv@example.org"},
-        "cytokine release syndrome": {"safety-officers@example.org", "car-t-neuro@example.org",
-                                      "kymriah-pv@example.org"},
     }
 
     out = tmp_path / "outbox"
-    assert send_pending(session, EmlTransport(out)).sent == 9
+    assert send_pending(session, EmlTransport(out)).sent == 6
     msgs = [message_from_bytes(p.read_bytes(), policy=default_policy) for p in out.glob("*.eml")]
     tcl = next(m for m in msgs if m["To"] == "oncology-safety@example.org"
                and "T-cell lymphoma" in str(m["Subject"]) and "group" not in str(m["Subject"]))

@@ -79,8 +79,15 @@ def test_kinds_per_route(routing: AlertRouting) -> None:
     assert routing.recipients_for(cleared_crs) == []
     cleared_tcl = make_change(kind="label_update_cleared", event="t-cell lymphoma")
     assert routing.recipients_for(cleared_tcl) == [ONCO]
-    for kind in ("created", "escalated", "label_update_recommended", "reopened"):
+    for kind in ("opened", "escalated", "label_update_recommended", "reopened"):
         assert routing.recipients_for(make_change(kind=kind)) == [OFFICERS, NEURO, KYMRIAH]
+    # a finding now tracked (created) is not a signal for a person yet: no email on any route
+    assert routing.recipients_for(make_change(kind="created", event="t-cell lymphoma")) == []
+    assert routing.recipients_for(make_change(kind="created")) == []
+    # a withdrawn flag reaches only the route asking for it
+    assert routing.recipients_for(make_change(kind="label_update_withdrawn")) == []
+    withdrawn_tcl = make_change(kind="label_update_withdrawn", event="t-cell lymphoma")
+    assert routing.recipients_for(withdrawn_tcl) == [ONCO]
 
 
 def test_recipient_in_several_routes_gets_one_email(

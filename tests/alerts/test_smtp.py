@@ -50,9 +50,9 @@ def test_alerts_delivered_and_parsed_back(
     got = smtp_server.handler.messages
     assert len(got) == 3
     assert sorted((rcpts[0], str(m["X-PV-Change-Key"])) for rcpts, m in got) == [
-        ("kymriah@example.org", "created:11:3"),
-        ("officer@example.org", "created:11:3"),
+        ("kymriah@example.org", "opened:11:3"),
         ("officer@example.org", "escalated:12:3"),
+        ("officer@example.org", "opened:11:3"),
     ]
     for rcpts, msg in got:
         assert len(rcpts) == 1 and msg["To"] == rcpts[0]
@@ -250,4 +250,4 @@ def test_concurrent_senders_send_each_alert_once(
         t.join(60)
     assert sum(sent) == 30
     keys = sorted(str(m["X-PV-Change-Key"]) for _, m in smtp_server.handler.messages)
-    assert keys == sorted(f"created:{i}:3" for i in range(100, 130))
+    assert keys == sorted(f"opened:{i}:3" for i in range(100, 130))

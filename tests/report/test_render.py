@@ -31,7 +31,7 @@ def _signal(i: int, product: str, event: str, change: str | None = None, **kw) -
 def make_data(with_cif: bool = True) -> ReportData:
     tcell = _signal(7, "ciltacabtagene autoleucel", "T-cell lymphoma", "label_update_recommended", flag=True,
                     priority=9.5)
-    new = _signal(8, "axicabtagene ciloleucel", "Hepatitis B reactivation", "created", priority=4.2)
+    new = _signal(8, "axicabtagene ciloleucel", "Hepatitis B reactivation", "opened", priority=4.2)
     forest = pd.DataFrame({"product": ["ciltacabtagene autoleucel", "axicabtagene ciloleucel"],
                            "estimate": [4.5, 1.3], "lower": [3.2, 0.8], "upper": [6.1, 2.0], "n": [25, 4]})
     trend = pd.DataFrame({"quarter": [dt.date(2023, 12, 31), dt.date(2024, 3, 31)] * 2,
@@ -50,7 +50,7 @@ def make_data(with_cif: bool = True) -> ReportData:
     return ReportData(
         as_of=dt.date(2024, 3, 31), run_id=42, generated_at=dt.datetime(2024, 4, 2, 8, 0),
         config_hash="ab" * 32, previous_report_as_of=dt.date(2023, 12, 31),
-        headline={"label_update_recommended": [tcell], "created": [new]},
+        headline={"label_update_recommended": [tcell], "opened": [new]},
         open_signals=[tcell, new], sections=sections,
         sources=[SourceInfo("faers_ascii_2024q1.zip", "faers", "2024Q1", "cd" * 32,
                             dt.datetime(2024, 4, 1, 6, 0), 401234, 17)],
@@ -73,8 +73,10 @@ def test_html_has_every_section_with_embedded_figures() -> None:
     for section in ("headline", "open-signals", "methods", "provenance", "event-malignancy_t_cell", "event-crs"):
         assert doc.xpath(f'//section[@id="{section}"]'), section
     cards = {c.get("data-kind"): c.text_content().strip() for c in doc.xpath('//div[@class="card"]')}
-    assert cards["created"].startswith("1") and cards["label_update_recommended"].startswith("1")
+    assert "created" not in cards  # a tracked finding is not headline news; an opened signal is
+    assert cards["opened"].startswith("1") and cards["label_update_recommended"].startswith("1")
     assert cards["escalated"].startswith("0") and cards["open"].startswith("2")
+    assert cards["label_update_withdrawn"].startswith("0")
     figs = _figures(doc, "malignancy_t_cell")
     assert set(figs) == {"forest", "trend", "cif"}
     assert all(png.startswith(PNG_MAGIC) and len(png) > 2000 for png in figs.values())

@@ -32,16 +32,17 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-
 
 
 def _populate(pg_url: str) -> None:
+    """T-cell lymphoma, unlabelled, with new cases each run: tracked, opened, flagged. CRS, labelled: tracked."""
     with session_scope(pg_url) as session:
         for i, as_of in enumerate([dt.date(2023, 3, 31), dt.date(2023, 6, 30), dt.date(2023, 9, 30)]):
             evaluate_run(session, run_id=i + 1, as_of=as_of, results=frame(
-                strong_row(TISA, "T-cell lymphoma", eb05=3.5, n=6, serious=6, deaths=2),
+                strong_row(TISA, "T-cell lymphoma", eb05=3.5, n=4 + i, serious=6, deaths=2),
                 strong_row(TISA, "Cytokine release syndrome", eb05=10.0, n=100, serious=20, deaths=1)))
 
 
 def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # type: ignore[no-untyped-def]
     _populate(pv_env)
-    # the action queue: CRS is new but on the FDA label (a known risk), T-cell lymphoma is flagged
+    # the action queue: CRS is tracked, never opened (on the FDA label: a known risk); T-cell lymphoma is flagged
     code, out, _ = run(capsys, "signals", "--format", "json")
     assert code == 0
     queue = json.loads(out)
@@ -59,6 +60,7 @@ def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # typ
     assert first["labelled"] == {"FDA": False} and first["label_update_recommended"] is True
     assert (first["first_detected"], first["last_run"], first["level"]) == ("2023-03-31", 3, "pt")
     assert data[1]["labelled"] == {"FDA": True} and data[0]["priority"] > data[1]["priority"]
+    assert (data[0]["status"], data[1]["status"]) == ("new", "tracked")
 
     code, out, _ = run(capsys, "signals", "--all", "--format", "csv", "--product", "Kymriah")
     lines = out.strip().splitlines()

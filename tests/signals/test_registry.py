@@ -45,10 +45,10 @@ def labels_without_tcell(session, tmp_path: Path, gap_approvals) -> None:  # typ
     session.commit()
 
 
-def _tcell_run(eb05: float, *, crs_eb05: float = 12.0) -> list[dict]:
+def _tcell_run(eb05: float, *, n: int = 6, crs_eb05: float = 12.0) -> list[dict]:
     return [
-        strong_row(TISA, "T-cell lymphoma", eb05=eb05),
-        strong_row(TISA, "malignancy_t_cell", "group", eb05=eb05 * 0.9, n=8),
+        strong_row(TISA, "T-cell lymphoma", eb05=eb05, n=n),
+        strong_row(TISA, "malignancy_t_cell", "group", eb05=eb05 * 0.9, n=n + 2),
         strong_row(TISA, "Cytokine release syndrome", eb05=crs_eb05, n=300, serious=250, deaths=10),
         weak_row(TISA, "Nausea"),
         strong_row("METHOTREXATE", "Stomatitis", eb05=6.0),  # not a dictionary product
@@ -72,7 +72,9 @@ def test_runs_create_signals_record_trend_and_snapshot_rules(session, rules, gap
     sigs = {s.event: s for s in list_signals(session)}
     assert set(sigs) == {"t-cell lymphoma", "malignancy_t_cell", "cytokine release syndrome"}
     tcl = sigs["t-cell lymphoma"]
-    assert (tcl.status, tcl.first_detected, tcl.first_run_id, tcl.last_run_id) == ("new", QUARTERS[0], 11, 11)
+    # tracked, not opened: one run is not persistence, and EB05 2.5 is not strong
+    assert (tcl.status, tcl.first_detected, tcl.first_run_id, tcl.last_run_id) == ("tracked", QUARTERS[0], 11, 11)
+    assert (tcl.cases_checked, tcl.tracked_baseline, tcl.opened_as_of) == (6, 2.5, None)
     assert sigs["cytokine release syndrome"].labelled == {"FDA": True}
     snap = session.scalars(select(SignalRuleSnapshot)).one()
     assert snap.run_id == 11 and snap.rules["detection"]["levels"]["pt"]["min_n"] == 3
@@ -102,12 +104,13 @@ def test_tcell_lymphoma_flagged_after_k_runs_cleared_by_label_change_and_reopene
     assert k == 3
     history = []
     for i, as_of in enumerate(QUARTERS[:4]):
-        history.append(evaluate_run(session, run_id=100 + i, as_of=as_of, results=frame(*_tcell_run(2.5)),
-                                    rules=rules))
+        history.append(evaluate_run(session, run_id=100 + i, as_of=as_of,
+                                    results=frame(*_tcell_run(2.5, n=5 + i)), rules=rules))
         session.commit()
-    # no flag before K consecutive unlabelled runs; flagged at the K-th; not again afterwards
+    # tracked at the first run, opened at the second (persistence 2, new cases); no flag before K consecutive
+    # unlabelled runs (those tracked count); flagged at the K-th; not again afterwards
     assert [_kinds(ch, "t-cell lymphoma") for ch in history] == [
-        ["created"], [], ["escalated", "label_update_recommended"], []]
+        ["created"], ["opened"], ["escalated", "label_update_recommended"], []]
     assert "label_update_recommended" in _kinds(history[2], "malignancy_t_cell")
     crs = [c.kind for ch in history for c in ch if c.event == "cytokine release syndrome"]
     assert crs == ["created"]
@@ -115,7 +118,7 @@ def test_tcell_lymphoma_flagged_after_k_runs_cleared_by_label_change_and_reopene
     assert tcl.label_update_recommended and tcl.escalated
     assert (tcl.label_update_since, tcl.label_update_jurisdictions) == (QUARTERS[2], ["FDA"])
     ev = tcl.evidence
-    assert ev["unlabelled_in"] == ["FDA"] and ev["cases"] == 6
+    assert ev["unlabelled_in"] == ["FDA"] and ev["cases"] == 7
     assert ev["serious_cases"] == 4 and ev["deaths"] == 1
     assert [t["as_of"] for t in ev["trend"]] == [q.isoformat() for q in QUARTERS[:3]]
     assert ev["cumulative_incidence"] is None
@@ -139,7 +142,8 @@ def test_tcell_lymphoma_flagged_after_k_runs_cleared_by_label_change_and_reopene
     audit = session.scalars(select(SignalAudit).where(SignalAudit.signal_id == tcl.id)
                             .order_by(SignalAudit.id)).all()
     assert [(a.action, a.by, a.from_status, a.to_status) for a in audit] == [
-        ("created", "pv", None, "new"),
+        ("created", "pv", None, "tracked"),
+        ("opened", "pv", "tracked", "new"),
         ("escalated", "pv", "new", "new"),
         ("label_update_recommended", "pv", "new", "new"),
         ("transition", "alice", "new", "validated"),
@@ -150,10 +154,12 @@ def test_tcell_lymphoma_flagged_after_k_runs_cleared_by_label_change_and_reopene
     assert "FDA boxed_warning now lists malignancy_t_cell from 2024-04-19" in audit[-2].reason
 
     # monitoring: EB05 4.0 < 2 x 2.5 stays; 5.5 >= 5.0 reopens, labelled so no new flag
-    quiet = evaluate_run(session, run_id=200, as_of=QUARTERS[6], results=frame(*_tcell_run(4.0)), rules=rules)
+    quiet = evaluate_run(session, run_id=200, as_of=QUARTERS[6], results=frame(*_tcell_run(4.0, n=9)),
+                         rules=rules)
     session.commit()
     assert _kinds(quiet, "t-cell lymphoma") == []
-    loud = evaluate_run(session, run_id=201, as_of=QUARTERS[7], results=frame(*_tcell_run(5.5)), rules=rules)
+    loud = evaluate_run(session, run_id=201, as_of=QUARTERS[7], results=frame(*_tcell_run(5.5, n=10)),
+                        rules=rules)
     session.commit()
     assert _kinds(loud, "t-cell lymphoma") == ["reopened"]
     session.refresh(tcl)
@@ -170,10 +176,14 @@ def test_reopened_while_unlabelled_is_flagged_again(session, rules, labels_witho
         transition_signal(session, tcl.id, status, by="carol", reason="watch only", rules=rules)
     session.commit()
     assert tcl.monitoring_baseline == 2.5
-    changes = evaluate_run(session, run_id=2, as_of=QUARTERS[1], results=frame(*_tcell_run(5.0)), rules=rules)
+    assert tcl.cases_checked == 6  # the count when monitoring began
+    changes = evaluate_run(session, run_id=2, as_of=QUARTERS[1], results=frame(*_tcell_run(5.0, n=8)),
+                           rules=rules)
     session.commit()
     assert _kinds(changes, "t-cell lymphoma") == ["reopened", "escalated", "label_update_recommended"]
     assert tcl.status == "validated" and tcl.label_update_recommended
+    assert [r["rule"] for r in tcl.evidence["rules"]] == ["strong", "reopened"]  # EB05 5, n 8: strong too
+    assert tcl.evidence["new_cases"] == {"n": 8, "since": 6} and tcl.cases_checked == 8
 
 
 def test_real_seed_replay_flag_clears_when_the_april_2024_label_comes_into_force(session, rules) -> None:  # type: ignore[no-untyped-def]
@@ -184,7 +194,8 @@ def test_real_seed_replay_flag_clears_when_the_april_2024_label_comes_into_force
         update={"jurisdictions": ["FDA"], "labelled_sections": ["boxed_warning"]})})
     kinds = {}
     for i, as_of in enumerate(QUARTERS[:7]):
-        ch = evaluate_run(session, run_id=i + 1, as_of=as_of, results=frame(*_tcell_run(2.5)), rules=rules)
+        ch = evaluate_run(session, run_id=i + 1, as_of=as_of, results=frame(*_tcell_run(2.5, n=5 + i)),
+                          rules=rules)
         kinds[as_of] = _kinds(ch, "t-cell lymphoma")
         session.commit()
     assert kinds[QUARTERS[2]] == ["escalated", "label_update_recommended"]
@@ -210,11 +221,19 @@ def test_strong_signal_escalates_at_once_and_incidence_hook_feeds_the_evidence(s
                            incidence=incidence)
     session.commit()
     ptcl = "peripheral t-cell lymphoma unspecified"
-    assert _kinds(changes, ptcl) == ["created", "escalated", "label_update_recommended"]
-    assert _kinds(changes, "nausea") == ["created"]
+    # strong at first detection, unlabelled by the FDA, every case new: opened and flagged at once
+    assert _kinds(changes, ptcl) == ["created", "opened", "escalated", "label_update_recommended"]
+    assert _kinds(changes, "nausea") == ["created"]  # tracked
     sig = session.scalars(select(Signal).where(Signal.event == ptcl)).one()
+    assert (sig.status, sig.opened_as_of) == ("new", D(2023, 3, 31))
     assert sig.evidence["cumulative_incidence"]["cuminc"] == 0.0123
-    assert "strong (eb05 4.5 >= 4, n 7 >= 5)" in sig.evidence["reason"]
+    assert "strong: strong (eb05 4.5 >= 4, n 7 >= 5) in run 5 (2023-03-31)" in sig.evidence["reason"]
+    assert sig.evidence["rules"] == [{"rule": "strong", "criterion": "strong (eb05 4.5 >= 4, n 7 >= 5)", "runs": [
+        {"run_id": 5, "as_of": "2023-03-31", "n": 7, "criteria_met": ["mgps", "prr_evans", "ror", "bcpnn"]}]}]
+    # a T-cell lymphoma belongs in the boxed warning (secondary malignancies)
+    assert sig.evidence["label_section"] == {"section": "boxed_warning",
+                                             "why": "event in group secondary_malignancy"}
+    assert sig.evidence["opened"]["rules"][0]["rule"] == "strong"
     assert calls == [("brexucabtagene autoleucel", ptcl, "pt", D(2023, 3, 31))]
 
 
@@ -235,8 +254,10 @@ def test_lifecycle_allowed_path_and_forbidden_transitions_with_message(session, 
     sid = session.scalars(select(Signal.id).where(Signal.event == "t-cell lymphoma")).one()
     with pytest.raises(InvalidTransitionError) as err:
         transition_signal(session, sid, "closed", by="eve", reason="skip ahead")
-    assert str(err.value) == (f"cannot move signal {sid} from 'new' to 'closed'; "
-                              "allowed from 'new': validated, refuted")
+    assert str(err.value) == (f"cannot move signal {sid} from 'tracked' to 'closed'; "
+                              "allowed from 'tracked': validated, refuted")
+    with pytest.raises(InvalidTransitionError, match="allowed from 'tracked': validated, refuted"):
+        transition_signal(session, sid, "new", by="eve", reason="only the registry opens a finding")
     with pytest.raises(InvalidTransitionError, match="unknown status 'done'"):
         transition_signal(session, sid, "done", by="eve", reason="x")
     with pytest.raises(InputError, match="needs a reason"):
@@ -248,7 +269,7 @@ def test_lifecycle_allowed_path_and_forbidden_transitions_with_message(session, 
     with pytest.raises(InvalidTransitionError, match="allowed from 'closed': none \\(final state\\)"):
         transition_signal(session, sid, "validated", by="eve", reason="x")
     detail = signal_detail(session, sid)
-    assert [a["to"] for a in detail["audit"]] == ["new", *path]
+    assert [a["to"] for a in detail["audit"]] == ["tracked", *path]
     assert all(a["by"] == "eve" and a["reason"] == f"step to {a['to']}" for a in detail["audit"][1:])
 
 
@@ -317,10 +338,14 @@ def test_rules_snapshot_and_open_filter(session, rules) -> None:  # type: ignore
     assert rules_for_run(session, 42) == rules.snapshot()
     with pytest.raises(NotFoundError, match="run 43 has not been evaluated"):
         rules_for_run(session, 43)
+    assert list_signals(session, open_only=True) == []  # tracked findings are not open
+    evaluate_run(session, run_id=43, as_of=QUARTERS[1], results=frame(*_tcell_run(2.5, n=7)), rules=rules)
+    session.commit()
+    assert {s.event for s in list_signals(session, open_only=True)} == {"t-cell lymphoma", "malignancy_t_cell"}
     sid = session.scalars(select(Signal.id).where(Signal.event == "t-cell lymphoma")).one()
     transition_signal(session, sid, "refuted", by="x", reason="y")
-    assert sid not in {s.id for s in list_signals(session, open_only=True)}
-    assert len(list_signals(session, open_only=True)) == 2
+    assert {s.event for s in list_signals(session, open_only=True)} == {"malignancy_t_cell"}
+    assert [s.event for s in list_signals(session, status="tracked")] == ["cytokine release syndrome"]
 
 
 def test_excluded_events_never_become_signals(session, rules) -> None:  # type: ignore[no-untyped-def]

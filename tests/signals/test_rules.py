@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pv.errors import ConfigError, InputError, InvalidTransitionError
-from pv.signals.lifecycle import STATES, TRANSITIONS, allowed_targets, check_transition
+from pv.signals.lifecycle import OPEN_STATES, STATES, TRANSITIONS, allowed_targets, check_transition
 from pv.signals.priority import priority_score, trend_component
 from pv.signals.rules import RuleSet, check_results, evaluate_rules, select_result_set
 from tests.conftest import REPO
@@ -154,10 +154,10 @@ def test_check_transition_agrees_with_the_tables(current: str, target: str, auto
         assert f"from {current!r} to {target!r}" in str(exc)
 
 
-def test_every_state_is_reachable_from_new_and_closed_is_final() -> None:
-    seen, todo = {"new"}, ["new"]
+def test_every_state_is_reachable_from_tracked_and_closed_is_final() -> None:
+    seen, todo = {"tracked"}, ["tracked"]
     while todo:
-        for nxt in TRANSITIONS[todo.pop()]:
+        for nxt in allowed_targets(todo.pop(), automatic=True):
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
@@ -165,3 +165,8 @@ def test_every_state_is_reachable_from_new_and_closed_is_final() -> None:
     assert TRANSITIONS["closed"] == ()
     assert "monitoring" in allowed_targets("new", automatic=True)
     assert "monitoring" not in allowed_targets("new")
+    # only the registry opens a tracked finding (to new); a person may validate or refute it; nothing goes back
+    assert allowed_targets("tracked") == ("validated", "refuted")
+    assert allowed_targets("tracked", automatic=True) == ("validated", "refuted", "new")
+    assert not any("tracked" in allowed_targets(s, automatic=True) for s in STATES)
+    assert "tracked" not in OPEN_STATES

@@ -30,18 +30,23 @@ RUNS = [(1, dt.date(2023, 3, 31)), (2, dt.date(2023, 6, 30)), (3, dt.date(2023, 
 
 
 def _rows(run_id: int) -> list[dict]:
-    """Three runs: T-cell lymphoma on Kymriah (PT and group) persists unlabelled and is flagged at the third;
-    CRS is on the label; the others meet the rules in the first run only, except cytokine storm, whose EB05
-    more than doubles at the third run."""
+    """Three runs. T-cell lymphoma on Kymriah (PT and group) persists unlabelled with new cases each run: tracked
+    at the first, opened at the second, flagged at the third. CRS is on the label: tracked, never opened.
+    Axi-cel T-cell lymphoma and relma-cel hepatic failure meet the rules in the first two runs with new cases
+    (opened at the second), then fall below them. Axi-cel hepatic failure and relma-cel pancreatitis meet them
+    in the first run only (people act on them while tracked). Cytokine storm, monitored, more than doubles its
+    EB05 at the third run."""
     later = run_id > 1
     return [
-        strong_row(TISA, "T-cell lymphoma", eb05=3.5, n=6, serious=6, deaths=2),
-        strong_row(TISA, "malignancy_t_cell", "group", eb05=3.0, n=8),
+        strong_row(TISA, "T-cell lymphoma", eb05=3.5, n=3 + run_id, serious=6, deaths=2),
+        strong_row(TISA, "malignancy_t_cell", "group", eb05=3.0, n=5 + run_id),
         strong_row(TISA, "Cytokine release syndrome", eb05=10.0, n=100, serious=20, deaths=1),
         strong_row(TISA, "Cytokine storm", eb05=6.0 if run_id == 3 else 2.5, n=9 if run_id == 3 else 5),
-        weak_row(AXI, "T-cell lymphoma") if later else strong_row(AXI, "T-cell lymphoma", eb05=2.2, n=4),
+        weak_row(AXI, "T-cell lymphoma") if run_id == 3 else strong_row(AXI, "T-cell lymphoma", eb05=2.2,
+                                                                        n=3 + run_id),
         weak_row(AXI, "Hepatic failure") if later else strong_row(AXI, "Hepatic failure", eb05=2.3, n=3),
-        weak_row(RELMA, "Hepatic failure") if later else strong_row(RELMA, "Hepatic failure", eb05=2.4, n=3),
+        weak_row(RELMA, "Hepatic failure") if run_id == 3 else strong_row(RELMA, "Hepatic failure", eb05=2.4,
+                                                                          n=2 + run_id),
         weak_row(RELMA, "Pancreatitis") if later else strong_row(RELMA, "Pancreatitis", eb05=2.1, n=3),
     ]
 
@@ -94,8 +99,9 @@ def _reasons(session: Session, ids: dict[str, int], **filters) -> dict[str, tupl
 
 
 def test_changes_of_each_run_by_kind(session: Session, registry: dict[str, int]) -> None:
-    assert changes_of_run(session, 1) == {"created": 8}
-    assert changes_of_run(session, 2) == {}
+    assert changes_of_run(session, 1) == {"created": 8}  # tracked, none strong and unlabelled
+    # the second run opens the four unlabelled findings that persist with new cases
+    assert changes_of_run(session, 2) == {"opened": 4}
     # the third run flags both T-cell signals and reopens the monitored cytokine storm (EB05 2.5 -> 6)
     assert changes_of_run(session, 3) == {"escalated": 2, "label_update_recommended": 2, "reopened": 1}
     assert changes_of_run(session, 99) == {}
@@ -116,8 +122,8 @@ def test_default_queue_holds_the_open_signals_that_need_a_decision(
     assert _names(registry, queue) == ["storm", "tcl", "tcl_group", "axi_tcl", "relma_liver"]
     priorities = [f.signal.priority for f in queue]
     assert priorities == sorted(priorities, reverse=True) and priorities[0] > priorities[-1]
-    # CRS is new but labelled by the FDA (a known risk); axi-cel hepatic failure is prioritised, relma-cel
-    # pancreatitis refuted
+    # CRS is tracked, never opened: labelled by the FDA (a known risk) and not stronger; axi-cel hepatic
+    # failure is prioritised, relma-cel pancreatitis refuted
     everything = find_signals(session, SignalFilter(all_findings=True))
     assert len(everything) == 8
     labelled = {n: f.signal.labelled for n, f in zip(_names(registry, everything), everything, strict=True)}
@@ -127,7 +133,8 @@ def test_default_queue_holds_the_open_signals_that_need_a_decision(
         "relma_liver": {"NMPA": False}, "relma_pancreatitis": {"NMPA": False}}
     outside = {n: (f.signal.status, f.needs_decision) for n, f in zip(_names(registry, everything), everything,
                                                                        strict=True) if not f.needs_decision}
-    assert outside == {"crs": ("new", ()), "axi_liver": ("prioritised", ()), "relma_pancreatitis": ("refuted", ())}
+    assert outside == {"crs": ("tracked", ()), "axi_liver": ("prioritised", ()),
+                       "relma_pancreatitis": ("refuted", ())}
     # the last run's measures come with each signal
     storm = next(f for f in queue if f.signal.id == registry["storm"])
     assert (storm.measure.run_id, storm.measure.eb05, storm.measure.n) == (3, 6.0, 9)  # type: ignore[union-attr]
@@ -187,7 +194,8 @@ def test_filters_on_labels_events_groups_and_measures(session: Session, registry
     assert _set(session, ids, product="Kymriah", unlabelled=True, min_eb05=3.2) == {"tcl"}
     assert _set(session, ids, flagged=True) == {"tcl", "tcl_group"}
     assert _set(session, ids, status="refuted") == {"relma_pancreatitis"}  # a status lists signals outside the queue
-    assert _set(session, ids, status="new") == {"tcl", "tcl_group", "crs", "axi_tcl", "relma_liver"}
+    assert _set(session, ids, status="new") == {"tcl", "tcl_group", "axi_tcl", "relma_liver"}
+    assert _set(session, ids, status="tracked") == {"crs"}
     with pytest.raises(InputError, match="unknown event group 'cancer'; groups are: "):
         find_signals(session, SignalFilter(group="cancer"))
     with pytest.raises(InputError, match="unknown jurisdiction 'PMDA'"):
