@@ -28,6 +28,12 @@ BREXU = "brexucabtagene autoleucel"
 Q = [D(2023, 3, 31), D(2023, 6, 30), D(2023, 9, 30), D(2023, 12, 31), D(2024, 3, 31)]
 
 
+@pytest.fixture(autouse=True)
+def _gap_labels(gap_registry: None) -> None:
+    """These rules are judged against the test label registry with the T-cell malignancy gap before April 2024
+    (tests/data/labels_gap.yaml), not against the shipped seed."""
+
+
 @pytest.fixture
 def rules() -> RuleSet:
     rules = RuleSet.load(REPO / "config" / "signals.yaml")

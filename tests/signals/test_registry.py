@@ -327,7 +327,7 @@ def test_priority_orders_every_list(session, rules, gap_registry) -> None:  # ty
         list_signals(session, status="open")
 
 
-def test_rules_snapshot_and_open_filter(session, rules) -> None:  # type: ignore[no-untyped-def]
+def test_rules_snapshot_and_open_filter(session, rules, gap_registry) -> None:  # type: ignore[no-untyped-def]
     from pv.errors import NotFoundError
 
     ensure_seeded(session)

@@ -21,6 +21,7 @@ from pv.models import Signal
 from pv.settings import Settings
 from pv.signals.evaluation import evaluate_run
 from pv.signals.labels import ensure_seeded
+from pv.signals.rules import RuleSet
 from pv.web.app import create_app
 from tests.conftest import REPO
 from tests.runs_data import fast_config, make_store
@@ -100,7 +101,9 @@ def registry(session: Session, tmp_path: Path, gap_registry: None) -> Registry:
     run, _ = run_service.request_run(session, AS_OF, cfg=AnalysisConfig.load(fast_config(tmp_path)),
                                      config_dir=REPO / "config")
     session.commit()
-    evaluate_run(session, run_id=run.id, as_of=AS_OF, results=frame(
+    rules = RuleSet.load()  # signals opened at their first run (the opening rule is tested in tests/signals)
+    rules = rules.model_copy(update={"opening": rules.opening.model_copy(update={"persistence": 1})})
+    evaluate_run(session, run_id=run.id, as_of=AS_OF, rules=rules, results=frame(
         strong_row(TISA, "t-cell lymphoma", n=12, eb05=3.0),
         strong_row(TISA, "malignancy_t_cell", level="group", n=12, eb05=2.8),
         strong_row(AXI, HOSTILE, n=4, eb05=2.2),
