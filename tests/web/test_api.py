@@ -93,7 +93,7 @@ def test_signal_detail(client: TestClient, people: dict[str, Person], registry: 
     assert [(t["run_id"], t["as_of"], t["n"]) for t in d["trend"]] == [(registry.run_id, AS_OF.isoformat(), 12)]
     assert {"ror_lower", "ror_upper", "ic025", "ic975", "eb05", "eb95"} <= set(d["trend"][0])
     assert [a["action"] for a in d["audit"]] == ["created", "opened"]  # tracked, then opened for a person
-    assert d["audit"][0]["reason"].startswith("detected") and d["audit"][1]["to_status"] == "new"
+    assert d["audit"][0]["reason"].startswith("detected") and d["audit"][1]["to"] == "new"
     assert d["comments"] == [] and d["assignment"] is None and d["changes"] == []
     assert d["validation"] == {"due": "2024-04-30", "pending": True, "overdue": True}
     assert d["allowed_transitions"] == ["validated", "refuted"]
