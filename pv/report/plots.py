@@ -144,7 +144,7 @@ def cif_figure(cif: pd.DataFrame, *, title: str, time_unit: str = "years", follo
             x, y, lo, hi = (np.append(a, v) for a, v in ((x, end), (y, y[-1]), (lo, lo[-1]), (hi, hi[-1])))
         colour = _colour(colours, g)
         ax.step(x, y, where="post", color=colour, lw=1.5, label=g)
-        ax.fill_between(x, np.nan_to_num(lo), np.nan_to_num(hi), step="post", alpha=0.15, color=colour, lw=0)
+        ax.fill_between(x, np.nan_to_num(lo), np.nan_to_num(hi), step="post", alpha=0.10, color=colour, lw=0)
         shown.append(g)
     horizon = window or max(ends.values(), default=float(cif["time"].max()) if not cif.empty else 1.0)
     ax.set_xlim(0, horizon)

@@ -188,7 +188,7 @@ def test_page_one_holds_every_outstanding_recommendation_as_one_finding(session:
     page_one = doc.xpath('//section[@id="recommendations"]//tr[@data-finding]')
     assert [r.get("data-finding") for r in page_one] == [str(registry["parent"])]
     for text in ("Secondary malignancy (all)", "T-cell lymphoma; Secondary T-cell malignancy", "FDA", "2024-03-31",
-                 "9 (+4)", "2.50 → 2.50", "1.0% at 1 year; 2.0% at 2 years", "unlabelled in FDA for 2 runs", "new"):
+                 "9 (+4)", "2.50 → 2.50", "1.0% at 1\xa0y; 2.0% at 2\xa0y", "unlabelled in FDA for 2 runs", "new"):
         assert text in page_one[0].text_content(), text
     details = doc.xpath('//section[@id="recommendation-details"]')[0].text_content()
     for text in ("Secondary T-cell malignancy", "strong: EB05 4.2", "1.0% (0.4%–2.0%) at 1 year"):
