@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from pv.models import Run
@@ -176,7 +176,8 @@ def registry_at(session: Session, run: Run) -> RegistryAt:
             return a.run_id == measured_run
         return (since is None or _aware(a.at) > since) and (until is None or _aware(a.at) <= until)
 
-    rows = [a for a in session.scalars(select(SignalAudit).order_by(SignalAudit.id)) if in_scope(a)]
+    scope = or_(SignalAudit.run_id.in_(sorted(run_ids)), SignalAudit.run_id.is_(None))
+    rows = [a for a in session.scalars(select(SignalAudit).where(scope).order_by(SignalAudit.id)) if in_scope(a)]
     by_signal: dict[int, list[SignalAudit]] = defaultdict(list)
     for a in rows:
         by_signal[a.signal_id].append(a)
