@@ -14,12 +14,16 @@ import yaml
 from pv.report import plots
 from pv.report.data import JURISDICTIONS, ReportData
 
-HEADLINE_KINDS = [  # the decisions first: label updates, escalations, reopenings, then what is new
-    ("label_update_recommended", "label updates recommended"),
-    ("escalated", "escalated signals"),
-    ("reopened", "reopened signals"),
-    ("opened", "new signals"),
-    ("label_update_withdrawn", "label updates withdrawn"),
+#: The "since the last report" sections: attribute of :class:`~pv.report.data.SinceLast`, heading, and what
+#: the section holds.
+SINCE_SECTIONS = [
+    ("new", "New signals not on the label", "detected (or opened from tracking) in this run, unlabelled in a "
+     "jurisdiction where the product is judged; the new known risks are counted below and marked new in their table"),
+    ("escalated", "Escalations", "escalated by the feedback loop in this run, with the reason"),
+    ("reopened", "Reopened", "monitored signals that strengthened and moved back to validated"),
+    ("flags_withdrawn", "Label-update flags withdrawn", "the label now covers the event, or the flag was withdrawn"),
+    ("stopped_meeting_rules", "Signals that stopped meeting the rules",
+     "open signals that met the detection rules in the previous run and not in this one (criteria met before)"),
 ]
 FOREST_THRESHOLD = {"EBGM": 2.0, "ROR": 1.0}
 TREND_THRESHOLD = {"EB05": 2.0, "IC025": 0.0}
@@ -39,8 +43,17 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-NEW_SIGNALS_SHOWN = 20  # the headline lists the new signals of highest priority; all are in the open-signals table
-_env.globals.update(fmt=_fmt, jurisdictions=JURISDICTIONS, headline_kinds=HEADLINE_KINDS, new_limit=NEW_SIGNALS_SHOWN)
+def _pct(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100.0 * value:.1f}%"
+
+
+def _duration(time: float, unit: str) -> str:
+    """"1 year", "2 years", "0.5 years"."""
+    shown = _fmt(time, 0) if float(time).is_integer() else _fmt(time, 1)
+    return f"{shown} {unit[:-1] if time == 1 and unit.endswith('s') else unit}"
+
+
+_env.globals.update(fmt=_fmt, pct=_pct, duration=_duration, jurisdictions=JURISDICTIONS, since_sections=SINCE_SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -54,8 +67,11 @@ def _b64(png: bytes) -> str:
 
 
 def render_html(data: ReportData) -> str:
+    colours = plots.product_colours(data.products)
     sections = []
     for s in data.sections:
+        followup_end = (float(s.followup["time"].max()) if s.followup is not None and not s.followup.empty
+                        else None)
         sections.append(
             {
                 "group": s.group,
@@ -67,15 +83,22 @@ def render_html(data: ReportData) -> str:
                     threshold=FOREST_THRESHOLD.get(s.forest_measure))),
                 "trend_png": _b64(plots.trend_plot(
                     s.trend, measure=s.trend_measure, title=f"{s.label}: cumulative {s.trend_measure} by quarter",
-                    threshold=TREND_THRESHOLD.get(s.trend_measure))),
+                    threshold=TREND_THRESHOLD.get(s.trend_measure), colours=colours)),
                 "cif_png": _b64(plots.cif_plot(s.cif, title=f"{s.label}: cumulative incidence in cohorts",
-                                               time_unit=s.cif_time_unit))
+                                               time_unit=s.cif_time_unit, followup=s.followup,
+                                               window=s.cif_window, colours=colours))
                 if s.cif is not None and not s.cif.empty else None,
+                "time_unit": s.cif_time_unit,
+                "window": s.cif_window,
+                "followup_end": followup_end,
                 "counts": s.counts.to_dict("records"),
+                "onset": s.onset,
             }
         )
     rules_yaml = yaml.safe_dump(data.rules, sort_keys=False, default_flow_style=None, width=140)
-    return _env.get_template("weekly_report.html.j2").render(r=data, sections=sections, rules_yaml=rules_yaml)
+    new_ids = {x.id for f in data.since.new_labelled for x in f.items}
+    return _env.get_template("weekly_report.html.j2").render(r=data, sections=sections, rules_yaml=rules_yaml,
+                                                              new_ids=new_ids)
 
 
 def report_files(out_dir: str | Path, as_of: dt.date, run_id: int) -> ReportFiles:
