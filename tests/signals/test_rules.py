@@ -19,7 +19,9 @@ from tests.signals.helpers import frame, row, strong_row, weak_row
 
 def _rules(**over) -> RuleSet:  # type: ignore[no-untyped-def]
     data = yaml.safe_load((REPO / "config" / "signals.yaml").read_text())
-    # the shipped profile's levels, written out so that a test can change one key of them
+    # the levels of the `any` profile (the four classical criteria), written out so that a test can change one
+    # key of them
+    data["detection"]["profile"] = "any"
     data["detection"].setdefault("levels", RuleSet.from_mapping(data).snapshot()["detection"]["levels"])
     for path, value in over.items():
         node = data
@@ -32,9 +34,11 @@ def _rules(**over) -> RuleSet:  # type: ignore[no-untyped-def]
 
 def test_shipped_config_loads_with_the_documented_thresholds() -> None:
     rules = RuleSet.load(REPO / "config" / "signals.yaml")
-    pt = rules.detection.levels["pt"]
-    assert [c.name for c in pt.criteria] == ["mgps", "prr_evans", "ror", "bcpnn"]
-    assert [str(c) for c in pt.criteria[1].conditions] == ["prr >= 2", "prr_chi2 >= 4", "n >= 3"]
+    assert rules.detection.profile == "bcpnn"  # chosen by measurement (docs/signals.md section 11)
+    for level in ("pt", "group"):
+        rule = rules.detection.levels[level]
+        assert [c.name for c in rule.criteria] == ["bcpnn"] and rule.min_n == 3
+        assert [str(c) for c in rule.criteria[0].conditions] == ["ic025 > 0"]
     assert rules.feedback.escalation.consecutive_unlabelled_runs == 3
     assert rules.feedback.reopening.factor == 2.0
     assert len(rules.digest()) == 64 and rules.snapshot()["detection"]["result_set"] == "unstratified"
@@ -69,7 +73,7 @@ def test_at_least_k_larger_than_criteria_is_refused() -> None:
 
 
 def test_each_criterion_alone_and_the_minimum_count() -> None:
-    rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    rules = _rules()  # the `any` profile: the four criteria, each alone enough
     rows = frame(
         row("p", "only eb05", n=3, eb05=2.0),                          # mgps exactly at threshold
         row("p", "only prr", n=3, prr=2.0, prr_chi2=4.0),              # Evans exactly at thresholds
