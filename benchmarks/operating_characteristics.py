@@ -64,7 +64,7 @@ WITHIN_DAYS = 92  # "within one quarter of its start"
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     *[(name, {"detection": {"profile": name}}) for name in PROFILES],
     *[(f"{name} + persistence 2", {"detection": {"profile": name}, "opening": {"persistence": 2}})
-      for name in ("any", "evans", "ror", "mhra", "eb05")],
+      for name in PROFILES],
 ]
 
 
@@ -153,7 +153,7 @@ def main() -> None:
                 try:
                     rules = RuleSet.from_mapping(merged(base, over), f"variant {name}")
                 except ConfigError as exc:
-                    print(f"| {name} | not supported by these rules: {str(exc)[:80]} |||||||||")
+                    print(f"| {name} | not supported by these rules: ...{str(exc)[-70:]} |||||||||")
                     continue
                 r0 = time.perf_counter()
                 openings = replay_openings(lambda d: results[d], dates, rules=rules, labels=labels)
