@@ -20,6 +20,8 @@ def faers(
     seed: int = typer.Option(1, "--seed", help="Random seed: the same seed gives the same files."),
     cart_share: float = typer.Option(0.20, "--cart-share", min=0.0, max=1.0,
                                      help="Share of reports whose primary suspect is a CAR-T product."),
+    ratios: bool = typer.Option(False, "--truth-ratios", help="Also write truth_ratios.csv: the true reporting "
+                                "ratio of every product-event pair (about 10 s per quarter)."),
 ) -> None:
     """Write FAERS-layout quarterly zips (ASCII/*.txt, Deleted/DELETE*.txt) and the truth file."""
     from pv.simulate.faers import SimulationConfig, write_quarters
@@ -27,5 +29,5 @@ def faers(
     qs = parse_quarters(quarters)
     t0 = time.perf_counter()
     paths = write_quarters(out, qs, reports, seed, config=SimulationConfig(cart_share=cart_share),
-                           progress=typer.echo)
+                           progress=typer.echo, truth_ratios=ratios)
     typer.echo(f"wrote {len(paths)} quarter(s) and {out / 'truth.csv'} in {time.perf_counter() - t0:.1f} s")

@@ -26,12 +26,12 @@ from pv.analysis.runs import request_run, succeeded_run
 from pv.analysis.stages import execute_run
 from pv.errors import InputError, UnreadableFileError
 from pv.models.base import Base
-from pv.models.signals import Signal, SignalMeasure
-from pv.normalise import EventGroups, ProductDictionary
-from pv.periods import Every, as_of_dates
+from pv.models.signals import Signal, SignalAudit, SignalMeasure
+from pv.normalise import EventGroups, ProductDictionary, default_products, normalise_pt
+from pv.periods import Every, Quarter, as_of_dates
 from pv.signals.evaluation import IncidenceHook, evaluate_run
 from pv.signals.labels import LabelIndex
-from pv.signals.rules import RuleSet
+from pv.signals.rules import RuleSet, select_result_set
 
 Producer = Callable[[dt.date], "pd.DataFrame | tuple[int, pd.DataFrame]"]
 
@@ -188,3 +188,158 @@ def backtest(
         bind.dispose()  # type: ignore[union-attr]
     rows.sort(key=lambda r: (r.label_update_recommended is None, r.raised, r.product, r.event))
     return BacktestReport(as_of=list(when), rows=rows)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """When a replayed signal was first detected and when it was opened: its earliest ``signal_audit`` row
+    with ``to_status`` 'new' (None when it never was, e.g. a finding only tracked)."""
+
+    product: str
+    event: str
+    level: str
+    first_detected: dt.date
+    opened: dt.date | None
+
+
+def openings(session: Session) -> list[Opening]:
+    """Every signal of a registry with its first detection and its opening (earliest audit row to 'new')."""
+    opened: dict[int, dt.date] = {}
+    for signal_id, day in session.execute(
+            select(SignalAudit.signal_id, SignalAudit.as_of).where(SignalAudit.to_status == "new")):
+        if day is not None and (signal_id not in opened or day < opened[signal_id]):
+            opened[signal_id] = day
+    return [Opening(s.product, s.event, s.level, s.first_detected, opened.get(s.id))
+            for s in session.scalars(select(Signal).order_by(Signal.id))]
+
+
+def replay_openings(
+    producer: Producer,
+    dates: Iterable[dt.date],
+    *,
+    rules: RuleSet,
+    labels: LabelIndex,
+    incidence: IncidenceHook | None = None,
+    groups: EventGroups | None = None,
+    products: ProductDictionary | None = None,
+) -> list[Opening]:
+    """Replay the registry over ``dates`` (in order) on a scratch in-memory database and return, for every
+    signal it created, when it was first detected and opened. Nothing is written to the live store."""
+    scratch = _scratch_session()
+    try:
+        for i, as_of in enumerate(sorted(dates), start=1):
+            produced = producer(as_of)
+            run_id, results = produced if isinstance(produced, tuple) else (i, produced)
+            evaluate_run(scratch, run_id=run_id, as_of=as_of, results=results, rules=rules, labels=labels,
+                         incidence=incidence, groups=groups, products=products)
+            scratch.commit()
+        return openings(scratch)
+    finally:
+        bind = scratch.get_bind()
+        scratch.close()
+        bind.dispose()  # type: ignore[union-attr]
+
+
+PairKey = tuple[str, str, str]  # (product case-folded, event as the registry keys it, level)
+
+
+def pair_key(product: str, event: str, level: str) -> PairKey:
+    """The key of a pair in :func:`operating_characteristics`: product case-folded, PT normalised."""
+    return (str(product).casefold(), normalise_pt(event) if level == "pt" else str(event), str(level))
+
+
+@dataclass(frozen=True)
+class OperatingCharacteristics:
+    """How a rule set did on simulated data with a known truth (docs/signals.md, "Threshold profiles").
+
+    ``injected``: the injected signals judged by the rules with at least ``min_injected_cases`` cases at the last
+    as-of date, with the days from their start to their opening (None: never opened). ``emerging``: the same
+    for the injected pairs of the emerging event (T-cell lymphoma). ``quiet``: the judged pairs whose true
+    reporting ratio is <= 1 (and the null controls) with at least ``min_quiet_cases`` cases at the last date,
+    and which of them were ever opened; ``null_controls``: the scenario's null controls among them.
+    """
+
+    injected: dict[PairKey, int | None]
+    emerging: dict[PairKey, int | None]
+    quiet: int
+    quiet_opened: list[PairKey]
+    null_controls: int
+    null_controls_opened: int
+
+    @property
+    def injected_opened(self) -> int:
+        return sum(d is not None for d in self.injected.values())
+
+    @property
+    def injected_share(self) -> float:
+        return self.injected_opened / len(self.injected) if self.injected else float("nan")
+
+    @property
+    def quiet_share(self) -> float:
+        return len(self.quiet_opened) / self.quiet if self.quiet else float("nan")
+
+    @property
+    def emerging_first(self) -> int | None:
+        """Days from the start of the emerging event to the opening of its first injected pair."""
+        days = [d for d in self.emerging.values() if d is not None]
+        return min(days) if days else None
+
+    def emerging_within(self, days: int, *, every: bool = False) -> bool:
+        """The emerging signal was opened within ``days`` of its start: its first injected pair (the signal is
+        one event across the products that share it), or with ``every`` each of its pairs."""
+        if every:
+            return bool(self.emerging) and all(d is not None and d <= days for d in self.emerging.values())
+        first = self.emerging_first
+        return first is not None and first <= days
+
+
+def operating_characteristics(
+    openings: Iterable[Opening],
+    *,
+    truth: Any,
+    ratios: dict[PairKey, float],
+    last_results: pd.DataFrame,
+    rules: RuleSet,
+    products: ProductDictionary | None = None,
+    emerging_event: str = "T-cell lymphoma",
+    min_injected_cases: int = 5,
+    min_quiet_cases: int = 3,
+) -> OperatingCharacteristics:
+    """Score a replay against the simulator's truth (:class:`pv.simulate.truth.Truth`) and true ratios
+    (``ratios``: :func:`pair_key` -> true reporting ratio, e.g. from ``truth_ratios.csv``). Case counts are the
+    unstratified ``n`` of ``last_results`` (the run of the last as-of date); only the products the rules judge
+    (``detection.products``) and events they do not exclude count."""
+    spec = rules.detection.products
+    judged = (None if spec == "all" else
+              {p.casefold() for p in ((products or default_products()).products if spec == "dictionary" else spec)})
+    excluded = {normalise_pt(e) for e in rules.detection.exclude_events}
+
+    def in_scope(key: PairKey) -> bool:
+        return (judged is None or key[0] in judged) and not (key[2] == "pt" and key[1] in excluded)
+
+    frame = select_result_set(last_results, "unstratified")
+    cases = {pair_key(p, e, lv): float(n) for p, e, lv, n in
+             frame[["product", "event", "level", "n"]].itertuples(index=False)}
+    opened = {pair_key(o.product, o.event, o.level): o.opened for o in openings if o.opened is not None}
+    injected: dict[PairKey, int | None] = {}
+    emerging: dict[PairKey, int | None] = {}
+    nulls = [pair_key(r.product, r.event, r.level) for r in truth.null_controls]
+    for r in truth.signals:
+        key = pair_key(r.product, r.event, r.level)
+        if not in_scope(key) or cases.get(key, 0) < min_injected_cases:
+            continue
+        start = Quarter.parse(r.start_quarter).start
+        day = opened.get(key)
+        injected[key] = (day - start).days if day is not None else None
+        if key[1] == pair_key("", emerging_event, r.level)[1]:
+            emerging[key] = injected[key]
+    quiet = [k for k, ratio in ratios.items()
+             if ratio <= 1 and in_scope(k) and cases.get(k, 0) >= min_quiet_cases]
+    quiet += [k for k in nulls if k not in set(quiet) and in_scope(k) and cases.get(k, 0) >= min_quiet_cases]
+    quiet_opened = sorted(k for k in quiet if k in opened)
+    quiet_set = set(quiet)
+    return OperatingCharacteristics(
+        injected=injected, emerging=emerging, quiet=len(quiet), quiet_opened=quiet_opened,
+        null_controls=sum(k in quiet_set for k in nulls),
+        null_controls_opened=sum(k in quiet_set and k in opened for k in nulls),
+    )

@@ -147,13 +147,58 @@ class LevelRule(_Model):
         return np.asarray(ok & (n >= self.min_n), dtype=bool)
 
 
+def _profile(criteria: list[tuple[str, list[str]]], min_n: int = 3, k: int = 1) -> dict[str, Any]:
+    return {"min_n": min_n, "combine": "any", "k": k,
+            "criteria": [{"name": name, "conditions": conditions} for name, conditions in criteria]}
+
+
+#: Named threshold profiles: the criteria of a level, selected by ``detection.profile`` (docs/signals.md,
+#: "Threshold profiles"). ``any`` is the union of the four classical criteria (the shipped rules before profiles).
+PROFILES: dict[str, dict[str, Any]] = {
+    "evans": _profile([("prr_evans", ["prr >= 2", "prr_chi2 >= 4", "n >= 3"])]),
+    "ror": _profile([("ror025", ["ror_lower > 1", "n >= 5"])], min_n=5),
+    "mhra": _profile([("mhra", ["eb05 >= 1.8", "ebgm >= 2.5", "n >= 3"])]),
+    "eb05": _profile([("mgps", ["eb05 >= 2"])]),
+    "bcpnn": _profile([("bcpnn", ["ic025 > 0"])]),
+    "any": _profile([
+        ("mgps", ["eb05 >= 2"]),
+        ("prr_evans", ["prr >= 2", "prr_chi2 >= 4", "n >= 3"]),
+        ("ror", ["ror_lower > 1", "n >= 3"]),
+        ("bcpnn", ["ic025 > 0"]),
+    ], k=2),  # k: used when a file sets combine: at_least
+}
+
+
 class Detection(_Model):
     result_set: Literal["unstratified", "stratified"] = "unstratified"
     products: Literal["dictionary", "all"] | list[str] = "dictionary"
+    # A named threshold profile (PROFILES, or one of ``profiles``) giving the rule of every level; a level
+    # listed under ``levels`` replaces the profile's rule at that level. Without a profile every level is
+    # given under ``levels``.
+    profile: str | None = None
+    # Profiles of this file, added to (or replacing) the built-in PROFILES.
+    profiles: dict[str, LevelRule] = Field(default_factory=dict)
     levels: dict[Literal["pt", "group"], LevelRule] = Field(min_length=1)
     # PTs that are not adverse reactions of a product (the treated disease, its progression, death without a
     # cause, use and product-quality terms): never raised as signals. Matched case-insensitively.
     exclude_events: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_profile(cls, data: Any) -> Any:
+        """Fill ``levels`` from the named profile (levels given explicitly win)."""
+        if not isinstance(data, Mapping) or data.get("profile") is None:
+            return data
+        name = data["profile"]
+        own = data.get("profiles") or {}
+        known = {**PROFILES, **(own if isinstance(own, Mapping) else {})}
+        if not isinstance(name, str) or name not in known:
+            raise ValueError(f"unknown detection profile {name!r}; known profiles: {', '.join(sorted(known))}")
+        explicit = data.get("levels") or {}
+        levels = {level: known[name] for level in LEVELS}
+        if isinstance(explicit, Mapping):
+            levels.update(explicit)
+        return {**data, "levels": levels}
 
 
 class Escalation(_Model):
@@ -307,6 +352,7 @@ def describe_detection(values: Mapping[str, Any], rule: LevelRule) -> str:
 
 __all__ = [
     "JURISDICTIONS",
+    "PROFILES",
     "LEVELS",
     "MEASURES",
     "SECTIONS",

@@ -114,6 +114,7 @@ OUTC_CODES = np.array(["DE", "LT", "HO", "DS", "CA", "RI", "OT"], dtype=object)
 _EPOCH = np.datetime64("1970-01-01", "D")
 _NA = np.array(None, dtype=object)  # a missing field in np.where
 UNKNOWN_INDICATION = "Product used for unknown indication"
+RATIOS_FILE = "truth_ratios.csv"
 
 
 @dataclass(frozen=True)
@@ -550,6 +551,24 @@ def _blank(n: int) -> np.ndarray:
     return np.full(n, None, dtype=object)
 
 
+@dataclass(frozen=True)
+class Core:
+    """The first draws of a batch of initial reports: drugs (``drugmat``, -1 padded; ``rolemat`` 0 PS, 1 SS,
+    2 C, 3 I), the probability ``p`` and occurrence ``occ`` of each tracked event (reports x tracked events),
+    the tracked PTs drawn (``t_rep``, ``t_pt``) and the number of PT draws from the drugs' profiles."""
+
+    is_cart: np.ndarray
+    ps: np.ndarray
+    drugmat: np.ndarray
+    rolemat: np.ndarray
+    n_drugs: np.ndarray
+    p: np.ndarray
+    occ: np.ndarray
+    t_rep: np.ndarray
+    t_pt: np.ndarray
+    n_prof: np.ndarray
+
+
 class QuarterGenerator:
     """Generates the initial reports of a quarter and the follow-ups derived from them."""
 
@@ -557,11 +576,11 @@ class QuarterGenerator:
         self.u = universe
 
     # ------------------------------------------------------------------------------------------------
-    def initial(self, quarter: Quarter, n: int, rng: np.random.Generator, first_caseid: int) -> Tables:
+    def draw_core(self, quarter: Quarter, n: int, rng: np.random.Generator) -> Core:
+        """The drugs, roles, tracked events and number of profile PTs of ``n`` initial reports (the first
+        draws of :meth:`initial`, in its order; :mod:`pv.simulate.ratios` uses them to compute true ratios)."""
         u = self.u
         cfg = u.config
-        caseid = first_caseid + np.arange(n, dtype=np.int64)
-        primaryid = caseid * 10 + 1
 
         # --- drugs
         is_cart = rng.random(n) < cfg.cart_share
@@ -623,6 +642,15 @@ class QuarterGenerator:
             + 1
         )
         n_prof = np.where(n_tracked > 0, np.maximum(n_total - n_tracked, 0), n_total)
+        return Core(is_cart, ps, drugmat, rolemat, n_drugs, p, occ, t_rep, t_pt, n_prof)
+
+    def initial(self, quarter: Quarter, n: int, rng: np.random.Generator, first_caseid: int) -> Tables:
+        u = self.u
+        caseid = first_caseid + np.arange(n, dtype=np.int64)
+        primaryid = caseid * 10 + 1
+        core = self.draw_core(quarter, n, rng)
+        is_cart, ps, drugmat, rolemat, n_drugs = core.is_cart, core.ps, core.drugmat, core.rolemat, core.n_drugs
+        t_rep, t_pt, n_prof = core.t_rep, core.t_pt, core.n_prof
         s_rep = np.repeat(np.arange(n), n_prof)
         nd = n_drugs[s_rep]
         pick_other = (nd > 1) & (rng.random(len(s_rep)) >= 0.75)
@@ -1088,10 +1116,14 @@ def write_quarters(
     products: ProductDictionary | None = None,
     groups: EventGroups | None = None,
     progress: Callable[[str], None] | None = print,
+    truth_ratios: bool = False,
+    ratio_sample: int = 100_000,
 ) -> list[Path]:
     """Write one FAERS-layout zip per quarter into ``out_dir`` plus truth.csv/truth.json; return the zips.
 
-    ``reports_per_quarter`` counts initial reports; follow-up versions come on top (about 12%).
+    ``reports_per_quarter`` counts initial reports; follow-up versions come on top (about 12%). With
+    ``truth_ratios`` also ``truth_ratios.csv``: the true reporting ratio of every product-event pair
+    (:func:`pv.simulate.ratios.true_ratios`, from ``ratio_sample`` sampled reports per quarter).
     """
     if reports_per_quarter < 1:
         raise ConfigError("reports per quarter must be at least 1")
@@ -1158,6 +1190,14 @@ def write_quarters(
             line = writing.result()
             if progress:
                 progress(line)
+    extra: dict[str, object] = {}
+    if truth_ratios:
+        from pv.simulate.ratios import true_ratios
+
+        ratios = true_ratios(qs, seed, reports_per_quarter=reports_per_quarter, config=cfg, products=products,
+                             groups=groups, sample_per_quarter=ratio_sample)
+        ratios.to_csv(out / RATIOS_FILE, index=False, float_format="%.6g", lineterminator="\n")
+        extra["ratios"] = {"file": RATIOS_FILE, "sample_per_quarter": ratio_sample, "pairs": len(ratios)}
     truth = Truth.from_scenario(
         cfg.scenario,
         qs[0],
@@ -1170,6 +1210,7 @@ def write_quarters(
             "cart_share": cfg.cart_share,
             "files": [p.name for p in paths],
             "known_risks": [{"product": p, "event": e, "level": "group"} for p, e in cfg.scenario.known_risks],
+            **extra,
         },
     )
     truth.write(out)

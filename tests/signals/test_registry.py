@@ -367,6 +367,9 @@ def test_a_run_without_ebgm_meets_no_ebgm_criterion_and_keeps_the_others(session
     """A table whose MGPS prior was degenerate has empty EBGM, EB05 and EB95 (NaN): the EBGM criterion and the
     strong escalation criterion (EB05 >= 4) cannot hold, PRR, ROR and IC decide alone, priority uses IC025."""
     ensure_seeded(session)
+    # the `any` profile: EB05, Evans, ROR and IC criteria, any of them enough
+    rules = RuleSet.from_mapping({**rules.snapshot(), "detection": {**rules.snapshot()["detection"],
+                                                                    "profile": "any", "levels": {}}})
     withheld = {"ebgm": math.nan, "eb05": math.nan, "eb95": math.nan}
     results = frame(
         # strong on every measure; EBGM withheld: detected by PRR, ROR and IC

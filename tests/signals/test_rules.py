@@ -19,6 +19,10 @@ from tests.signals.helpers import frame, row, strong_row, weak_row
 
 def _rules(**over) -> RuleSet:  # type: ignore[no-untyped-def]
     data = yaml.safe_load((REPO / "config" / "signals.yaml").read_text())
+    # the levels of the `any` profile (the four classical criteria), written out so that a test can change one
+    # key of them
+    data["detection"]["profile"] = "any"
+    data["detection"].setdefault("levels", RuleSet.from_mapping(data).snapshot()["detection"]["levels"])
     for path, value in over.items():
         node = data
         keys = path.split(".")
@@ -30,9 +34,11 @@ def _rules(**over) -> RuleSet:  # type: ignore[no-untyped-def]
 
 def test_shipped_config_loads_with_the_documented_thresholds() -> None:
     rules = RuleSet.load(REPO / "config" / "signals.yaml")
-    pt = rules.detection.levels["pt"]
-    assert [c.name for c in pt.criteria] == ["mgps", "prr_evans", "ror", "bcpnn"]
-    assert [str(c) for c in pt.criteria[1].conditions] == ["prr >= 2", "prr_chi2 >= 4", "n >= 3"]
+    assert rules.detection.profile == "bcpnn"  # chosen by measurement (docs/signals.md section 11)
+    for level in ("pt", "group"):
+        rule = rules.detection.levels[level]
+        assert [c.name for c in rule.criteria] == ["bcpnn"] and rule.min_n == 3
+        assert [str(c) for c in rule.criteria[0].conditions] == ["ic025 > 0"]
     assert rules.feedback.escalation.consecutive_unlabelled_runs == 3
     assert rules.feedback.reopening.factor == 2.0
     assert len(rules.digest()) == 64 and rules.snapshot()["detection"]["result_set"] == "unstratified"
@@ -67,7 +73,7 @@ def test_at_least_k_larger_than_criteria_is_refused() -> None:
 
 
 def test_each_criterion_alone_and_the_minimum_count() -> None:
-    rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    rules = _rules()  # the `any` profile: the four criteria, each alone enough
     rows = frame(
         row("p", "only eb05", n=3, eb05=2.0),                          # mgps exactly at threshold
         row("p", "only prr", n=3, prr=2.0, prr_chi2=4.0),              # Evans exactly at thresholds
@@ -98,7 +104,8 @@ def test_combine_all_and_at_least() -> None:
 
 
 def test_level_without_rules_never_meets() -> None:
-    rules = _rules(**{"detection.levels": {"pt": yaml.safe_load(
+    # without a profile, only the levels listed have rules (with one, it gives every level its rule)
+    rules = _rules(**{"detection.profile": None, "detection.levels": {"pt": yaml.safe_load(
         "{min_n: 3, combine: any, criteria: [{name: mgps, conditions: ['eb05 >= 2']}]}")}})
     out = evaluate_rules(frame(strong_row("p", "crs", "group"), strong_row("p", "x")), rules)
     assert out["meets"].tolist() == [False, True]
@@ -170,3 +177,81 @@ def test_every_state_is_reachable_from_tracked_and_closed_is_final() -> None:
     assert allowed_targets("tracked", automatic=True) == ("validated", "refuted", "new")
     assert not any("tracked" in allowed_targets(s, automatic=True) for s in STATES)
     assert "tracked" not in OPEN_STATES
+
+
+# -- threshold profiles ------------------------------------------------------------------------------------
+
+
+def _with_profile(profile: object, **detection: object) -> RuleSet:
+    data = yaml.safe_load((REPO / "config" / "signals.yaml").read_text())
+    data["detection"].pop("levels", None)
+    data["detection"]["profile"] = profile
+    data["detection"].update(detection)
+    return RuleSet.from_mapping(data)
+
+
+def test_profiles_give_the_documented_criteria_at_both_levels() -> None:
+    expected = {
+        "evans": ["prr >= 2", "prr_chi2 >= 4", "n >= 3"],
+        "ror": ["ror_lower > 1", "n >= 5"],
+        "mhra": ["eb05 >= 1.8", "ebgm >= 2.5", "n >= 3"],
+        "eb05": ["eb05 >= 2"],
+        "bcpnn": ["ic025 > 0"],
+    }
+    for name, conditions in expected.items():
+        rules = _with_profile(name)
+        for level in ("pt", "group"):
+            rule = rules.detection.levels[level]
+            assert len(rule.criteria) == 1 and [str(c) for c in rule.criteria[0].conditions] == conditions
+        assert rules.detection.levels["pt"].min_n == (5 if name == "ror" else 3)
+    assert [c.name for c in _with_profile("any").detection.levels["group"].criteria] == [
+        "mgps", "prr_evans", "ror", "bcpnn"]
+
+
+def test_each_profile_judges_the_same_rows_as_its_thresholds() -> None:
+    rows = frame(
+        row("p", "evans only", n=3, prr=2.0, prr_chi2=4.0, ror_lower=0.9, ebgm=1.5, eb05=1.0, ic025=-0.1),
+        row("p", "ror n 4", n=4, prr=1.5, prr_chi2=2.0, ror_lower=1.2, ebgm=1.5, eb05=1.0, ic025=-0.1),
+        row("p", "ror n 5", n=5, prr=1.5, prr_chi2=2.0, ror_lower=1.2, ebgm=1.5, eb05=1.0, ic025=-0.1),
+        row("p", "mhra", n=3, prr=1.5, prr_chi2=2.0, ror_lower=0.9, ebgm=2.5, eb05=1.8, ic025=-0.1),
+        row("p", "mhra low ebgm", n=3, prr=1.5, prr_chi2=2.0, ror_lower=0.9, ebgm=2.4, eb05=1.9, ic025=-0.1),
+        row("p", "eb05", n=3, prr=1.5, prr_chi2=2.0, ror_lower=0.9, ebgm=2.2, eb05=2.0, ic025=-0.1),
+    )
+    meets = {name: set(evaluate_rules(rows, _with_profile(name)).query("meets")["event"])
+             for name in ("evans", "ror", "mhra", "eb05", "any")}
+    assert meets["evans"] == {"evans only"}
+    assert meets["ror"] == {"ror n 5"}                   # n >= 5, where `any` accepts n >= 3
+    assert meets["mhra"] == {"mhra"}
+    assert meets["eb05"] == {"eb05"}
+    assert meets["any"] == {"evans only", "ror n 4", "ror n 5", "eb05"}
+
+
+def test_explicit_levels_replace_the_profile_at_their_level() -> None:
+    pt_rule = {"min_n": 4, "combine": "any", "criteria": [{"name": "ic", "conditions": ["ic025 > 0.5"]}]}
+    rules = _with_profile("mhra", levels={"pt": pt_rule})
+    assert [c.name for c in rules.detection.levels["pt"].criteria] == ["ic"]
+    assert [c.name for c in rules.detection.levels["group"].criteria] == ["mhra"]
+
+
+def test_a_profile_defined_in_the_file() -> None:
+    own = {"strict": {"min_n": 5, "criteria": [{"name": "eb05_3", "conditions": ["eb05 >= 3"]}]}}
+    rules = _with_profile("strict", profiles=own)
+    assert str(rules.detection.levels["group"].criteria[0].conditions[0]) == "eb05 >= 3"
+    assert rules.detection.levels["pt"].min_n == 5
+
+
+def test_unknown_profile_is_a_config_error_naming_it_and_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        _with_profile("mhra2")
+    text = str(err.value)
+    assert "signals.yaml" in text and "unknown detection profile 'mhra2'" in text
+    assert "known profiles: any, bcpnn, eb05, evans, mhra, ror" in text
+
+
+def test_the_rule_snapshot_records_the_profile() -> None:
+    snap = _with_profile("eb05").snapshot()
+    assert snap["detection"]["profile"] == "eb05"
+    assert snap["detection"]["levels"]["pt"]["criteria"][0]["conditions"][0]["value"] == 2.0
+    # a snapshot read back gives the same rules
+    assert RuleSet.from_mapping(snap).digest() == _with_profile("eb05").digest()
+    assert RuleSet.load(REPO / "config" / "signals.yaml").snapshot()["detection"]["profile"] is not None
