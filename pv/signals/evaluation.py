@@ -175,8 +175,11 @@ class RegistryUpdate:
         self.events.append((kind, signal, measure))
 
     def classify(self, signal: Signal, as_of: dt.date | None = None) -> dict[str, bool]:
+        fb = self.rules.feedback
         return self.labels.classify(signal.product, signal.event, signal.level, as_of or self.as_of,
-                                    jurisdictions=self.jurisdictions, sections=self.sections)
+                                    jurisdictions=self.jurisdictions, sections=self.sections,
+                                    required=fb.required_sections,
+                                    highest={str(j): s for j, s in fb.highest_sections.items()})
 
     # -- opening ---------------------------------------------------------------------------------------
     @staticmethod

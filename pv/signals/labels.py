@@ -328,17 +328,36 @@ class LabelIndex:
 
     def classify(self, product: str, event: str, level: str, as_of: dt.date, *,
                  jurisdictions: Sequence[str] = JURISDICTIONS,
-                 sections: Sequence[str] = SECTIONS) -> dict[str, bool]:
-        """jurisdiction -> labelled, for the jurisdictions where the product is judged at ``as_of``."""
+                 sections: Sequence[str] = SECTIONS,
+                 required: Mapping[str, str] | None = None,
+                 highest: Mapping[str, str] | None = None) -> dict[str, bool]:
+        """jurisdiction -> labelled, for the jurisdictions where the product is judged at ``as_of``.
+
+        ``required``: event group -> the label section a risk of that group belongs in; an entry in a lower
+        section does not make it labelled (e.g. a T-cell malignancy mentioned under Warnings and Precautions,
+        when it belongs in a boxed warning). ``highest``: jurisdiction -> the highest section its labels have
+        (an EU SmPC has no boxed warning), which caps the requirement there.
+        """
         keys = self.covering_keys(event, level)
+        need = self.required_section(event, level, required or {})
         result = {}
         for j in self.judged_jurisdictions(product, as_of, jurisdictions):
+            enough = _at_least(need, (highest or {}).get(j))
             result[j] = any(
-                r.jurisdiction == j and r.section in sections and r.in_force(as_of)
+                r.jurisdiction == j and r.section in sections and r.section in enough and r.in_force(as_of)
                 and (r.level, r.event) in keys
                 for r in self._by_product.get(product, ())
             )
         return result
+
+    def required_section(self, event: str, level: str, required: Mapping[str, str]) -> str | None:
+        """The highest section ``required`` asks of the event: of its own group or of a group holding it (a PT
+        of ``malignancy_t_cell``, or a group within it); a broader group (``secondary_malignancy``) is not held
+        to what one of its parts needs."""
+        if not required:
+            return None
+        asked = [required[g] for lv, g in self.covering_keys(event, level) if lv == "group" and g in required]
+        return min(asked, key=SECTIONS.index) if asked else None
 
     def covering_rows(self, product: str, event: str, level: str, *,
                       sections: Sequence[str] = SECTIONS) -> list[LabelRow]:
@@ -348,6 +367,15 @@ class LabelIndex:
              if (r.level, r.event) in keys and r.section in sections),
             key=lambda r: r.effective_date,
         )
+
+
+def _at_least(need: str | None, cap: str | None) -> tuple[str, ...]:
+    """The sections that cover a risk needing section ``need`` in a jurisdiction whose highest is ``cap``."""
+    if need is None:
+        return tuple(SECTIONS)
+    if cap is not None and SECTIONS.index(cap) > SECTIONS.index(need):
+        need = cap
+    return SECTIONS[:SECTIONS.index(need) + 1]
 
 
 def product_approvals(products: ProductDictionary | None = None) -> dict[str, dict[str, dt.date]]:

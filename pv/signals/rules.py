@@ -238,6 +238,11 @@ class Feedback(_Model):
     reopening: Reopening = Field(default_factory=Reopening)
     withdrawal: Withdrawal = Field(default_factory=Withdrawal)
     label_section: LabelSectionRule = Field(default_factory=LabelSectionRule)
+    #: event group -> the label section a risk of that group belongs in: an entry in a lower section does not
+    #: make it labelled (a signal then asks for the section to be raised)
+    required_sections: dict[str, Section] = Field(default_factory=dict)
+    #: jurisdiction -> the highest section its labels have (an EU SmPC has no boxed warning): caps the above
+    highest_sections: dict[Jurisdiction, Section] = Field(default_factory=dict)
 
 
 class Opening(_Model):

@@ -173,3 +173,28 @@ def test_add_label_maps_names_records_who_and_why_and_refuses_bad_input(session)
     with pytest.raises(AuditTrailError, match="label_audit is append-only"):
         session.flush()
     session.rollback()
+
+
+def test_a_risk_is_labelled_only_in_the_section_it_belongs_in(session) -> None:  # type: ignore[no-untyped-def]
+    """feedback.required_sections: a T-cell malignancy needs a boxed warning; the W&P "Secondary malignancies"
+    mention does not cover it, until the 2024 boxed warning. highest_sections caps the need where labels have
+    no boxed warning (EU SmPC; NMPA as recorded)."""
+    ensure_seeded(session)
+    idx = LabelIndex.from_session(session)
+    required, highest = {"malignancy_t_cell": "boxed_warning"}, {"EMA": "warnings_and_precautions",
+                                                                 "NMPA": "warnings_and_precautions"}
+    tcl = ("t-cell lymphoma", "pt")
+    assert idx.required_section(*tcl, required) == "boxed_warning"
+    assert idx.required_section("malignancy_t_cell", "group", required) == "boxed_warning"
+    assert idx.required_section("secondary_malignancy", "group", required) is None  # the broader group
+    assert idx.required_section("myelodysplastic syndrome", "pt", required) is None
+    assert idx.classify(AXI, *tcl, D(2024, 1, 1), required=required, highest=highest) == {
+        "FDA": False, "NMPA": True, "EMA": True}
+    assert idx.classify(AXI, *tcl, D(2024, 4, 19), required=required, highest=highest) == {
+        "FDA": True, "NMPA": True, "EMA": True}
+    assert idx.classify(AXI, "malignancy_t_cell", "group", D(2024, 1, 1), required=required) == {
+        "FDA": False, "NMPA": False, "EMA": False}  # uncapped, no boxed warning anywhere before April
+    assert idx.classify(AXI, "secondary_malignancy", "group", D(2024, 1, 1), required=required,
+                        highest=highest) == {"FDA": True, "NMPA": True, "EMA": True}
+    # a requirement on other events changes nothing
+    assert idx.classify(AXI, "cytokine storm", "pt", D(2018, 1, 1), required=required) == {"FDA": True}
