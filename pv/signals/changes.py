@@ -6,7 +6,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-ChangeKind = Literal["created", "escalated", "label_update_recommended", "reopened", "label_update_cleared"]
+#: ``created``: a finding first meeting the detection rules, now tracked (no alert by default); ``opened``: a
+#: tracked finding opened as a signal for a person by the opening rule; ``label_update_withdrawn``: a flag
+#: withdrawn because the evidence went away (``label_update_cleared``: because the label came to cover it).
+ChangeKind = Literal["created", "opened", "escalated", "label_update_recommended", "reopened",
+                     "label_update_cleared", "label_update_withdrawn"]
 
 
 @dataclass(frozen=True)
