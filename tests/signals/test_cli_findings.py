@@ -7,9 +7,14 @@ import csv
 import io
 import json
 
+import pytest
+
 from pv.db import session_scope
 from tests.signals.test_cli import run as cli
 from tests.signals.test_triage import TISA, build_registry
+
+# the registry of the triage tests relies on the T-cell malignancy label gap of the test label registry
+pytestmark = pytest.mark.usefixtures("gap_registry")
 
 
 def test_table_puts_the_members_of_a_finding_beneath_its_head(pv_env, capsys) -> None:  # type: ignore[no-untyped-def]
