@@ -1,5 +1,6 @@
-"""Alert outbox throughput: queue N changes (rendering + idempotent insert), re-queue them (no-op), send them
-as .eml files and over SMTP to a local aiosmtpd server. Prints figures; uses a scratch PostgreSQL database
+"""Alert outbox throughput: queue the digests of N changes spread over N/10 runs (audit-trail reasons, grouping,
+rendering, idempotent insert: one row per run and recipient), re-queue them (no-op), send them as .eml files and
+over SMTP to a local aiosmtpd server. Prints figures; uses a scratch PostgreSQL database
 (PV_BENCH_ADMIN_URL, default postgresql://postgres@127.0.0.1:5432/test) or SQLite with --sqlite.
 
     .venv/bin/python benchmarks/alerts_outbox.py [N] [--sqlite]
@@ -21,7 +22,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.orm import sessionmaker
 
 from pv import db
-from pv.alerts import EmlTransport, SMTPTransport, queue_alerts, send_pending
+from pv.alerts import EmlTransport, SMTPTransport, queue_digests, send_pending
 from pv.alerts.routing import AlertRouting
 from pv.signals.changes import SignalChange
 
@@ -40,7 +41,7 @@ def changes(n: int) -> list[SignalChange]:
     products = ["tisagenlecleucel", "axicabtagene ciloleucel", "ciltacabtagene autoleucel"]
     events = ["cytokine release syndrome", "t-cell lymphoma", "hepatitis b reactivation", "parkinsonism"]
     return [
-        SignalChange(kind="opened", signal_id=i, run_id=1, as_of=dt.date(2024, 9, 30),
+        SignalChange(kind="opened", signal_id=i, run_id=1 + i // 10, as_of=dt.date(2024, 9, 30),
                      product=products[i % 3], event=events[i % 4], level="pt", status="new", priority=0.5,
                      labelled={"FDA": bool(i % 2)},
                      measures={"n": 10 + i, "prr": 2.5, "prr_chi2": 12.0, "ror_lower": 1.8, "ic025": 0.7,
@@ -67,14 +68,15 @@ def main() -> None:
         batch = changes(n)
         with factory() as s:
             t = time.perf_counter()
-            rows = queue_alerts(s, batch, routing=routing)
+            rows = queue_digests(s, batch, routing=routing)
             s.commit()
             q = time.perf_counter() - t
             t = time.perf_counter()
-            again = queue_alerts(s, batch, routing=routing)
+            again = queue_digests(s, batch, routing=routing)
             s.commit()
             q2 = time.perf_counter() - t
-            print(f"backend {'sqlite' if use_sqlite else 'postgresql'}: {n} changes -> {rows} outbox rows")
+            print(f"backend {'sqlite' if use_sqlite else 'postgresql'}: {n} changes in {len({c.run_id for c in batch})}"
+                  f" runs -> {rows} digests")
             print(f"queue:    {q:.2f} s ({rows / q:.0f} rows/s, {1000 * q / n:.1f} ms per change)")
             print(f"re-queue: {q2:.2f} s, {again} rows added")
             t = time.perf_counter()

@@ -6,8 +6,8 @@ file name is known before it is written (:func:`pv.report.render.report_files`),
 signals and queues the alerts, writes the report, then sends the alerts.
 
 Services: they receive the caller's Session and do not commit. Each step is idempotent so that a redelivered
-task does no harm: a run the registry has evaluated is not evaluated again, alerts are queued once per (change,
-recipient), and the report of a run is rewritten in place.
+task does no harm: a run the registry has evaluated is not evaluated again, alert digests are queued once per
+(run, recipient), and the report of a run is rewritten in place.
 
 A cycle is refused up front (:func:`check_as_of`) when its date is before the last run the registry evaluated,
 and :func:`cycle_outcome` reads what a cycle's run led to once it has ended (``pv cycle`` prints it).
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pv.alerts.service import queue_alerts
+from pv.alerts.service import queue_digests
 from pv.analysis.results import results_frame
 from pv.analysis.runs import get_run, succeeded_run
 from pv.errors import InputError
@@ -58,14 +58,15 @@ class Evaluation:
 
 def evaluate_signals(session: Session, run_id: int) -> Evaluation:
     """Evaluate a succeeded run in the signal registry, with the cohort incidence as evidence, and queue the
-    alerts for what changed (linking the run's report). A run evaluated before is skipped."""
+    alert digests of what changed (one per recipient, linking the run's report). A run evaluated before is
+    skipped."""
     run = succeeded_run(session, run_id, "signal evaluation")
     if is_evaluated(session, run.id):
         return Evaluation(run.id, skipped="already evaluated")
     changes = evaluate_run(session, run_id=run.id, as_of=run.as_of, results=results_frame(session, run.id),
                            incidence=cohort_incidence)
     report = report_files(reports_dir(), run.as_of, run.id).html
-    queued = queue_alerts(session, changes, report_path=str(report))
+    queued = queue_digests(session, changes, report=report.name)
     return Evaluation(run.id, changes=len(changes), alerts_queued=queued)
 
 

@@ -4,8 +4,10 @@
 2. Load the cohort; put the quarters in the drop folder.
 3. Run the weekly cycle at four data cut-offs (2023-12-31, 2024-03-31, 2024-06-30, 2024-12-31), as if it had been
    running since then: the first cycle ingests the drop folder; each runs the analysis, evaluates signals against
-   the labels in force at its date, writes the weekly report and sends the alerts (.eml files in the outbox).
-4. Print what happened and where the outputs are.
+   the labels in force at its date, writes the weekly report and sends the alert digests (one email per
+   recipient per cycle, .eml files in the outbox).
+4. Print what happened, and end with the action queue (the top findings, as ``pv signals`` shows them), the last
+   weekly report's path and the number of digest emails.
 
 Running it again changes nothing: files are recognised by their hash, runs by (as-of, configuration), and the
 registry evaluates each run once.
@@ -17,6 +19,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -24,13 +27,15 @@ import yaml
 from sqlalchemy import func, select
 
 from pv import db
+from pv.alerts.service import DIGEST_KIND
 from pv.analysis.results import results_frame
 from pv.analysis.runs import get_run
+from pv.cli.signals import SCREEN_COLUMNS, finding_rows, finding_table
 from pv.ingest.cohort import CohortMapping, load_cohort, parse_cohort_csv
 from pv.models import AlertOutbox, Case, Run, Signal
 from pv.normalise import default_event_groups, default_products, normalise_pt
-from pv.report.build import event_label
 from pv.settings import get_settings
+from pv.signals.queries import find_signals
 from pv.signals.rules import RuleSet, evaluate_rules, select_result_set
 from pv.signals.states import OPEN_STATES
 from pv.simulate.cohort import simulate_cohort
@@ -43,6 +48,7 @@ REPORTS_PER_QUARTER = 5000
 COHORT_PATIENTS = 2000
 SEED = 1
 CUT_OFFS = [dt.date(2023, 12, 31), dt.date(2024, 3, 31), dt.date(2024, 6, 30), dt.date(2024, 12, 31)]
+QUEUE_FINDINGS = 8  # the findings of the action queue shown at the end: a screenful
 
 
 def _step(text: str) -> None:
@@ -159,32 +165,35 @@ def main() -> None:
             run_ids.append(run.id)
         reports.extend(sorted((var / "reports").glob(f"weekly-report-{cut_off.isoformat()}-run*.html")))
 
-    groups = default_event_groups()
     with db.session_scope() as session:
         cases = session.scalar(select(func.count()).select_from(Case))
         open_signals = session.scalar(select(func.count()).select_from(Signal)
                                       .where(Signal.status.in_(sorted(OPEN_STATES))))
         tracked = session.scalar(select(func.count()).select_from(Signal).where(Signal.status == "tracked"))
-        flagged = session.scalars(select(Signal).where(Signal.label_update_recommended)
-                                  .order_by(Signal.priority.desc())).all()
-        alerts = dict(session.execute(select(AlertOutbox.status, func.count()).group_by(AlertOutbox.status)).all())
-        flagged_text = [f"  {s.product} / {event_label(s.event, s.level, groups)} (priority {s.priority:.1f})"
-                        for s in flagged[:10]]
+        flagged = session.scalar(select(func.count()).select_from(Signal).where(Signal.label_update_recommended))
+        queue = finding_rows(find_signals(session))
+        digests = session.execute(select(AlertOutbox.status, AlertOutbox.recipient)
+                                  .where(AlertOutbox.kind == DIGEST_KIND)).all()
 
     _step("injected signals (truth file) and what the registry did")
     with pd.option_context("display.width", 160, "display.max_columns", 10):
         print(detection_table(truth_csv, run_ids).to_string(index=False))
     _step("summary")
     print(f"{cases:,} cases in the store; {open_signals} open signals ({tracked} findings tracked, not opened); "
-          f"{len(flagged)} flagged for a label update")
-    print("\n".join(flagged_text))
-    print(f"alerts: {', '.join(f'{n} {s}' for s, n in sorted(alerts.items())) or 'none'} "
-          f"(outbox folder {var / 'outbox'})")
-    print(f"\nweekly report:  {reports[-1].resolve() if reports else '(none)'}")
-    if reports:
-        print(f"PDF:            {reports[-1].with_suffix('.pdf').resolve()}")
-    print(f"earlier reports: {', '.join(p.name for p in reports[:-1])}")
+          f"{flagged} flagged for a label update")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+    _step(f"action queue: {len(queue)} findings need a decision, most urgent first (pv signals; pv signal show ID)")
+    print(finding_table(queue, SCREEN_COLUMNS, limit=QUEUE_FINDINGS))
+    print(f"\nweekly report:   {reports[-1].resolve() if reports else '(none)'}")
+    if reports:
+        print(f"PDF:             {reports[-1].with_suffix('.pdf').resolve()}")
+        print(f"earlier reports: {', '.join(p.name for p in reports[:-1])}")
+    statuses = Counter(status for status, _ in digests)
+    recipients = {recipient for _, recipient in digests}
+    print(f"alert digests:   {len(digests)} emails to {len(recipients)} recipients over {len(run_ids)} cycles, "
+          f"at most one per recipient per cycle ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}; "
+          f".eml files in {(var / 'outbox').resolve()})")
 
 
 if __name__ == "__main__":

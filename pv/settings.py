@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VAR_DIR = Path("var")
@@ -61,10 +61,22 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(
         default=30.0, description="Seconds before an SMTP connection or reply times out."
     )
-    base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="Where people reach the review service (`pv serve`); alert emails link to its pages.",
+    base_url: str | None = Field(
+        default=None,
+        description="Address of the service's review pages (https://pv.example.org); alert emails link "
+        "{base_url}/signals/{id} and {base_url}/runs/{run_id}/report. Unset: the emails name the command "
+        "and the report file instead of a link.",
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+            raise ValueError(f"PV_BASE_URL must be an http:// or https:// address, got {value!r}")
+        return value
     secret_key: str | None = Field(
         default=None,
         description="Key signing the review service's session cookies. Unset: a random key kept in "

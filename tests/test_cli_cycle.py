@@ -92,9 +92,13 @@ def _check_first_cycle(result: dict, session: Session, var: Path, incoming: Path
     assert signals > 0 and (result["evaluated"], result["evaluated_now"]) == (True, True)
     audit = Counter(session.scalars(select(SignalAudit.action).where(SignalAudit.run_id == run.id)))
     assert result["changes"] == dict(audit) == {"created": signals, "opened": signals}
-    # one alert per change and recipient, each sent as an .eml file
-    queued = _count(session, AlertOutbox, AlertOutbox.run_id == run.id)
-    assert queued >= signals and result["alerts"] == {"queued": queued, "sent": queued, "pending": 0, "failed": 0}
+    # one digest per recipient of the cycle (the catch-all route at least), each sent as an .eml file
+    rows = session.execute(select(AlertOutbox.change_key, AlertOutbox.recipient)
+                           .where(AlertOutbox.run_id == run.id)).all()
+    queued = len(rows)
+    assert queued >= 1 and {key for key, _ in rows} == {f"digest:{run.id}"}
+    assert "safety-officers@example.org" in {r for _, r in rows} and len({r for _, r in rows}) == queued
+    assert result["alerts"] == {"queued": queued, "sent": queued, "pending": 0, "failed": 0}
     assert len(list((var / "outbox").glob("*.eml"))) == queued
     report = var / "reports" / f"weekly-report-2017-06-30-run{run.id}.html"
     assert result["report"] == {"html": str(report), "pdf": str(report.with_suffix(".pdf"))}

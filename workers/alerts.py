@@ -1,4 +1,5 @@
-"""Celery task sending the pending alert emails, retried with exponential backoff for retryable errors only.
+"""Celery task sending the pending alert emails (one digest per run and recipient), retried with exponential
+backoff for retryable errors only.
 
 The task is thin: one session, one :func:`pv.alerts.send_pending` pass, a small dict out. When some alerts
 failed with a retryable error (connection refused, timeout, SMTP 4xx) it raises :class:`AlertsRetryLater`,

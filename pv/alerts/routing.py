@@ -1,4 +1,4 @@
-"""Who gets an alert: ``config/alerts.yaml`` routes per product and per event group.
+"""Who gets what in the alert digests: ``config/alerts.yaml`` routes per product and per event group.
 
 A route matches a change when its ``products`` contain the change's product (or ``*``), its ``groups``
 intersect the groups of the change's event (or are ``*``) and its ``kinds`` contain the change's kind. The
@@ -21,11 +21,14 @@ from pv.normalise import EventGroups, ProductDictionary
 from pv.signals.changes import ChangeKind, SignalChange
 
 CHANGE_KINDS: tuple[str, ...] = get_args(ChangeKind)
-#: ``created`` (a finding now tracked) is not alerted by default: a person is told when it opens (``opened``).
-DEFAULT_KINDS: tuple[str, ...] = ("opened", "escalated", "label_update_recommended", "reopened")
+#: The actionable kinds a route alerts on unless it says otherwise (``created`` only for a new signal that is not a
+#: known risk: see :func:`pv.alerts.digest.actionable`).
+DEFAULT_KINDS: tuple[str, ...] = ("opened", "created", "escalated", "label_update_recommended",
+                                  "label_update_withdrawn", "reopened")
+DEFAULT_MAX_FINDINGS = 30
 ANY = "*"
 _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
-_TOP_KEYS = {"subject_prefix", "kinds", "routes"}
+_TOP_KEYS = {"subject_prefix", "kinds", "max_findings", "routes"}
 _ROUTE_KEYS = {"name", "products", "groups", "kinds", "recipients"}
 
 
@@ -52,6 +55,10 @@ class AlertRouting:
     routes: tuple[Route, ...]
     event_groups: EventGroups
     subject_prefix: str = "[pv]"
+    #: the product dictionary the routes were checked against (brand names for the digests)
+    products: ProductDictionary | None = None
+    #: findings listed in full in one digest; the rest are counted, with where to see them
+    max_findings: int = DEFAULT_MAX_FINDINGS
 
     @classmethod
     def load(
@@ -93,6 +100,9 @@ class AlertRouting:
         if not isinstance(prefix, str):
             raise ConfigError(f"{source}: subject_prefix: expected a string, got {prefix!r}")
         default_kinds = _kinds(data.get("kinds", list(DEFAULT_KINDS)), f"{source}: kinds")
+        max_findings = data.get("max_findings", DEFAULT_MAX_FINDINGS)
+        if isinstance(max_findings, bool) or not isinstance(max_findings, int) or max_findings < 1:
+            raise ConfigError(f"{source}: max_findings: expected a whole number >= 1, got {max_findings!r}")
         raw_routes = data.get("routes")
         if not isinstance(raw_routes, list) or not raw_routes:
             raise ConfigError(f"{source}: routes: expected a non-empty list of routes")
@@ -118,7 +128,8 @@ class AlertRouting:
             kinds = _kinds(raw["kinds"], f"{where}: kinds") if "kinds" in raw else default_kinds
             recipients = _recipients(raw.get("recipients"), f"{where}: recipients")
             routes.append(Route(name, frozenset(prods), frozenset(groups), kinds, recipients))
-        return cls(routes=tuple(routes), event_groups=event_groups, subject_prefix=prefix)
+        return cls(routes=tuple(routes), event_groups=event_groups, subject_prefix=prefix, products=products,
+                   max_findings=max_findings)
 
     def groups_of(self, change: SignalChange) -> list[str]:
         """The event groups the change's event belongs to (see the module docstring)."""
@@ -136,11 +147,20 @@ class AlertRouting:
 
     def recipients_for(self, change: SignalChange) -> list[str]:
         """Every recipient of the matching routes, once each (first spelling kept), in route order."""
-        seen: dict[str, str] = {}
+        return list(self.recipient_routes(change))
+
+    def recipient_routes(self, change: SignalChange) -> dict[str, list[str]]:
+        """Each recipient of the matching routes (first spelling kept, in route order) -> the names of the routes
+        that send it the change."""
+        spelled: dict[str, str] = {}
+        out: dict[str, list[str]] = {}
         for route in self.routes_for(change):
             for r in route.recipients:
-                seen.setdefault(r.casefold(), r)
-        return list(seen.values())
+                key = spelled.setdefault(r.casefold(), r)
+                names = out.setdefault(key, [])
+                if route.name not in names:
+                    names.append(route.name)
+        return out
 
 
 def _known(value: Any, known: Iterable[str], where: str, what: str, use: str) -> list[str]:

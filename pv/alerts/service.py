@@ -1,11 +1,13 @@
-"""Queue alert emails for signal changes in the outbox, and send what is pending.
+"""Queue one alert digest per (run, recipient) in the outbox, and send what is pending.
 
-``queue_alerts`` renders each change once and adds one outbox row per recipient; the unique
-(change_key, recipient) constraint makes it idempotent. ``send_pending`` sends the due pending rows one by
-one, recording each attempt on its row: success -> ``sent``; a retryable failure (connection refused,
-timeout, SMTP 4xx) -> stays ``pending`` with ``next_attempt_at`` pushed back exponentially, until
-``max_attempts``; a permanent failure (SMTP 5xx) -> ``failed``. Nothing is ever sent twice by it: a row
-leaves ``pending`` only once, and it is locked (PostgreSQL ``FOR UPDATE SKIP LOCKED``) while it is sent.
+``queue_digests`` builds each recipient's digest of a run's actionable changes (:mod:`pv.alerts.digest`),
+renders it once and adds one outbox row per (run, recipient): ``change_key`` is ``digest:<run_id>`` and the unique
+(change_key, recipient) constraint makes it idempotent (queuing the run again, after a crash or a redelivered
+task, adds nothing). ``send_pending`` sends the due pending rows one by one, recording each attempt on its row:
+success -> ``sent``; a retryable failure (connection refused, timeout, SMTP 4xx) -> stays ``pending`` with
+``next_attempt_at`` pushed back exponentially, until ``max_attempts``; a permanent failure (SMTP 5xx) ->
+``failed``. Nothing is ever sent twice by it: a row leaves ``pending`` only once, and it is locked (PostgreSQL
+``FOR UPDATE SKIP LOCKED``) while it is sent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from pv.alerts.render import render_alert
+from pv.alerts.digest import Digest, DigestItem, audit_reasons, build_digests
+from pv.alerts.render import render_digest
 from pv.alerts.routing import AlertRouting
 from pv.alerts.transport import Transport, transport_from_settings
 from pv.errors import DeliveryError, InputError
@@ -39,6 +43,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF = dt.timedelta(minutes=1)
+DIGEST_KIND = "digest"
+#: Lines up to the 998 characters RFC 5322 allows: a subject is not folded (Python folds one that fits a line of
+#: its own onto a continuation line, which readers then show with a leading space), and the plain-text part,
+#: ASCII with lines of a few hundred characters, goes as it is rather than quoted-printable.
+MESSAGE_POLICY = default_policy.clone(max_line_length=998)
 _CHUNK = 200
 
 
@@ -53,87 +62,108 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def _message_id(change: SignalChange, recipient: str, domain: str) -> str:
+def digest_key(run_id: int) -> str:
+    """The outbox ``change_key`` of a run's digests."""
+    return f"{DIGEST_KIND}:{run_id}"
+
+
+def _message_id(run_id: int, recipient: str, domain: str) -> str:
     rcpt = hashlib.sha256(recipient.casefold().encode()).hexdigest()[:10]
-    return f"<pv.{change.kind}.{change.signal_id}.{change.run_id}.{rcpt}.{secrets.token_hex(4)}@{domain}>"
+    return f"<pv.{DIGEST_KIND}.{run_id}.{rcpt}.{secrets.token_hex(4)}@{domain}>"
 
 
-def _payload(change: SignalChange) -> dict[str, Any]:
-    """The change as JSON for the outbox record. JSON (and PostgreSQL's json type) has no infinity: an infinite
-    measure (a PRR when no other product has the event) is recorded as the string "Infinity" or "-Infinity"."""
-    data = asdict(change)
-    data["as_of"] = change.as_of.isoformat()
-    data["key"] = change.key
-    data["measures"] = {k: v if math.isfinite(v) else ("Infinity" if v > 0 else "-Infinity")
-                        for k, v in change.measures.items()}
+def _json_number(v: float) -> float | str:
+    """JSON (and PostgreSQL's json type) has no infinity: an infinite measure (a PRR when no other product has
+    the event) is recorded as the string "Infinity" or "-Infinity"."""
+    return v if math.isfinite(v) else ("Infinity" if v > 0 else "-Infinity")
+
+
+def _item_payload(item: DigestItem, depth: int) -> dict[str, Any]:
+    data = asdict(item)
+    data["measures"] = {k: _json_number(v) for k, v in item.measures.items()}
+    data["kinds"] = list(item.kinds)
+    data["reasons"] = [list(r) for r in item.reasons]
+    data["depth"] = depth
     return data
 
 
-def queue_alerts(
+def _payload(digest: Digest) -> dict[str, Any]:
+    """The digest as JSON for the outbox record: its findings with their members."""
+    return {
+        "run_id": digest.run_id,
+        "as_of": digest.as_of.isoformat(),
+        "recipient": digest.recipient,
+        "routes": list(digest.routes),
+        "counts": digest.counts(),
+        "signal_ids": [i.signal_id for i in digest.items],
+        "findings": [{"product": f.product, "title": f.title,
+                      "members": [_item_payload(m.item, m.depth) for m in f.members]}
+                     for f in digest.findings],
+    }
+
+
+def queue_digests(
     session: Session,
     changes: Iterable[SignalChange],
-    report_path: str | Path | None = None,
+    report: str | Path | None = None,
     routing: AlertRouting | None = None,
+    base_url: str | None = None,
 ) -> int:
-    """Add an outbox row per (change, recipient) not queued before; return how many were added.
+    """Add one outbox row per (run, recipient) with an actionable change routed to it, unless queued before;
+    return how many were added.
 
-    Recipients come from ``routing`` (default: ``<config_dir>/alerts.yaml``); a change no route matches
-    queues nothing. ``report_path`` is the report's path or URL, shown and linked in the email. The caller
-    commits.
+    Recipients come from ``routing`` (default: ``<config_dir>/alerts.yaml``); the reasons from the audit trail.
+    ``report``: the run's report file (only its name is shown; with ``base_url``, default ``PV_BASE_URL``, the
+    email links the review pages instead). The caller commits.
     """
     routing = routing or AlertRouting.load()
-    report = str(report_path) if report_path is not None else None
-    from_addr = get_settings().smtp_from
-    domain = from_addr.rsplit("@", 1)[-1].strip("> ") or "pv.localhost"
+    settings = get_settings()
+    base_url = base_url if base_url is not None else settings.base_url
+    name = Path(report).name if report is not None and "://" not in str(report) else (
+        str(report) if report is not None else None)
+    domain = settings.smtp_from.rsplit("@", 1)[-1].strip("> ") or "pv.localhost"
     batch = list(changes)
     for change in batch:
         if not isinstance(change, SignalChange):
             raise InputError(f"expected a SignalChange, got {type(change).__name__}", field="changes")
-    # what is queued already is neither rendered nor inserted again (the constraint is the real guard)
+    # what is queued already is neither built nor inserted again (the constraint is the real guard)
+    keys = sorted({digest_key(c.run_id) for c in batch})
     seen: set[tuple[str, str]] = set()
-    keys = sorted({c.key for c in batch})
     for i in range(0, len(keys), _CHUNK):
         query = select(AlertOutbox.change_key, AlertOutbox.recipient).where(
-            AlertOutbox.change_key.in_(keys[i : i + _CHUNK])
-        )
+            AlertOutbox.change_key.in_(keys[i : i + _CHUNK]))
         seen.update((k, r) for k, r in session.execute(query))
+    digests = build_digests(batch, routing, audit_reasons(session, batch))
     values: list[dict[str, Any]] = []
-    for change in batch:
-        recipients = [r.lower() for r in routing.recipients_for(change)]
-        if not recipients:
-            log.info("alert %s: no route matches %s / %s", change.key, change.product, change.event)
+    for digest in digests:
+        key = digest_key(digest.run_id)
+        if (key, digest.recipient) in seen:
             continue
-        new = [r for r in recipients if (change.key, r) not in seen]
-        if not new:
-            continue
-        rendered = render_alert(
-            change, report=report, subject_prefix=routing.subject_prefix, groups=routing.event_groups
-        )
+        rendered = render_digest(digest, groups=routing.event_groups, products=routing.products,
+                                 base_url=base_url, report=name, subject_prefix=routing.subject_prefix,
+                                 max_findings=routing.max_findings)
+        lead = digest.findings[0].lead
         now = _now()
-        for recipient in new:
-            seen.add((change.key, recipient))
-            values.append(
-                {
-                    "change_key": change.key,
-                    "recipient": recipient,
-                    "kind": change.kind,
-                    "signal_id": change.signal_id,
-                    "run_id": change.run_id,
-                    "product": change.product,
-                    "event": change.event,
-                    "level": change.level,
-                    "payload": _payload(change),
-                    "subject": rendered.subject,
-                    "body_text": rendered.text,
-                    "body_html": rendered.html,
-                    "report_path": report,
-                    "message_id": _message_id(change, recipient, domain),
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+        values.append({
+            "change_key": key,
+            "recipient": digest.recipient,
+            "kind": DIGEST_KIND,
+            "signal_id": lead.signal_id,  # the most urgent signal of the digest
+            "run_id": digest.run_id,
+            "product": lead.product,
+            "event": lead.event,
+            "level": lead.level,
+            "payload": _payload(digest),
+            "subject": rendered.subject,
+            "body_text": rendered.text,
+            "body_html": rendered.html,
+            "report_path": report_link(base_url, digest.run_id, name),
+            "message_id": _message_id(digest.run_id, digest.recipient, domain),
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        })
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     added = 0
     for i in range(0, len(values), _CHUNK):
@@ -148,17 +178,27 @@ def queue_alerts(
     return added
 
 
+def report_link(base_url: str | None, run_id: int, name: str | None) -> str | None:
+    """What the outbox records of the report: its review page, or its file name (never a server path)."""
+    return f"{base_url}/runs/{run_id}/report" if base_url else name
+
+
 def build_message(row: AlertOutbox, from_addr: str | None = None) -> EmailMessage:
-    """The email of one outbox row: plain text and HTML alternatives, the row's fixed Message-ID."""
-    msg = EmailMessage()
+    """The email of one outbox row: plain text and HTML alternatives, the row's fixed Message-ID, and headers
+    naming the run and its signals (X-PV-Change-Key, X-PV-Run-Id, X-PV-Signal-Ids)."""
+    msg = EmailMessage(policy=MESSAGE_POLICY)
     msg["Subject"] = row.subject
     msg["From"] = from_addr or get_settings().smtp_from
     msg["To"] = row.recipient
     msg["Date"] = format_datetime(_now())
     msg["Message-ID"] = row.message_id
     msg["X-PV-Change-Key"] = row.change_key
-    msg["X-PV-Signal-Id"] = str(row.signal_id)
     msg["X-PV-Run-Id"] = str(row.run_id)
+    if row.kind == DIGEST_KIND:
+        ids = (row.payload or {}).get("signal_ids") or [row.signal_id]
+        msg["X-PV-Signal-Ids"] = " ".join(str(i) for i in ids)
+    else:  # a per-change alert queued before the digests
+        msg["X-PV-Signal-Id"] = str(row.signal_id)
     msg.set_content(row.body_text)
     msg.add_alternative(row.body_html, subtype="html")
     return msg
@@ -333,7 +373,8 @@ def retry_failed(session: Session, ids: Iterable[int] | None = None) -> int:
 
 
 def outbox_row_dict(row: AlertOutbox) -> dict[str, Any]:
-    """A row for listings (JSON): everything but the bodies."""
+    """A row for listings (JSON): everything but the bodies and the payload; ``signals``: how many signals the
+    email tells of (``signal_id``, ``product``, ``event``, ``level``: its most urgent one)."""
 
     def iso(value: dt.datetime | None) -> str | None:
         value = _aware(value)
@@ -349,6 +390,7 @@ def outbox_row_dict(row: AlertOutbox) -> dict[str, Any]:
         "product": row.product,
         "event": row.event,
         "level": row.level,
+        "signals": len((row.payload or {}).get("signal_ids") or []) if row.kind == DIGEST_KIND else 1,
         "subject": row.subject,
         "status": row.status,
         "attempts": row.attempts,

@@ -1,4 +1,4 @@
-"""``pv alerts``: send, list and retry the alert emails in the outbox."""
+"""``pv alerts``: send, list and retry the alert emails (one digest per run and recipient) in the outbox."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pv.cli.options import TableOrJson as Format
 # The alerts service, the database layer and the settings (SQLAlchemy, pydantic) are imported inside the commands
 # that use them, so that ``pv --help`` and the help of every command start without them.
 
-app = typer.Typer(help="Alert emails about signal changes (the outbox).", no_args_is_help=True)
+app = typer.Typer(help="Alert emails about signal changes: one digest per run and recipient (the outbox).",
+                  no_args_is_help=True)
 
 
 class Status(StrEnum):
@@ -66,7 +67,7 @@ def list_(
     status: Status | None = typer.Option(None, "--status", help="Only alerts with this status."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many (newest first)."),
 ) -> None:
-    """List the alerts in the outbox, newest first."""
+    """List the alert emails in the outbox, newest first (one digest per run and recipient)."""
     from pv import db
     from pv.alerts.service import list_alerts, outbox_row_dict
     from pv.settings import get_settings
@@ -79,7 +80,7 @@ def list_(
     if not rows:
         typer.echo("no alerts")
         return
-    cols = ["id", "status", "attempts", "recipient", "kind", "product", "event", "created_at", "last_error"]
+    cols = ["id", "status", "attempts", "recipient", "run_id", "signals", "subject", "created_at", "last_error"]
     table = [[_cell(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())

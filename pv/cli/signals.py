@@ -65,10 +65,54 @@ def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: Format) -> No
 
 SIGNAL_COLUMNS = ("id", "product", "event", "level", "status", "priority", "first_detected", "last_run", "n",
                   "eb05", "ic025", "prr", "ror_lower", "labelled", "label_update_recommended", "needs_decision")
+#: CSV: one row per signal, its finding's number (1 = most urgent) and its depth beneath the finding's head first.
+FINDING_CSV_COLUMNS = ("finding", "depth", *SIGNAL_COLUMNS)
+#: What ``make demo`` shows of the action queue: the table's columns that fit a terminal.
+SCREEN_COLUMNS = ("id", "product", "event", "level", "status", "priority", "n", "eb05", "labelled",
+                  "needs_decision")
 
 
 def _flat(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, **d["measures"]}
+
+
+def finding_rows(found: Sequence[Any]) -> list[dict[str, Any]]:
+    """Listed signals (:class:`pv.signals.queries.ListedSignal`, most urgent first) as findings, one object per
+    finding (:func:`pv.signals.findings.group_findings`): ``finding`` (its number, most urgent first), ``title``,
+    ``product``, ``lead`` (the id of its most urgent member), ``priority`` (the lead's), ``needs_decision`` (its
+    members' reasons) and ``members`` (the signals, head first, each with its ``depth`` beneath the head)."""
+    from pv.normalise import default_event_groups
+    from pv.signals.findings import group_findings
+    from pv.signals.queries import QUEUE_REASONS
+
+    findings = group_findings(list(found), default_event_groups(),
+                              key=lambda x: (x.signal.product, x.signal.event, x.signal.level))
+    out = []
+    for number, f in enumerate(findings, start=1):
+        members = [{**m.item.as_dict(), "depth": m.depth} for m in f.members]
+        reasons = {r for m in members for r in m["needs_decision"]}
+        out.append({"finding": number, "title": f.title, "product": f.product, "lead": f.lead.signal.id,
+                    "priority": float(f.lead.signal.priority or 0.0),
+                    "needs_decision": [r for r in QUEUE_REASONS if r in reasons], "members": members})
+    return out
+
+
+def finding_table(findings: Sequence[dict[str, Any]], columns: Sequence[str] = SIGNAL_COLUMNS,
+                  limit: int | None = None) -> str:
+    """Findings as a table: the head of each on a row, its members beneath with their event indented (and no
+    product: the head's). ``limit``: at most this many findings, then a line saying how many more."""
+    rows = []
+    for f in findings[:limit] if limit is not None else findings:
+        for m in f["members"]:
+            row = _flat(m)
+            if m["depth"]:
+                row["product"] = ""
+                row["event"] = "  " * m["depth"] + "└ " + str(m["event"])
+            rows.append(row)
+    text = _table(rows, columns) if rows else "(none)"
+    if limit is not None and len(findings) > limit:
+        text += f"\n... and {len(findings) - limit} more finding(s)"
+    return text
 
 
 def signals(
@@ -92,8 +136,15 @@ def signals(
     min_priority: float | None = typer.Option(None, "--min-priority", help="Priority (0-100) at least this."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
 ) -> None:
-    """The action queue, highest priority first: open signals that need a decision (new and not a known risk,
-    escalated, label update recommended, reopened). --all lists every tracked signal."""
+    """The action queue, most urgent first: open signals that need a decision (new and not a known risk,
+    escalated, label update recommended, reopened). --all lists every tracked signal.
+
+    One finding, one entry: a product's PT signal, the event group holding it and the parent group are one
+    finding, its head (the outermost group) first with its members beneath. table: the members' events indented
+    under the head's row; json: one object per finding (finding, title, product, lead, priority,
+    needs_decision, members: the signals, each with its depth); csv: one row per signal with its finding's
+    number and its depth. Filters select signals; a finding lists the selected ones.
+    """
     from pv.db import session_scope
     from pv.signals.queries import SignalFilter, find_signals
 
@@ -102,8 +153,14 @@ def signals(
         unlabelled=unlabelled, jurisdiction=jurisdiction, changed_since=iso_date(changed_since, "--changed-since"),
         event=event, group=group, min_eb05=min_eb05, min_n=min_n, min_priority=min_priority)
     with session_scope() as session:
-        rows = [found.as_dict() for found in find_signals(session, filters)]
-    _emit(rows if fmt is Format.json else [_flat(r) for r in rows], SIGNAL_COLUMNS, fmt)
+        findings = finding_rows(find_signals(session, filters))
+    if fmt is Format.json:
+        typer.echo(json.dumps(findings, indent=2, default=str))
+    elif fmt is Format.csv:
+        typer.echo(_csv([{**_flat(m), "finding": f["finding"]} for f in findings for m in f["members"]],
+                        FINDING_CSV_COLUMNS))
+    else:
+        typer.echo(finding_table(findings))
 
 
 @signal_app.command("show")

@@ -1,7 +1,11 @@
-"""The alert outbox: one row per (signal change, recipient), rendered once, sent at most once.
+"""The alert outbox: one row per (run, recipient) -- the recipient's digest of the run --, rendered once, sent at
+most once.
 
-The unique constraint on (change_key, recipient) makes queuing idempotent: re-evaluating the same run, or
-queuing the same changes twice, adds nothing. A row moves pending -> sent, or pending -> failed after a
+The unique constraint on (change_key, recipient) makes queuing idempotent: ``change_key`` is ``digest:<run_id>``,
+so queuing a run's changes again (a re-run of the cycle, a redelivered task) adds nothing. A digest row's
+``signal_id``, ``product``, ``event`` and ``level`` are those of its most urgent signal; ``payload`` holds every
+finding and signal of it. (Rows queued before the digests hold one change each: ``change_key`` is
+``kind:signal_id:run_id``; they are sent as they are.) A row moves pending -> sent, or pending -> failed after a
 permanent error or too many retryable ones; the last error and the number of attempts stay on the row.
 """
 
@@ -20,7 +24,7 @@ OUTBOX_STATUSES = ("pending", "sent", "failed")
 
 
 class AlertOutbox(Base):
-    """One alert email to one recipient about one signal change."""
+    """One alert email to one recipient: the digest of one run (or, before the digests, one signal change)."""
 
     __tablename__ = "alert_outbox"
     __table_args__ = (
@@ -31,19 +35,19 @@ class AlertOutbox(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    change_key: Mapped[str] = mapped_column(String(200))  # SignalChange.key: kind:signal_id:run_id
+    change_key: Mapped[str] = mapped_column(String(200))  # digest:<run_id> (before: kind:signal_id:run_id)
     recipient: Mapped[str] = mapped_column(String(320))
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))  # digest (before: the change kind)
     signal_id: Mapped[int] = mapped_column(Integer, index=True)
     run_id: Mapped[int] = mapped_column(Integer, index=True)
     product: Mapped[str] = mapped_column(String(300))
     event: Mapped[str] = mapped_column(String(300))
     level: Mapped[str] = mapped_column(String(8))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the change as queued (figures for listings)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the digest as queued: findings, signals, figures
     subject: Mapped[str] = mapped_column(String(500))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
-    report_path: Mapped[str | None] = mapped_column(String(1000))  # path or URL of the report
+    report_path: Mapped[str | None] = mapped_column(String(1000))  # the report's review URL or file name
     message_id: Mapped[str] = mapped_column(String(300))  # fixed at queue time: retries reuse it
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

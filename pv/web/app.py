@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.add_middleware(SessionMiddleware, secret_key=secret_key(settings), session_cookie=SESSION_COOKIE,
                        max_age=settings.session_max_age, same_site="lax",
-                       https_only=settings.base_url.startswith("https://"))
+                       https_only=(settings.base_url or "").startswith("https://"))
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(PvError)

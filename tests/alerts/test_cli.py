@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from pv.alerts import queue_alerts
+from pv.alerts import queue_digests
 from pv.alerts.routing import AlertRouting
 from pv.cli import main
 from pv.settings import get_settings
@@ -27,8 +27,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def queued(pv_env: str, session: Session, small_routing: AlertRouting) -> Session:
-    queue_alerts(session, [make_change(), make_change(signal_id=12, event="hepatitis b reactivation")],
-                 routing=small_routing)
+    """Three digests: run 3 for the officer and the Kymriah team, run 4 for the officer."""
+    queue_digests(session, [make_change()], routing=small_routing)
+    queue_digests(session, [make_change(signal_id=12, run_id=4, event="hepatitis b reactivation")],
+                  routing=small_routing)
     session.commit()
     return session
 
@@ -53,14 +55,16 @@ def test_send_to_eml_outbox_and_list(queued: Session, capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "alerts", "list", "--format", "json")
     rows = json.loads(out)
     assert [(r["status"], r["attempts"], r["transport"]) for r in rows] == [("sent", 1, "eml")] * 3
-    assert [r["change_key"] for r in rows] == ["opened:12:3", "opened:11:3", "opened:11:3"]
-    assert rows[0]["subject"] == "[pv-test] New signal: tisagenlecleucel / Hepatitis B reactivation"
+    assert [(r["change_key"], r["recipient"]) for r in rows] == [
+        ("digest:4", "officer@example.org"), ("digest:3", "officer@example.org"), ("digest:3", "kymriah@example.org")]
+    assert rows[0]["subject"] == "[pv-test] 2024-09-30: 1 new signal (Kymriah)"
+    assert (rows[0]["kind"], rows[0]["run_id"], rows[0]["signals"], rows[0]["signal_id"]) == ("digest", 4, 1, 12)
 
     code, out, _ = run(capsys, "alerts", "list", "--status", "pending")
     assert (code, out.strip()) == (0, "no alerts")
     code, out, _ = run(capsys, "alerts", "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["id", "status", "attempts", "recipient", "kind", "product", "event",
+    assert lines[0].split() == ["id", "status", "attempts", "recipient", "run_id", "signals", "subject",
                                 "created_at", "last_error"]
     assert len(lines) == 4 and all(" sent " in line for line in lines[1:])
 

@@ -79,15 +79,24 @@ def test_kinds_per_route(routing: AlertRouting) -> None:
     assert routing.recipients_for(cleared_crs) == []
     cleared_tcl = make_change(kind="label_update_cleared", event="t-cell lymphoma")
     assert routing.recipients_for(cleared_tcl) == [ONCO]
-    for kind in ("opened", "escalated", "label_update_recommended", "reopened"):
-        assert routing.recipients_for(make_change(kind=kind)) == [OFFICERS, NEURO, KYMRIAH]
-    # a finding now tracked (created) is not a signal for a person yet: no email on any route
-    assert routing.recipients_for(make_change(kind="created", event="t-cell lymphoma")) == []
-    assert routing.recipients_for(make_change(kind="created")) == []
-    # a withdrawn flag reaches only the route asking for it
-    assert routing.recipients_for(make_change(kind="label_update_withdrawn")) == []
-    withdrawn_tcl = make_change(kind="label_update_withdrawn", event="t-cell lymphoma")
-    assert routing.recipients_for(withdrawn_tcl) == [ONCO]
+    for kind in ("opened", "created", "escalated", "label_update_recommended", "label_update_withdrawn",
+                 "reopened"):
+        assert routing.recipients_for(make_change(kind=kind)) == [OFFICERS, NEURO, KYMRIAH], kind
+    assert routing.recipient_routes(make_change(kind="opened", event="t-cell lymphoma")) == {
+        OFFICERS: ["safety-officers"], ONCO: ["secondary-malignancy"], KYMRIAH: ["kymriah-team"]}
+
+
+def test_default_kinds_and_max_findings(event_groups: EventGroups, products: ProductDictionary) -> None:
+    r = AlertRouting.from_mapping({"routes": [GOOD]}, event_groups=event_groups, products=products)
+    assert r.routes[0].kinds == {"opened", "created", "escalated", "label_update_recommended",
+                                 "label_update_withdrawn", "reopened"}
+    assert r.max_findings == 30 and r.products is products
+    assert r.recipients_for(make_change(kind="label_update_cleared")) == []
+    only = AlertRouting.from_mapping({"kinds": ["opened"], "max_findings": 5, "routes": [GOOD]},
+                                     event_groups=event_groups, products=products)
+    assert only.max_findings == 5
+    assert only.recipients_for(make_change(kind="opened")) == ["x@example.org"]
+    assert only.recipients_for(make_change(kind="created")) == []
 
 
 def test_recipient_in_several_routes_gets_one_email(
@@ -115,6 +124,8 @@ GOOD = {"recipients": ["x@example.org"]}
         ({"routes": []}, "routes: expected a non-empty list"),
         ({"routes": [GOOD], "colour": "red"}, "unknown key(s) ['colour']"),
         ({"routes": [GOOD], "subject_prefix": 3}, "subject_prefix: expected a string"),
+        ({"routes": [GOOD], "max_findings": 0}, "max_findings: expected a whole number >= 1, got 0"),
+        ({"routes": [GOOD], "max_findings": "10"}, "max_findings: expected a whole number >= 1"),
         ({"routes": [GOOD], "kinds": ["created", "deleted"]}, "kinds: unknown change kind(s) ['deleted']"),
         ({"routes": ["x@example.org"]}, "routes[0]: expected a mapping"),
         ({"routes": [{"name": "a", "recipients": ["x@example.org"], "product": ["*"]}]},

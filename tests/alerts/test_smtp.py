@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pv.alerts import SMTPTransport, queue_alerts, retry_failed, send_pending
+from pv.alerts import SMTPTransport, queue_digests, retry_failed, send_pending
 from pv.alerts.routing import AlertRouting
 from pv.errors import DeliveryError
 from pv.models.alerts import AlertOutbox
@@ -24,21 +24,24 @@ def _rows(session: Session) -> list[AlertOutbox]:
     return list(session.scalars(select(AlertOutbox).order_by(AlertOutbox.id)))
 
 
-def _queue_three(session: Session, routing: AlertRouting) -> None:
-    changes = [
-        make_change(),  # officer + kymriah team
-        make_change(kind="escalated", signal_id=12, run_id=3, product="axicabtagene ciloleucel",
-                    event="immune effector cell-associated neurotoxicity syndrome", status="escalated",
+ICANS = make_change(kind="escalated", signal_id=14, run_id=3, product="axicabtagene ciloleucel",
+                    event="immune effector cell-associated neurotoxicity syndrome", status="new",
                     priority=0.9, measures={"n": 18, "prr": 5.5, "prr_chi2": 70.4, "ror": 5.9,
                                             "ror_lower": 3.6, "ic025": 1.9, "eb05": 3.3},
-                    labelled={"FDA": True}, serious_cases=17, deaths=2),
-    ]
-    assert queue_alerts(session, changes, report_path="/srv/pv/reports/2024-W40/report.html",
-                        routing=routing) == 3
+                    labelled={"FDA": True}, serious_cases=17, deaths=2)
+
+
+def _queue_three(session: Session, routing: AlertRouting) -> None:
+    """Two cycles: run 3 (Kymriah CRS: officer and Kymriah team; Yescarta ICANS escalated: officer) and run 4
+    (Kymriah HBV: officer) -- three digests, the officer's of run 3 telling of two signals."""
+    assert queue_digests(session, [make_change(), ICANS], report="/srv/pv/reports/2024-W40/report.html",
+                         routing=routing) == 2
+    assert queue_digests(session, [make_change(signal_id=12, run_id=4, event="hepatitis b reactivation")],
+                         routing=routing) == 1
     session.commit()
 
 
-def test_alerts_delivered_and_parsed_back(
+def test_digests_delivered_and_parsed_back(
     session: Session, small_routing: AlertRouting, smtp_server: SMTPServer
 ) -> None:
     _queue_three(session, small_routing)
@@ -49,10 +52,9 @@ def test_alerts_delivered_and_parsed_back(
 
     got = smtp_server.handler.messages
     assert len(got) == 3
+    # at most one email per recipient per cycle
     assert sorted((rcpts[0], str(m["X-PV-Change-Key"])) for rcpts, m in got) == [
-        ("kymriah@example.org", "opened:11:3"),
-        ("officer@example.org", "escalated:12:3"),
-        ("officer@example.org", "opened:11:3"),
+        ("kymriah@example.org", "digest:3"), ("officer@example.org", "digest:3"), ("officer@example.org", "digest:4"),
     ]
     for rcpts, msg in got:
         assert len(rcpts) == 1 and msg["To"] == rcpts[0]
@@ -60,29 +62,31 @@ def test_alerts_delivered_and_parsed_back(
         assert msg.get_content_type() == "multipart/alternative"
         parts = [p.get_content_type() for p in msg.iter_parts()]
         assert parts == ["text/plain", "text/html"]
-    esc = next(m for _, m in got if m["X-PV-Change-Key"] == "escalated:12:3")
-    assert esc["Subject"] == ("[pv-test] Signal escalated: axicabtagene ciloleucel / "
-                              "Immune effector cell-associated neurotoxicity syndrome")
-    plain = esc.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = esc.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    for figure in ("Reports (n):               18", "PRR (chi-square):          5.50 (70.40)",
-                   "ROR lower 95% bound:       3.60", "IC025 (IC):                1.90 (-)",
-                   "EB05 (EBGM):               3.30 (-)", "Priority:                  0.900",
-                   "On the label:              FDA: labelled", "Serious cases:             17",
-                   "Deaths:                    2", "Report: /srv/pv/reports/2024-W40/report.html"):
-        assert figure in plain, figure
-    for cell in ("<td class=\"figure\">5.50 (70.40)</td>", "<td class=\"figure\">3.60</td>",
-                 "<td class=\"figure\">FDA: labelled</td>", "href=\"file:///srv/pv/reports/2024-W40/report.html\""):
-        assert cell in html, cell
+    officer = next(m for r, m in got if r == ["officer@example.org"] and m["X-PV-Change-Key"] == "digest:3")
+    assert officer["Subject"] == "[pv-test] 2024-09-30: 1 escalation, 1 new signal (Yescarta, Kymriah)"
+    assert officer["X-PV-Signal-Ids"] == "14 11"  # most urgent first: the escalation, then the new signal
+    plain = officer.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = officer.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    first, second = plain.index("1. ESCALATED: Yescarta (axicabtagene ciloleucel) / Immune effector"), \
+        plain.index("2. NEW SIGNAL: Kymriah (tisagenlecleucel) / Cytokine release syndrome")
+    assert first < second
+    for line in ("Figures: n 18; EB05 3.30; PRR 5.50 (chi-square 70.40); ROR lower 95% 3.60; IC025 1.90; "
+                 "serious 17; deaths 2", "On the label: FDA labelled", "Now: status new, priority 0.9",
+                 "Review: pv signal show 14", "Weekly report of run 3: report.html"):
+        assert line in plain, line
+    assert "/srv/pv" not in plain and "/srv/pv" not in html
+    assert "ESCALATED</span>: Yescarta (axicabtagene ciloleucel)" in html
 
     rows = _rows(session)
     outcome = [(r.status, r.attempts, r.last_error, r.transport) for r in rows]
     assert outcome == [("sent", 1, None, "smtp")] * 3
     assert {r.message_id for r in rows} == {str(m["Message-ID"]) for _, m in got}
 
-    # a second send sends nothing
+    # a second send sends nothing, nor does queuing the cycles again
     again = send_pending(session, transport)
     assert (again.attempted, again.sent) == (0, 0)
+    _queue_again = queue_digests(session, [make_change(), ICANS], routing=small_routing)
+    assert _queue_again == 0 and send_pending(session, transport).attempted == 0
     assert len(smtp_server.handler.messages) == 3
 
 
@@ -125,7 +129,7 @@ def test_temporary_refusal_is_retried_then_recorded_then_delivered(
 def test_permanent_refusal_fails_at_once(
     session: Session, small_routing: AlertRouting, smtp_server: SMTPServer
 ) -> None:
-    queue_alerts(session, [HBV], routing=small_routing)
+    queue_digests(session, [HBV], routing=small_routing)
     session.commit()
     smtp_server.handler.refuse = "550 5.1.1 No such user here"
     summary = send_pending(session, SMTPTransport(smtp_server.host, smtp_server.port, timeout=5), backoff=NOW)
@@ -190,7 +194,7 @@ def test_closed_port_is_retried_with_backoff_and_never_lost(
 def test_hanging_server_times_out_and_is_retried(
     session: Session, small_routing: AlertRouting, silent_server: int
 ) -> None:
-    queue_alerts(session, [HBV], routing=small_routing)
+    queue_digests(session, [HBV], routing=small_routing)
     session.commit()
     summary = send_pending(session, SMTPTransport("127.0.0.1", silent_server, timeout=0.5), backoff=NOW)
     assert (summary.attempted, summary.retry_later) == (1, 1)
@@ -213,7 +217,7 @@ class Exploding:
 def test_unexpected_transport_error_is_recorded_not_raised(
     session: Session, small_routing: AlertRouting
 ) -> None:
-    queue_alerts(session, [HBV], routing=small_routing)
+    queue_digests(session, [HBV], routing=small_routing)
     session.commit()
     summary = send_pending(session, Exploding(), backoff=NOW, max_attempts=2)
     assert summary.retry_later == 1
@@ -233,8 +237,9 @@ def test_concurrent_senders_send_each_alert_once(
 
     factory = sessionmaker(bind=pg_engine, expire_on_commit=False)
     with factory() as s:
-        changes = [make_change(signal_id=i, event="hepatitis b reactivation") for i in range(100, 130)]
-        assert queue_alerts(s, changes, routing=small_routing) == 30
+        # thirty cycles: one digest each for the officer
+        changes = [make_change(run_id=i, event="hepatitis b reactivation") for i in range(100, 130)]
+        assert queue_digests(s, changes, routing=small_routing) == 30
         s.commit()
     transport = SMTPTransport(smtp_server.host, smtp_server.port, timeout=5)
     sent: list[int] = []
@@ -250,4 +255,4 @@ def test_concurrent_senders_send_each_alert_once(
         t.join(60)
     assert sum(sent) == 30
     keys = sorted(str(m["X-PV-Change-Key"]) for _, m in smtp_server.handler.messages)
-    assert keys == sorted(f"opened:{i}:3" for i in range(100, 130))
+    assert keys == sorted(f"digest:{i}" for i in range(100, 130))

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from pv.alerts import queue_alerts
+from pv.alerts import queue_digests
 from pv.alerts.routing import AlertRouting
 from pv.models.alerts import AlertOutbox
 from pv.settings import get_settings
@@ -43,7 +43,7 @@ def eager_task(smtp_env: SMTPServer):  # type: ignore[no-untyped-def]
 
 
 def _queue(session: Session, routing: AlertRouting) -> None:
-    queue_alerts(session, [make_change()], routing=routing)  # 2 recipients
+    queue_digests(session, [make_change()], routing=routing)  # 2 recipients: 2 digests
     session.commit()
 
 

@@ -43,15 +43,17 @@ def _populate(pg_url: str) -> None:
 def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # type: ignore[no-untyped-def]
     _populate(pv_env)
     # the action queue: CRS is tracked, never opened (on the FDA label: a known risk); T-cell lymphoma is flagged
+    # (json: one object per finding, its signals as members; each finding here is a PT alone)
     code, out, _ = run(capsys, "signals", "--format", "json")
     assert code == 0
     queue = json.loads(out)
-    assert [(d["event"], d["needs_decision"]) for d in queue] == [
-        ("t-cell lymphoma", ["new", "escalated", "label_update_recommended"])]
+    assert [(f["title"], f["needs_decision"], [m["event"] for m in f["members"]]) for f in queue] == [
+        ("T-cell lymphoma", ["new", "escalated", "label_update_recommended"], ["t-cell lymphoma"])]
     code, out, _ = run(capsys, "signals", "--all", "--format", "json")
-    data = json.loads(out)
-    assert [(d["event"], d["needs_decision"]) for d in data] == [
-        ("t-cell lymphoma", ["new", "escalated", "label_update_recommended"]), ("cytokine release syndrome", [])]
+    data = [m for f in json.loads(out) for m in f["members"]]
+    assert [(d["event"], d["needs_decision"], d["depth"]) for d in data] == [
+        ("t-cell lymphoma", ["new", "escalated", "label_update_recommended"], 0),
+        ("cytokine release syndrome", [], 0)]
     first = data[0]
     assert {"id", "product", "event", "level", "status", "first_detected", "last_run", "measures", "labelled",
             "label_update_recommended", "priority"} <= set(first)
@@ -64,7 +66,7 @@ def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # typ
 
     code, out, _ = run(capsys, "signals", "--all", "--format", "csv", "--product", "Kymriah")
     lines = out.strip().splitlines()
-    assert lines[0].startswith("id,product,event,level,status,priority")
+    assert lines[0].startswith("finding,depth,id,product,event,level,status,priority")
     assert len(lines) == 3 and "FDA=no" in lines[1]
     code, out, _ = run(capsys, "signals", "--status", "monitoring")
     assert code == 0 and out.strip() == "(none)"
@@ -76,7 +78,7 @@ def test_signals_list_json_table_csv_and_filters(pv_env, capsys) -> None:  # typ
 
 def test_signal_show_and_transitions_with_refusal(pv_env, capsys) -> None:  # type: ignore[no-untyped-def]
     _populate(pv_env)
-    sid = json.loads(run(capsys, "signals", "--format", "json")[1])[0]["id"]
+    sid = json.loads(run(capsys, "signals", "--format", "json")[1])[0]["lead"]
     code, out, _ = run(capsys, "signal", "show", str(sid))
     assert code == 0 and "LABEL UPDATE RECOMMENDED since 2023-09-30 in FDA" in out and "audit trail:" in out
     code, _, err = run(capsys, "signal", "transition", str(sid), "closed", "--by", "ann", "--reason", "done")
@@ -100,7 +102,7 @@ def test_cli_never_rewrites_the_audit_trail(pv_env, capsys) -> None:  # type: ig
     with session_scope(pv_env) as s:
         before = [(a.id, a.at, a.by, a.action, a.from_status, a.to_status, a.reason)
                   for a in s.scalars(select(SignalAudit).order_by(SignalAudit.id))]
-    sid = json.loads(run(capsys, "signals", "--format", "json")[1])[0]["id"]
+    sid = json.loads(run(capsys, "signals", "--format", "json")[1])[0]["lead"]
     run(capsys, "signal", "transition", str(sid), "validated", "--by", "ann", "--reason", "r1")
     run(capsys, "signal", "transition", str(sid), "closed", "--by", "ann", "--reason", "refused")
     code, _, err = run(capsys, "labels", "add", "Kymriah", "T-cell lymphoma", "--jurisdiction", "FDA",
@@ -132,7 +134,7 @@ def test_labels_list_show_add_clears_the_flag(pv_env, capsys) -> None:  # type: 
             "(recorded by bob)") in out
     assert "t-cell lymphoma: label update cleared; now monitoring" in out
     assert json.loads(run(capsys, "signals", "--format", "json")[1]) == []  # nothing left to decide
-    data = json.loads(run(capsys, "signals", "--all", "--format", "json")[1])
+    data = [m for f in json.loads(run(capsys, "signals", "--all", "--format", "json")[1]) for m in f["members"]]
     tcl = next(d for d in data if d["event"] == "t-cell lymphoma")
     assert tcl["label_update_recommended"] is False and tcl["status"] == "monitoring"
     assert tcl["labelled"] == {"FDA": True}

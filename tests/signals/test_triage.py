@@ -238,8 +238,14 @@ def test_signals_command_parses_the_filters(pv_env: str, capsys) -> None:  # typ
         ids = build_registry(session)
     code, out, err = cli(capsys, "signals", "--format", "json")
     assert code == 0, err
-    queue = json.loads(out)
-    assert [d["id"] for d in queue] == [ids[n] for n in ("storm", "tcl", "tcl_group", "axi_tcl", "relma_liver")]
+    # one object per finding: Kymriah's T-cell lymphoma beneath its group (the head), most urgent finding first
+    findings = json.loads(out)
+    assert [[(m["id"], m["depth"]) for m in f["members"]] for f in findings] == [
+        [(ids["storm"], 0)], [(ids["tcl_group"], 0), (ids["tcl"], 1)], [(ids["axi_tcl"], 0)],
+        [(ids["relma_liver"], 0)]]
+    tcl = findings[1]
+    assert (tcl["title"], tcl["product"], tcl["lead"]) == ("Secondary T-cell malignancy", TISA, ids["tcl"])
+    queue = [m for f in findings for m in f["members"]]
     assert {d["id"]: d["needs_decision"] for d in queue}[ids["storm"]] == ["reopened"]
     code, out, _ = cli(capsys, "signals", "--jurisdiction", "FDA", "--min-eb05", "3.2", "--min-n", "6",
                        "--min-priority", "0", "--event", "t-cell lymphoma", "--group", "secondary_malignancy",
@@ -250,7 +256,7 @@ def test_signals_command_parses_the_filters(pv_env: str, capsys) -> None:  # typ
                           for r in rows] == [(str(ids["tcl"]), TISA, "t-cell lymphoma", "3.5", "FDA=no",
                                               "new,escalated,label_update_recommended")]
     code, out, _ = cli(capsys, "signals", "--all", "--product", "Yescarta", "--format", "json")
-    assert {d["event"]: d["labelled"] for d in json.loads(out)} == {
+    assert {m["event"]: m["labelled"] for f in json.loads(out) for m in f["members"]} == {
         "t-cell lymphoma": {"FDA": False, "NMPA": True}, "hepatic failure": {"FDA": False, "NMPA": False}}
     code, out, _ = cli(capsys, "signals", "--all", "--group", "crs")
     header, *rows = out.strip().splitlines()
