@@ -117,8 +117,10 @@ def label_text(labelled: dict[str, bool]) -> str:
 
 def _reasons(item: DigestItem) -> list[str]:
     """The item's reasons, each once: a reason another one repeats in full (an escalation's, inside the label
-    update recommendation it led to) is left out."""
-    texts = [r for _, r in item.reasons]
+    update recommendation it led to) is left out, and so is the detection of a finding that opened in the same
+    run (the opening's reason names the criteria met)."""
+    kinds = {kind for kind, _ in item.reasons}
+    texts = [r for kind, r in item.reasons if not (kind == "created" and "opened" in kinds)]
     out: list[str] = []
     for i, text in enumerate(texts):
         if text in out or any(j != i and text != other and text in other for j, other in enumerate(texts)):
@@ -155,7 +157,7 @@ def _member(item: DigestItem, depth: int, groups: EventGroups | None, base_url: 
         "depth": depth,
         "signal_id": item.signal_id,
         "event": event_display(item.event, item.level, groups),
-        "what": "; ".join(KIND_TEXT.get(k, k) for k in item.kinds),
+        "what": "; ".join(dict.fromkeys(KIND_TEXT.get(k, k) for k in item.kinds)),  # opened and created: once
         "kind": item.kind,
         "colour": KIND_COLOURS.get(item.kind, "#1a1a1a"),
         "reasons": _reasons(item),

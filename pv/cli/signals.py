@@ -77,24 +77,10 @@ def _flat(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def finding_rows(found: Sequence[Any]) -> list[dict[str, Any]]:
-    """Listed signals (:class:`pv.signals.queries.ListedSignal`, most urgent first) as findings, one object per
-    finding (:func:`pv.signals.findings.group_findings`): ``finding`` (its number, most urgent first), ``title``,
-    ``product``, ``lead`` (the id of its most urgent member), ``priority`` (the lead's), ``needs_decision`` (its
-    members' reasons) and ``members`` (the signals, head first, each with its ``depth`` beneath the head)."""
-    from pv.normalise import default_event_groups
-    from pv.signals.findings import group_findings
-    from pv.signals.queries import QUEUE_REASONS
+    """Listed signals as findings, one object per finding (:func:`pv.signals.queries.findings_as_dicts`)."""
+    from pv.signals.queries import findings_as_dicts
 
-    findings = group_findings(list(found), default_event_groups(),
-                              key=lambda x: (x.signal.product, x.signal.event, x.signal.level))
-    out = []
-    for number, f in enumerate(findings, start=1):
-        members = [{**m.item.as_dict(), "depth": m.depth} for m in f.members]
-        reasons = {r for m in members for r in m["needs_decision"]}
-        out.append({"finding": number, "title": f.title, "product": f.product, "lead": f.lead.signal.id,
-                    "priority": float(f.lead.signal.priority or 0.0),
-                    "needs_decision": [r for r in QUEUE_REASONS if r in reasons], "members": members})
-    return out
+    return findings_as_dicts(found)
 
 
 def finding_table(findings: Sequence[dict[str, Any]], columns: Sequence[str] = SIGNAL_COLUMNS,

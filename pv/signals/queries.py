@@ -16,6 +16,7 @@ from pv.errors import InputError, NotFoundError
 from pv.models.signals import Signal, SignalAudit, SignalMeasure, SignalRuleSnapshot
 from pv.normalise import EventGroups, default_event_groups, normalise_pt
 from pv.signals import lifecycle
+from pv.signals.findings import group_findings
 from pv.signals.labels import canonical_product
 from pv.signals.rules import JURISDICTIONS, MEASURES
 from pv.stats.numbers import json_float
@@ -316,4 +317,22 @@ def signal_detail(session: Session, signal_id: int) -> dict[str, Any]:
             for a in audit
         ],
     })
+    return out
+
+
+def findings_as_dicts(found: Sequence[ListedSignal], groups: EventGroups | None = None) -> list[dict[str, Any]]:
+    """Listed signals (most urgent first) as findings, one object per finding
+    (:func:`pv.signals.findings.group_findings`), as ``pv signals --format json`` and ``GET /api/signals`` give
+    them: ``finding`` (its number, most urgent first), ``title``, ``product``, ``lead`` (the id of its most
+    urgent member), ``priority`` (the lead's), ``needs_decision`` (its members' reasons) and ``members`` (the
+    signals, head first, each with its ``depth`` beneath the head)."""
+    findings = group_findings(list(found), groups or default_event_groups(),
+                              key=lambda x: (x.signal.product, x.signal.event, x.signal.level))
+    out = []
+    for number, f in enumerate(findings, start=1):
+        members = [{**m.item.as_dict(), "depth": m.depth} for m in f.members]
+        reasons = {r for m in members for r in m["needs_decision"]}
+        out.append({"finding": number, "title": f.title, "product": f.product, "lead": f.lead.signal.id,
+                    "priority": float(f.lead.signal.priority or 0.0),
+                    "needs_decision": [r for r in QUEUE_REASONS if r in reasons], "members": members})
     return out

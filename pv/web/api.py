@@ -18,7 +18,7 @@ from pv.errors import InvalidTransitionError
 from pv.models.users import User
 from pv.signals import lifecycle, review
 from pv.signals.cases import case_listing
-from pv.signals.queries import SignalFilter, find_signals, get_signal
+from pv.signals.queries import SignalFilter, find_signals, findings_as_dicts, get_signal
 from pv.web.deps import api_user, db_session
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -75,12 +75,11 @@ def me(user: ApiUser) -> dict[str, Any]:
 @router.get("/signals")
 def signals(user: ApiUser, session: DbSession, filters: Annotated[SignalFilter, Depends(signal_filter)],
             page: int = Query(1, ge=1), per_page: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
-    """The action queue (or, with the filters, any signals), highest priority first, a page at a time; items as
-    ``pv signals --format json`` prints them."""
-    found = find_signals(session, filters)
+    """The action queue (or, with the filters, any signals) as findings, most urgent first, a page of findings
+    at a time; items as ``pv signals --format json`` prints them (one per finding, its signals as members)."""
+    found = findings_as_dicts(find_signals(session, filters))
     start = (page - 1) * per_page
-    return {"items": [f.as_dict() for f in found[start:start + per_page]], "total": len(found), "page": page,
-            "per_page": per_page}
+    return {"items": found[start:start + per_page], "total": len(found), "page": page, "per_page": per_page}
 
 
 @router.get("/signals/{signal_id}")

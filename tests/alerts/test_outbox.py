@@ -67,7 +67,7 @@ def test_one_digest_per_run_and_recipient_queued_once(session: Session, small_ro
     )
     assert queue_digests(session, [make_change(run_id=5)], routing=nobody) == 0
     # nor does a run whose only change is the creation of a known risk (labelled wherever it is judged)
-    known = make_change(run_id=6, labelled={"FDA": True})
+    known = make_change(kind="created", run_id=6, labelled={"FDA": True})
     assert queue_digests(session, [known], routing=small_routing) == 0
     session.commit()
     assert _count(session) == 4

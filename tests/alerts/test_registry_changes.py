@@ -19,7 +19,7 @@ from pv.signals.labels import ensure_seeded
 from pv.signals.rules import RuleSet
 from tests.alerts.conftest import SMTPServer
 from tests.conftest import REPO
-from tests.signals.helpers import frame, strong_row, weak_row
+from tests.signals.helpers import any_profile_rules, frame, strong_row, weak_row
 
 # The feedback-loop scenarios here rely on the T-cell malignancy label gap of the test registry.
 pytestmark = pytest.mark.usefixtures("gap_registry")
@@ -50,15 +50,19 @@ def test_registry_changes_become_one_digest_per_recipient(
     session: Session, routing: AlertRouting, smtp_server: SMTPServer
 ) -> None:
     ensure_seeded(session)
-    rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    rules = RuleSet.load(REPO / "config" / "signals.yaml")  # findings open at their first run here (the opening
+    rules = rules.model_copy(update={  # rule is tested in tests/signals); the `any` profile
+        "opening": rules.opening.model_copy(update={"persistence": 1}),
+        "detection": rules.detection.model_copy(update={"levels": any_profile_rules().detection.levels})})
     changes = evaluate_run(session, run_id=11, as_of=dt.date(2022, 12, 31), rules=rules, results=frame(*_results()))
     session.commit()
     ids = {(s.product, s.event): s.id for s in session.scalars(select(Signal))}
     tcl, group, parent = (ids[(TISA, e)] for e in ("t-cell lymphoma", "malignancy_t_cell", "secondary_malignancy"))
     liver, crs = ids[(AXI, "hepatic failure")], ids[(TISA, "cytokine release syndrome")]
     assert sorted((c.signal_id, c.kind) for c in changes if c.signal_id == tcl) == [
-        (tcl, "created"), (tcl, "escalated"), (tcl, "label_update_recommended")]
-    assert len(changes) == 7  # 5 created, T-cell lymphoma escalated and flagged
+        (tcl, "created"), (tcl, "escalated"), (tcl, "label_update_recommended"), (tcl, "opened")]
+    # 5 findings tracked; 4 opened (CRS is on the label: it stays tracked); T-cell lymphoma escalated and flagged
+    assert len(changes) == 11
 
     report = "/srv/pv/var/reports/weekly-report-2022-12-31-run11.html"
     assert queue_digests(session, changes, report=report, routing=routing, base_url=BASE) == 4
@@ -88,13 +92,13 @@ def test_registry_changes_become_one_digest_per_recipient(
     assert f"     - Secondary T-cell malignancy [event group malignancy_t_cell], signal {group}" in lines
     member = lines.index(f"         - T-cell lymphoma [PT], signal {tcl}")
     assert lines[member + 1] == "           What happened: label update recommended; escalated; new signal"
-    # the reasons come from the audit trail: the flag's (which holds the escalation's), then the detection's
+    # the reasons come from the audit trail: the flag's (which holds the escalation's), then the opening's
     why = [line.strip() for line in lines[member + 2:member + 4]]
     audit = {a.action: a.reason for a in session.scalars(
         select(SignalAudit).where(SignalAudit.signal_id == tcl, SignalAudit.run_id == 11))}
-    assert why == [f"Why: {audit['label_update_recommended']}", f"Why: {audit['created']}"]
+    assert why == [f"Why: {audit['label_update_recommended']}", f"Why: {audit['opened']}"]
     assert why[0].startswith("Why: label update recommended for tisagenlecleucel in FDA: ")
-    assert audit["escalated"] in why[0] and why[1].startswith("Why: detected: ")
+    assert audit["escalated"] in why[0] and why[1].startswith("Why: opened: ")
     assert lines[member + 4].strip().startswith("Figures: n 6 (expected 0.80); EB05 5.00 (EBGM 6.50); PRR 7.00")
     assert lines[member + 5].strip() == "On the label: FDA NOT labelled"
     assert lines[member + 7].strip() == f"Review: {BASE}/signals/{tcl}"

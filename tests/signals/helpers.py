@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from pv.signals.rules import MEASURES
+from pv.signals.rules import MEASURES, RuleSet
 
 
 def row(product: str, event: str, level: str = "pt", *, stratified: bool = False, **measures: Any) -> dict:
@@ -35,3 +35,15 @@ def weak_row(product: str, event: str, level: str = "pt", *, n: int = 2) -> dict
 
 def frame(*rows: dict) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
+
+
+def any_profile_rules() -> RuleSet:
+    """The shipped rules with the `any` threshold profile (EB05, Evans, ROR or IC): the registry's own tests
+    (opening, escalation, withdrawal) were written against it; the profiles are tested in test_rules."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    data = yaml.safe_load((REPO / "config" / "signals.yaml").read_text())
+    data["detection"]["profile"] = "any"
+    return RuleSet.from_mapping(data)

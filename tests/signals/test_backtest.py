@@ -64,13 +64,23 @@ def test_backtest_reports_raise_recommendation_label_change_and_lead_time(sessio
     assert session.scalar(select(func.count()).select_from(Signal)) == 0
 
 
-def test_backtest_with_every_section_judges_the_t_cell_signal_a_known_risk(session) -> None:  # type: ignore[no-untyped-def]
-    """The US (W&P Secondary Malignancies), EU (SmPC 4.4) and NMPA labels of axi-cel covered T-cell lymphoma
-    before the 2024 boxed warning: with the default rules it is never flagged for a label update."""
+def test_backtest_t_cell_malignancy_needs_a_boxed_warning_under_the_default_rules(session) -> None:  # type: ignore[no-untyped-def]
+    """The US (W&P Secondary Malignancies), EU (SmPC 4.4) and NMPA labels of axi-cel named secondary malignancies
+    before the 2024 boxed warning. The default rules ask a boxed warning of a T-cell malignancy
+    (feedback.required_sections, capped at 4.4 in the EU and at the NMPA's recorded warnings): flagged for the
+    FDA only, until the 2024 boxed warning. Without that requirement it is a known risk, never flagged."""
     ensure_seeded(session)
     session.commit()
-    report = backtest(session, synthetic_quarter, start=D(2022, 1, 1), end=D(2024, 12, 31),
-                      rules=RuleSet.load(REPO / "config" / "signals.yaml"))
+    rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    assert rules.feedback.required_sections == {"malignancy_t_cell": "boxed_warning"}
+    report = backtest(session, synthetic_quarter, start=D(2022, 1, 1), end=D(2024, 12, 31), rules=rules)
+    tcl = report.row(AXI, "t-cell lymphoma")
+    assert tcl.raised == D(2022, 12, 31)
+    assert tcl.label_update_recommended is not None and tcl.label_update_recommended < D(2024, 4, 19)
+    assert tcl.recommended_in == ("FDA",)
+    assert tcl.flag_cleared is not None and tcl.flag_cleared >= D(2024, 4, 19)
+    plain = rules.model_copy(update={"feedback": rules.feedback.model_copy(update={"required_sections": {}})})
+    report = backtest(session, synthetic_quarter, start=D(2022, 1, 1), end=D(2024, 12, 31), rules=plain)
     tcl = report.row(AXI, "t-cell lymphoma")
     assert tcl.raised == D(2022, 12, 31)
     assert tcl.label_update_recommended is None and tcl.recommended_in == () and tcl.label_changed is None

@@ -106,8 +106,8 @@ def test_cli_never_rewrites_the_audit_trail(pv_env, capsys) -> None:  # type: ig
     run(capsys, "signal", "transition", str(sid), "validated", "--by", "ann", "--reason", "r1")
     run(capsys, "signal", "transition", str(sid), "closed", "--by", "ann", "--reason", "refused")
     code, _, err = run(capsys, "labels", "add", "Kymriah", "T-cell lymphoma", "--jurisdiction", "FDA",
-                       "--section", "warnings_and_precautions", "--effective", "2023-12-01", "--by", "bob",
-                       "--reason", "W&P update")
+                       "--section", "boxed_warning", "--effective", "2023-12-01", "--by", "bob",
+                       "--reason", "boxed warning")
     assert code == 0, err
     with session_scope(pv_env) as s:
         after = [(a.id, a.at, a.by, a.action, a.from_status, a.to_status, a.reason)
@@ -127,10 +127,10 @@ def test_labels_list_show_add_clears_the_flag(pv_env, capsys) -> None:  # type: 
     code, out, _ = run(capsys, "labels", "show", "Kymriah", "--as-of", "2023-12-31")
     assert "label of tisagenlecleucel in force at 2023-12-31" in out and "malignancy_t_cell" not in out
     code, out, _ = run(capsys, "labels", "add", "Kymriah", "T-cell lymphoma", "--jurisdiction", "FDA",
-                       "--section", "warnings_and_precautions", "--effective", "2023-12-01", "--by", "bob",
-                       "--reason", "W&P update")
+                       "--section", "boxed_warning", "--effective", "2023-12-01", "--by", "bob",
+                       "--reason", "boxed warning")
     assert code == 0
-    assert ("tisagenlecleucel FDA warnings_and_precautions t-cell lymphoma from 2023-12-01 "
+    assert ("tisagenlecleucel FDA boxed_warning t-cell lymphoma from 2023-12-01 "
             "(recorded by bob)") in out
     assert "t-cell lymphoma: label update cleared; now monitoring" in out
     assert json.loads(run(capsys, "signals", "--format", "json")[1]) == []  # nothing left to decide

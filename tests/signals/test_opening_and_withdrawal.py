@@ -19,7 +19,7 @@ from pv.signals.labels import LabelIndex, ensure_seeded
 from pv.signals.queries import SignalFilter, changes_of_run, find_signals, signal_detail
 from pv.signals.rules import RuleSet
 from tests.conftest import REPO
-from tests.signals.helpers import frame, row, strong_row, weak_row
+from tests.signals.helpers import any_profile_rules, frame, row, strong_row, weak_row
 
 D = dt.date
 TISA = "tisagenlecleucel"  # judged by the FDA only; T-cell malignancies on its FDA label from 2024-04-19
@@ -36,7 +36,7 @@ def _gap_labels(gap_registry: None) -> None:
 
 @pytest.fixture
 def rules() -> RuleSet:
-    rules = RuleSet.load(REPO / "config" / "signals.yaml")
+    rules = any_profile_rules()
     assert rules.opening.persistence == 2 and rules.feedback.escalation.consecutive_unlabelled_runs == 3
     assert rules.feedback.withdrawal.runs_not_meeting == 3
     return rules

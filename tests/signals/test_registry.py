@@ -18,8 +18,8 @@ from pv.signals.evaluation import evaluate_run, is_evaluated
 from pv.signals.labels import LabelEntry, ensure_seeded, seed_labels
 from pv.signals.queries import list_signals, rules_for_run, signal_detail
 from pv.signals.rules import RuleSet
-from tests.conftest import GAP_LABELS, REPO
-from tests.signals.helpers import frame, strong_row, weak_row
+from tests.conftest import GAP_LABELS
+from tests.signals.helpers import any_profile_rules, frame, strong_row, weak_row
 
 D = dt.date
 TISA = "tisagenlecleucel"
@@ -30,7 +30,7 @@ QUARTERS = [D(2022, 12, 31), D(2023, 3, 31), D(2023, 6, 30), D(2023, 9, 30), D(2
 
 @pytest.fixture
 def rules() -> RuleSet:
-    return RuleSet.load(REPO / "config" / "signals.yaml")
+    return any_profile_rules()
 
 
 @pytest.fixture

@@ -64,20 +64,27 @@ def test_signal_list_is_the_cli_list_with_filters_and_pages(client: TestClient, 
         return json.loads(capsys.readouterr().out)
 
     whole = client.get("/api/signals", headers=auth).json()
-    assert whole["total"] == 3 and whole["page"] == 1 and whole["items"] == cli()
+    # findings: T-cell lymphoma beneath its group (one finding), the hostile name alone
+    assert whole["total"] == 2 and whole["page"] == 1 and whole["items"] == cli()
+    assert sorted([m["id"] for m in f["members"]] for f in whole["items"]) == sorted(
+        [[registry.group, registry.tcl], [registry.hostile]])
+
+    def ids(items: list[dict]) -> set[int]:
+        return {m["id"] for f in items for m in f["members"]}
+
     # a brand spelling of the product, bound as a parameter like every filter
     kymriah = client.get("/api/signals", params={"product": "Kymriah"}, headers=auth).json()
     assert {i["product"] for i in kymriah["items"]} == {TISA} and kymriah["items"] == cli("--product", "Kymriah")
     pts = client.get("/api/signals", params={"event": "T-CELL LYMPHOMA", "min_eb05": 2.9}, headers=auth).json()
-    assert [i["id"] for i in pts["items"]] == [registry.tcl]
+    assert ids(pts["items"]) == {registry.tcl}
     group = client.get("/api/signals", params={"group": "malignancy_t_cell"}, headers=auth).json()
-    assert {i["id"] for i in group["items"]} == {registry.tcl, registry.group}
+    assert ids(group["items"]) == {registry.tcl, registry.group}
     hostile = client.get("/api/signals", params={"event": HOSTILE}, headers=auth).json()
-    assert [i["event"] for i in hostile["items"]] == [HOSTILE]
+    assert [m["event"] for f in hostile["items"] for m in f["members"]] == [HOSTILE]
     quoted = client.get("/api/signals", params={"product": "x' OR '1'='1"}, headers=auth).json()
     assert quoted["total"] == 0
-    page2 = client.get("/api/signals", params={"per_page": 2, "page": 2}, headers=auth).json()
-    assert page2["total"] == 3 and page2["items"] == whole["items"][2:]
+    page2 = client.get("/api/signals", params={"per_page": 1, "page": 2}, headers=auth).json()
+    assert page2["total"] == 2 and page2["items"] == whole["items"][1:]
     assert client.get("/api/signals", params={"status": "refuted"}, headers=auth).json()["total"] == 0
     bad = client.get("/api/signals", params={"status": "bogus"}, headers=auth)
     assert bad.status_code == 422 and "unknown status" in bad.json()["detail"]
