@@ -56,8 +56,7 @@ def _step(text: str) -> None:
 
 
 def demo_config(var: Path) -> Path:
-    """The shipped configuration, with escalation after 2 consecutive unlabelled runs instead of 3, and a flag
-    withdrawn after 2 runs not meeting the rules instead of 3.
+    """The shipped configuration, with escalation after 2 consecutive unlabelled runs instead of 3.
 
     The demo replays quarterly cut-offs, not weekly ones: with the weekly default (3 runs) a signal first seen at
     the end of 2023 would only be escalated after the April 2024 label change, and the feedback loop (flag, label
@@ -70,7 +69,6 @@ def demo_config(var: Path) -> Path:
     shutil.copytree(src, dst)
     rules = yaml.safe_load((src / "signals.yaml").read_text(encoding="utf-8"))
     rules["feedback"]["escalation"]["consecutive_unlabelled_runs"] = 2
-    rules["feedback"]["withdrawal"]["runs_not_meeting"] = 2
     (dst / "signals.yaml").write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
     return dst
 

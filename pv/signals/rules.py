@@ -215,7 +215,7 @@ class Withdrawal(_Model):
     """A label-update recommendation is withdrawn when the signal has not met the detection rules in this many
     consecutive runs (a run that does not measure the pair counts as not meeting them)."""
 
-    runs_not_meeting: int = Field(default=3, ge=1)
+    runs_not_meeting: int = Field(default=1, ge=1)
 
 
 class LabelSectionRule(_Model):

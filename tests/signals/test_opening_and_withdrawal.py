@@ -38,8 +38,9 @@ def _gap_labels(gap_registry: None) -> None:
 def rules() -> RuleSet:
     rules = any_profile_rules()
     assert rules.opening.persistence == 2 and rules.feedback.escalation.consecutive_unlabelled_runs == 3
-    assert rules.feedback.withdrawal.runs_not_meeting == 3
-    return rules
+    assert rules.feedback.withdrawal.runs_not_meeting == 1  # shipped; these tests withdraw after 3 runs
+    withdrawal = rules.feedback.withdrawal.model_copy(update={"runs_not_meeting": 3})
+    return rules.model_copy(update={"feedback": rules.feedback.model_copy(update={"withdrawal": withdrawal})})
 
 
 def _run(session: Session, rules: RuleSet, run_id: int, as_of: dt.date, *rows: dict) -> list[str]:
@@ -322,4 +323,4 @@ def test_opening_and_withdrawal_rules_are_validated() -> None:
     defaults = RuleSet.from_mapping(data)  # a rule file from before the opening rule still loads
     assert (defaults.opening.persistence, defaults.opening.strong, defaults.opening.known_risk_floor) == (
         2, None, 2.0)
-    assert defaults.feedback.withdrawal.runs_not_meeting == 3
+    assert defaults.feedback.withdrawal.runs_not_meeting == 1
