@@ -49,8 +49,7 @@ from pv.periods import parse_quarters  # noqa: E402
 from pv.signals.backtest import operating_characteristics, replay_openings, run_pipeline_producer  # noqa: E402
 from pv.signals.labels import LabelIndex, ensure_seeded  # noqa: E402
 from pv.signals.rules import PROFILES, RuleSet  # noqa: E402
-from pv.simulate.faers import RATIOS_FILE, write_quarters  # noqa: E402
-from pv.simulate.ratios import ratio_lookup  # noqa: E402
+from pv.simulate.ratios import RATIOS_FILE, ratio_lookup, write_quarters_with_ratios  # noqa: E402
 from pv.simulate.truth import Truth  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,11 +58,12 @@ EMERGING_START = dt.date(2023, 10, 1)
 WEEKS = 26
 WITHIN_DAYS = 92  # "within one quarter of its start"
 
-#: The variants measured: a name and the overrides merged into config/signals.yaml. The persistence variants
-#: need the opening rule of the registry (`opening:`); on a branch without it they are listed as not supported.
+#: The variants measured: a name and the overrides merged into config/signals.yaml. Each profile with the shipped
+#: opening rule (a finding opens after 2 consecutive runs meeting the rules, or at once when strong), and with
+#: persistence 1 (a finding opens at its first run meeting them, new cases and a label gap permitting).
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
-    *[(name, {"detection": {"profile": name}}) for name in PROFILES],
-    *[(f"{name} + persistence 2", {"detection": {"profile": name}, "opening": {"persistence": 2}})
+    *[(f"{name} (persistence 2)", {"detection": {"profile": name}}) for name in PROFILES],
+    *[(f"{name} + persistence 1", {"detection": {"profile": name}, "opening": {"persistence": 1}})
       for name in PROFILES],
 ]
 
@@ -100,13 +100,13 @@ def main() -> None:
     ap.add_argument("--products", choices=("dictionary", "all"), default=None,
                     help="products judged (default: as config/signals.yaml says)")
     ap.add_argument("--variant", action="append", default=[], help="NAME=JSON overrides, added to the list")
-    ap.add_argument("--only-profiles", action="store_true", help="the profiles alone, no persistence variants")
+    ap.add_argument("--only-profiles", action="store_true", help="the profiles with the shipped opening rule alone")
     args = ap.parse_args()
 
     base = yaml.safe_load((REPO / "config" / "signals.yaml").read_text())
     if args.products:
         base["detection"]["products"] = args.products
-    variants = [v for v in VARIANTS if not (args.only_profiles and "persistence" in v[0])]
+    variants = [v for v in VARIANTS if not (args.only_profiles and "persistence 1" in v[0])]
     for spec in args.variant:
         name, _, text = spec.partition("=")
         variants.append((name, json.loads(text)))
@@ -118,7 +118,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         folder = Path(tmp) / "faers"
-        zips = write_quarters(folder, quarters, args.reports, args.seed, progress=None, truth_ratios=True)
+        zips = write_quarters_with_ratios(folder, quarters, args.reports, args.seed, progress=None)
         truth = Truth.read(folder / "truth.csv")
         ratios = ratio_lookup(pd.read_csv(folder / RATIOS_FILE))
         t1 = time.perf_counter()

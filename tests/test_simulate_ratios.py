@@ -16,8 +16,8 @@ import pytest
 
 from pv.normalise import EventGroups, ProductDictionary, normalise_pt
 from pv.periods import Quarter
-from pv.simulate.faers import RATIOS_FILE, QuarterGenerator, SimulationConfig, Universe, write_quarters
-from pv.simulate.ratios import RATIO_COLUMNS, ratio_lookup, true_ratios
+from pv.simulate.faers import QuarterGenerator, SimulationConfig, Universe, write_quarters
+from pv.simulate.ratios import RATIO_COLUMNS, RATIOS_FILE, ratio_lookup, true_ratios, write_quarters_with_ratios
 
 from .conftest import REPO
 
@@ -101,7 +101,7 @@ def test_stated_rates_match_the_generated_reports(ratios: pd.DataFrame, observed
 def test_write_quarters_writes_the_ratio_file_on_request(tmp_path: Path) -> None:
     write_quarters(tmp_path / "plain", "2024Q1", 300, 3, progress=None)
     assert not (tmp_path / "plain" / RATIOS_FILE).exists()
-    write_quarters(tmp_path / "sim", "2024Q1", 300, 3, progress=None, truth_ratios=True, ratio_sample=3000)
+    write_quarters_with_ratios(tmp_path / "sim", "2024Q1", 300, 3, progress=None, ratio_sample=3000)
     ratios = pd.read_csv(tmp_path / "sim" / RATIOS_FILE)
     assert list(ratios.columns) == RATIO_COLUMNS and len(ratios) > 1000
     meta = json.loads((tmp_path / "sim" / "truth.json").read_text())

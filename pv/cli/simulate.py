@@ -25,9 +25,10 @@ def faers(
 ) -> None:
     """Write FAERS-layout quarterly zips (ASCII/*.txt, Deleted/DELETE*.txt) and the truth file."""
     from pv.simulate.faers import SimulationConfig, write_quarters
+    from pv.simulate.ratios import write_quarters_with_ratios
 
     qs = parse_quarters(quarters)
     t0 = time.perf_counter()
-    paths = write_quarters(out, qs, reports, seed, config=SimulationConfig(cart_share=cart_share),
-                           progress=typer.echo, truth_ratios=ratios)
+    write = write_quarters_with_ratios if ratios else write_quarters
+    paths = write(out, qs, reports, seed, config=SimulationConfig(cart_share=cart_share), progress=typer.echo)
     typer.echo(f"wrote {len(paths)} quarter(s) and {out / 'truth.csv'} in {time.perf_counter() - t0:.1f} s")

@@ -114,7 +114,6 @@ OUTC_CODES = np.array(["DE", "LT", "HO", "DS", "CA", "RI", "OT"], dtype=object)
 _EPOCH = np.datetime64("1970-01-01", "D")
 _NA = np.array(None, dtype=object)  # a missing field in np.where
 UNKNOWN_INDICATION = "Product used for unknown indication"
-RATIOS_FILE = "truth_ratios.csv"
 
 
 @dataclass(frozen=True)
@@ -1116,14 +1115,11 @@ def write_quarters(
     products: ProductDictionary | None = None,
     groups: EventGroups | None = None,
     progress: Callable[[str], None] | None = print,
-    truth_ratios: bool = False,
-    ratio_sample: int = 100_000,
 ) -> list[Path]:
     """Write one FAERS-layout zip per quarter into ``out_dir`` plus truth.csv/truth.json; return the zips.
 
-    ``reports_per_quarter`` counts initial reports; follow-up versions come on top (about 12%). With
-    ``truth_ratios`` also ``truth_ratios.csv``: the true reporting ratio of every product-event pair
-    (:func:`pv.simulate.ratios.true_ratios`, from ``ratio_sample`` sampled reports per quarter).
+    ``reports_per_quarter`` counts initial reports; follow-up versions come on top (about 12%). The true
+    reporting ratio of every pair comes on top with :func:`pv.simulate.ratios.write_quarters_with_ratios`.
     """
     if reports_per_quarter < 1:
         raise ConfigError("reports per quarter must be at least 1")
@@ -1190,14 +1186,6 @@ def write_quarters(
             line = writing.result()
             if progress:
                 progress(line)
-    extra: dict[str, object] = {}
-    if truth_ratios:
-        from pv.simulate.ratios import true_ratios
-
-        ratios = true_ratios(qs, seed, reports_per_quarter=reports_per_quarter, config=cfg, products=products,
-                             groups=groups, sample_per_quarter=ratio_sample)
-        ratios.to_csv(out / RATIOS_FILE, index=False, float_format="%.6g", lineterminator="\n")
-        extra["ratios"] = {"file": RATIOS_FILE, "sample_per_quarter": ratio_sample, "pairs": len(ratios)}
     truth = Truth.from_scenario(
         cfg.scenario,
         qs[0],
@@ -1210,7 +1198,6 @@ def write_quarters(
             "cart_share": cfg.cart_share,
             "files": [p.name for p in paths],
             "known_risks": [{"product": p, "event": e, "level": "group"} for p, e in cfg.scenario.known_risks],
-            **extra,
         },
     )
     truth.write(out)

@@ -29,7 +29,9 @@ not modelled: the ratio is that of the initial reports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,11 +39,40 @@ from scipy import sparse
 
 from pv.normalise import EventGroups, ProductDictionary, default_event_groups, default_products, normalise_pt
 from pv.periods import Quarter, parse_quarters
-from pv.simulate.faers import QuarterGenerator, SimulationConfig, Universe
+from pv.simulate.faers import QuarterGenerator, SimulationConfig, Universe, write_quarters
 
+RATIOS_FILE = "truth_ratios.csv"
 RATIO_COLUMNS = ["product", "event", "level", "true_ratio", "product_rate", "pooled_rate", "expected_cases"]
 _CHUNK = 20_000
 _STREAM = 7919  # the sample's random stream: [seed, quarter index, _STREAM], apart from the data's
+
+
+def write_quarters_with_ratios(
+    out_dir: str | Path,
+    quarters: str | Sequence[Quarter],
+    reports_per_quarter: int,
+    seed: int,
+    *,
+    config: SimulationConfig | None = None,
+    products: ProductDictionary | None = None,
+    groups: EventGroups | None = None,
+    progress: Callable[[str], None] | None = print,
+    ratio_sample: int = 100_000,
+) -> list[Path]:
+    """:func:`pv.simulate.faers.write_quarters`, then ``truth_ratios.csv``: the true reporting ratio of every
+    product-event pair (:func:`true_ratios`, from ``ratio_sample`` sampled reports per quarter), noted in
+    truth.json (``ratios``). Returns the zips."""
+    paths = write_quarters(out_dir, quarters, reports_per_quarter, seed, config=config, products=products,
+                           groups=groups, progress=progress)
+    out = Path(out_dir)
+    ratios = true_ratios(quarters, seed, reports_per_quarter=reports_per_quarter, config=config, products=products,
+                         groups=groups, sample_per_quarter=ratio_sample)
+    ratios.to_csv(out / RATIOS_FILE, index=False, float_format="%.6g", lineterminator="\n")
+    meta = out / "truth.json"
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    data["ratios"] = {"file": RATIOS_FILE, "sample_per_quarter": ratio_sample, "pairs": len(ratios)}
+    meta.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return paths
 
 
 def true_ratios(

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from pv import db
-from tests.conftest import ADMIN_URL, _sqlalchemy_url
 
 _SIGNAL = ("INSERT INTO signals (id, product, event, level, status, first_detected, first_run_id, last_run_id, "
            "last_as_of, priority, strength, labelled, consecutive_unlabelled, escalated, label_update_recommended, "
@@ -20,18 +16,6 @@ _SIGNAL = ("INSERT INTO signals (id, product, event, level, status, first_detect
            "'[]', 0, '2023-07-01 00:00:00+00', '2023-07-01 00:00:00+00')")
 _MEASURE = ("INSERT INTO signal_measures (signal_id, run_id, as_of, stratified, meets_rules, criteria_met, n, "
             "labelled, priority) VALUES (:signal_id, :run_id, :as_of, false, true, '[]', :n, '{}', 0)")
-
-
-@pytest.fixture
-def scratch_pg_url() -> Iterator[str]:
-    name = f"pv_test_mig7_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _sqlalchemy_url(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

@@ -38,8 +38,8 @@ from pv.periods import parse_quarters
 from pv.settings import get_settings
 from pv.signals.backtest import openings, operating_characteristics
 from pv.signals.rules import RuleSet
-from pv.simulate.faers import RATIOS_FILE, write_quarters, zip_name
-from pv.simulate.ratios import ratio_lookup
+from pv.simulate.faers import zip_name
+from pv.simulate.ratios import RATIOS_FILE, ratio_lookup, write_quarters_with_ratios
 from pv.simulate.truth import Truth
 from tests.conftest import REPO
 from workers.app import app, configure
@@ -71,7 +71,7 @@ def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
 def test_eight_quarterly_cycles_meet_the_targets_of_the_default_rules(embedded: str, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     sim = tmp_path / "sim"
-    write_quarters(sim, QUARTERS, REPORTS, SEED, progress=None, truth_ratios=True, ratio_sample=30_000)
+    write_quarters_with_ratios(sim, QUARTERS, REPORTS, SEED, progress=None, ratio_sample=30_000)
     quarters = parse_quarters(QUARTERS)
     drop = tmp_path / "drop"
     drop.mkdir()
