@@ -257,7 +257,7 @@ class Opening(_Model):
        first tracked with EB05 0.6 would otherwise "double" on data volume alone).
     """
 
-    persistence: int = Field(default=2, ge=1)
+    persistence: int = Field(default=1, ge=1)
     strong: Criterion | None = None
     known_risk_floor: float = Field(default=2.0, ge=0.0)
 

@@ -37,13 +37,15 @@ def frame(*rows: dict) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
 
 
-def any_profile_rules() -> RuleSet:
-    """The shipped rules with the `any` threshold profile (EB05, Evans, ROR or IC): the registry's own tests
-    (opening, escalation, withdrawal) were written against it; the profiles are tested in test_rules."""
+def any_profile_rules(persistence: int = 2) -> RuleSet:
+    """The shipped rules with the `any` threshold profile (EB05, Evans, ROR or IC) and a finding opening after
+    ``persistence`` consecutive runs: the registry's own tests (opening, escalation, withdrawal) were written
+    against them; the profiles are tested in test_rules, the shipped defaults in test_operating_characteristics."""
     import yaml
 
     from tests.conftest import REPO
 
     data = yaml.safe_load((REPO / "config" / "signals.yaml").read_text())
     data["detection"]["profile"] = "any"
+    data["opening"]["persistence"] = persistence
     return RuleSet.from_mapping(data)

@@ -36,10 +36,11 @@ def _gap_labels(gap_registry: None) -> None:
 
 @pytest.fixture
 def rules() -> RuleSet:
-    rules = any_profile_rules()
+    assert RuleSet.load(REPO / "config" / "signals.yaml").opening.persistence == 1  # shipped
+    rules = any_profile_rules()  # these tests: a finding opens after 2 consecutive runs
     assert rules.opening.persistence == 2 and rules.feedback.escalation.consecutive_unlabelled_runs == 3
-    assert rules.feedback.withdrawal.runs_not_meeting == 1  # shipped; these tests withdraw after 3 runs
-    withdrawal = rules.feedback.withdrawal.model_copy(update={"runs_not_meeting": 3})
+    assert rules.feedback.withdrawal.runs_not_meeting == 1  # shipped; these tests open after 2 runs, withdraw
+    withdrawal = rules.feedback.withdrawal.model_copy(update={"runs_not_meeting": 3})  # after 3
     return rules.model_copy(update={"feedback": rules.feedback.model_copy(update={"withdrawal": withdrawal})})
 
 
@@ -322,5 +323,5 @@ def test_opening_and_withdrawal_rules_are_validated() -> None:
     del data["opening"], data["feedback"]["withdrawal"]
     defaults = RuleSet.from_mapping(data)  # a rule file from before the opening rule still loads
     assert (defaults.opening.persistence, defaults.opening.strong, defaults.opening.known_risk_floor) == (
-        2, None, 2.0)
+        1, None, 2.0)
     assert defaults.feedback.withdrawal.runs_not_meeting == 1

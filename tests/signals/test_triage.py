@@ -18,7 +18,7 @@ from pv.signals.commands import transition_signal
 from pv.signals.evaluation import evaluate_run
 from pv.signals.labels import ensure_seeded
 from pv.signals.queries import SignalFilter, changes_of_run, find_signals
-from tests.signals.helpers import frame, strong_row, weak_row
+from tests.signals.helpers import any_profile_rules, frame, strong_row, weak_row
 from tests.signals.test_cli import run as cli
 
 # The feedback-loop scenarios here rely on the T-cell malignancy label gap of the test registry.
@@ -61,8 +61,10 @@ def build_registry(session: Session) -> dict[str, int]:
     ensure_seeded(session)
     changes = {}
     ids: dict[str, int] = {}
+    rules = any_profile_rules()  # a finding opens after 2 consecutive runs here
     for run_id, as_of in RUNS:
-        changes[run_id] = evaluate_run(session, run_id=run_id, as_of=as_of, results=frame(*_rows(run_id)))
+        changes[run_id] = evaluate_run(session, run_id=run_id, as_of=as_of, results=frame(*_rows(run_id)),
+                                       rules=rules)
         if run_id == 1:
             by_key = {(s.product, s.event): s.id for s in session.query(Signal)}
             ids = {"tcl": by_key[(TISA, "t-cell lymphoma")], "tcl_group": by_key[(TISA, "malignancy_t_cell")],
