@@ -1,4 +1,5 @@
-"""``pv.cli.csv_text.csv_text`` writes exactly the text of ``DataFrame.to_csv(index=False)``."""
+"""``pv.cli.csv_text.csv_text`` writes exactly the text of ``DataFrame.to_csv(index=False)``, except that a text a
+spreadsheet would read as a formula gets a leading ' (pv.export)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ TRICKY_TEXT = ["plain", "", "a,b", 'say "hi"', "two\nlines", "carriage\rreturn",
 
 
 def _same(frame: pd.DataFrame) -> None:
-    assert csv_text(frame) == frame.to_csv(index=False)
+    """What pandas writes, once its texts that would start a spreadsheet formula have their leading ' ."""
+    assert csv_text(frame) == csv_text_module._neutralised(frame).to_csv(index=False)
 
 
 def test_measures_table_like_the_command_writes() -> None:
@@ -112,6 +114,18 @@ def test_categories_of_texts_are_written_by_their_codes() -> None:
                                                   categories=["e 3", "e 0", "e 1", "e 2", "unused"]),
                           "x": np.linspace(0.0, 3.0, 30)})
     _same(frame)
-    assert csv_text_module.csv_bytes(frame) == frame.to_csv(index=False).encode()
+    assert csv_text_module.csv_bytes(frame) == csv_text_module._neutralised(frame).to_csv(index=False).encode()
     _same(frame.assign(product=pd.Categorical(text)))  # texts that need quoting
     _same(frame.iloc[:0])
+
+
+def test_texts_that_would_start_a_formula_are_neutralised_numbers_are_not() -> None:
+    hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "KYMRIAH", "-0.52", "+3",
+               "1e-05", "-"]
+    frame = pd.DataFrame({"product": hostile, "event": pd.Categorical(hostile), "n": range(len(hostile))})
+    lines = csv_text(frame).splitlines()
+    assert lines[1].startswith('"\'=HYPERLINK(""http://x"",""y"")","\'=HYPERLINK')
+    cells = [line.split(",") for line in lines[2:]]
+    assert [c[0] for c in cells[:8]] == ["'+1+2", "'-2+3", "'@SUM(A1)", "'\tcmd", "KYMRIAH", "-0.52", "+3", "1e-05"]
+    assert [c[1] for c in cells[:8]] == [c[0] for c in cells[:8]]  # categories too
+    assert cells[8][:2] == ["'-", "'-"]

@@ -10,7 +10,9 @@ check on probe values at first use sends every float through ``repr`` should a p
 otherwise. Integers are cast by Arrow (exact), booleans written ``True``/``False``, categories of texts by
 taking each category's text by its code (no Python text per row).
 
-Text is written as it is when no value holds a comma, a quote or a line break (the lines, joined by Arrow, are
+A text cell that a spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return, and not a number) gets a leading ``'`` (:mod:`pv.export`); every other cell is as pandas writes
+it. Text is written as it is when no value holds a comma, a quote or a line break (the lines, joined by Arrow, are
 then taken as the bytes of its buffer); otherwise the csv module writes the rows and quotes what needs it, as
 pandas does (it uses that module too). A frame with columns of other kinds (dates, categories of other than
 text, nullable or 32-bit numbers) is written by pandas itself. NumPy, pandas and pyarrow are
@@ -24,7 +26,10 @@ import functools
 import io
 import math
 import os
+import re
 from typing import TYPE_CHECKING, BinaryIO
+
+from pv.export import FORMULA_START, NUMBER, safe_cell
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,6 +102,7 @@ def _column_texts(column: pd.Series) -> pa.Array | None:
         labels = column.cat.categories.to_numpy()
         if labels.dtype.kind != "O" or pd.api.types.infer_dtype(labels, skipna=False) not in ("string", "empty"):
             return None
+        labels = np.array([safe_cell(str(v)) for v in labels], dtype=object)
         codes = np.asarray(column.cat.codes, dtype=np.int64)
         missing = codes < 0
         return pa.array(labels, pa.string()).take(pa.array(codes, mask=missing if missing.any() else None)) \
@@ -109,8 +115,23 @@ def _column_texts(column: pd.Series) -> pa.Array | None:
     if values.dtype.kind == "b":
         return pc.if_else(pa.array(values), "True", "False")
     if values.dtype.kind == "O" and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        return pa.array(values, pa.string(), from_pandas=True).fill_null("")  # only text and missing values
+        texts = pa.array(values, pa.string(), from_pandas=True).fill_null("")  # only text and missing values
+        risky = pc.and_(pc.match_substring_regex(texts, "^[" + re.escape(FORMULA_START) + "]"),
+                        pc.invert(pc.match_substring_regex(texts, NUMBER)))
+        return pc.if_else(risky, pc.binary_join_element_wise("'", texts, ""), texts)
     return None
+
+
+def _neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell made safe for a spreadsheet (:func:`pv.export.safe_cell`)."""
+    import pandas as pd
+
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind == "O":
+            out[name] = column.map(lambda v: safe_cell(v) if isinstance(v, str) else v)
+    return out
 
 
 def write_csv(frame: pd.DataFrame, out: BinaryIO) -> None:
@@ -138,7 +159,7 @@ def write_csv(frame: pd.DataFrame, out: BinaryIO) -> None:
         found = list(pool.map(_column_texts, series))
     for column, texts in zip(series, found, strict=True):
         if texts is None:
-            out.write(frame.to_csv(index=False).encode())
+            out.write(_neutralised(frame).to_csv(index=False).encode())
             return
         if (column.dtype.kind == "O" or isinstance(column.dtype, pd.CategoricalDtype)) and not quoting:
             quoting = pc.any(pc.match_substring_regex(texts, _SPECIAL)).as_py() or False

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from pv.cli.options import Every, Format, iso_date
+from pv.export import safe_cell
 from pv.signals.states import STATES
 
 # The database layer and the services (SQLAlchemy, pandas) are imported inside the commands that use them, so
@@ -50,7 +51,8 @@ def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for r in rows:
-        writer.writerow([_cell(r.get(c)) if not isinstance(r.get(c), str) else r.get(c) for c in columns])
+        writer.writerow([safe_cell(str(r.get(c)) if isinstance(r.get(c), str) else _cell(r.get(c)))
+                         for c in columns])
     return buf.getvalue().rstrip("\n")
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from pv.analysis.runs import get_run, run_snapshot
+from pv.export import safe_cell
 from pv.models.casestore import CaseVersion, DeletedCase, Drug, Indication, Reaction
 from pv.models.signals import SignalMeasure
 from pv.normalise import normalise_pt
@@ -69,7 +70,7 @@ class CaseListing:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(CASE_COLUMNS)
         for row in self.rows:
-            writer.writerow([_csv_cell(row[c]) for c in CASE_COLUMNS])
+            writer.writerow([safe_cell(_csv_cell(row[c])) for c in CASE_COLUMNS])
         return buf.getvalue()
 
 
