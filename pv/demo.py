@@ -141,7 +141,7 @@ def main() -> None:
     default_products.cache_clear()
     settings = get_settings()
     configure(app)
-    print(f"pv demo: case store {settings.database_url}; tasks run in process (no broker configured);"
+    print(f"pv demo: case store {db.shown_url(settings.database_url)}; tasks run in process (no broker configured);"
           f" configuration {settings.config_dir}")
 
     _step(f"simulating FAERS quarters {QUARTERS} ({REPORTS_PER_QUARTER:,} reports each) and a cohort")

@@ -29,3 +29,11 @@ def test_migrations_match_models_no_pending_autogenerate(sqlite_url: str) -> Non
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_a_database_url_is_printed_without_its_password() -> None:
+    """What make demo and the setup problems print (issue 14, point 11)."""
+    from pv.db import shown_url
+
+    assert shown_url("postgresql+psycopg://pv:s3cret@db:5432/pv") == "postgresql+psycopg://pv:***@db:5432/pv"
+    assert shown_url("sqlite:///var/pv.sqlite3") == "sqlite:///var/pv.sqlite3"

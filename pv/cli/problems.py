@@ -16,12 +16,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _database_url() -> str:
     try:
+        from pv.db import shown_url
         from pv.settings import get_settings
 
-        url = get_settings().database_url
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
+        return shown_url(get_settings().database_url)
     except Exception:  # noqa: BLE001 - the URL itself may be what is wrong
         return "(unreadable)"
 

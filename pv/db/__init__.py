@@ -155,6 +155,11 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed: its password replaced by ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def backend_name(session: Session) -> str:
     """'postgresql' or 'sqlite'."""
     return session.get_bind().dialect.name
@@ -166,5 +171,6 @@ __all__ = [
     "get_engine",
     "make_engine",
     "session_scope",
+    "shown_url",
     "upgrade",
 ]
