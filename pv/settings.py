@@ -14,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 VAR_DIR = Path("var")
 
 
+#: The configuration shipped inside the package (pv/defaults; the repository's config/ points at it).
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "defaults"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PV_", env_file=".env", extra="ignore")
 
@@ -38,7 +42,11 @@ class Settings(BaseSettings):
         description="Seconds a run's stage claims it: a running run not heard of for longer (its worker died) is "
                     "recomputed by the next request; a queued run waits 12 times as long.",
     )
-    config_dir: Path = Field(default=Path("config"), description="Folder of the YAML configuration.")
+    config_dir: Path = Field(
+        default=DEFAULT_CONFIG_DIR,
+        description="Folder of the YAML configuration (default: the one shipped inside the package; "
+                    "`pv config init DIR` writes an editable copy).",
+    )
     var_dir: Path = Field(
         default=VAR_DIR, description="Folder for local state: reports, outbox, drop folder."
     )

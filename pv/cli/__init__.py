@@ -9,6 +9,7 @@ import typer
 
 from pv.cli import alerts as alerts_cli
 from pv.cli import cohort as cohort_cli
+from pv.cli import config as config_cli
 from pv.cli import cycle as cycle_cli
 from pv.cli import db as db_cli
 from pv.cli import disproportionality as disproportionality_cli
@@ -31,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(config_cli.app, name="config")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(store_cli.app, name="store")
 app.add_typer(simulate_cli.app, name="simulate")
