@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, DateTime, ForeignKey, Integer, String, Text, event
+from sqlalchemy import Date, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pv.models.append_only import append_only
 from pv.models.base import Base
 from pv.models.casestore import utcnow
-from pv.models.users import refuse_change
 
 
 class SignalComment(Base):
@@ -38,7 +38,6 @@ class SignalAssignment(Base):
     assigned_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-event.listen(SignalComment, "before_update", refuse_change)
-event.listen(SignalComment, "before_delete", refuse_change)
+append_only(SignalComment)
 
 __all__ = ["SignalAssignment", "SignalComment"]

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from sqlalchemy import (
@@ -23,29 +22,22 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
-    Delete,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    TextClause,
     UniqueConstraint,
-    Update,
-    event,
 )
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pv.errors import AuditTrailError
+from pv.models.append_only import append_only
 from pv.models.base import Base
 from pv.models.casestore import utcnow
 from pv.models.measures import MeasureColumns
 
 AUDIT_TABLES = ("signal_audit", "label_audit")
-_RAW_CHANGE = re.compile(
-    r"\b(update|delete\s+from|truncate(?:\s+table)?)\s+\"?(signal_audit|label_audit)\b", re.I
-)
 
 
 class Signal(Base):
@@ -180,29 +172,7 @@ class LabelAudit(Base):
     entry: Mapped[dict[str, Any]] = mapped_column(JSON)  # the label row as recorded
 
 
-def _refuse_change(_mapper, _connection, target) -> None:  # type: ignore[no-untyped-def]
-    raise AuditTrailError(
-        f"{target.__tablename__} is append-only: entry {target.id} cannot be changed or deleted"
-    )
-
-
-for _cls in (SignalAudit, LabelAudit):
-    event.listen(_cls, "before_update", _refuse_change)
-    event.listen(_cls, "before_delete", _refuse_change)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_change(state: ORMExecuteState) -> None:
-    """ORM bulk UPDATE/DELETE statements (session.execute(update(SignalAudit)...)) bypass mapper events."""
-    stmt = state.statement
-    if isinstance(stmt, Update | Delete):
-        name = getattr(stmt.table, "name", None)
-        if name in AUDIT_TABLES:
-            raise AuditTrailError(f"{name} is append-only: UPDATE and DELETE are refused")
-    elif isinstance(stmt, TextClause):
-        m = _RAW_CHANGE.search(stmt.text)
-        if m:
-            raise AuditTrailError(f"{m.group(2).lower()} is append-only: UPDATE and DELETE are refused")
+append_only(SignalAudit, LabelAudit)
 
 
 __all__ = ["Label", "LabelAudit", "Signal", "SignalAudit", "SignalMeasure", "SignalRuleSnapshot"]

@@ -13,34 +13,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Delete,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    TextClause,
-    Update,
-    event,
 )
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from pv.errors import AuditTrailError
+from pv.models.append_only import append_only
 from pv.models.base import Base
 from pv.models.casestore import utcnow
 
 #: Append-only tables of this module and of :mod:`pv.models.review`.
 APPEND_ONLY_TABLES = ("audit_log", "signal_comments")
-_RAW_CHANGE = re.compile(
-    r"\b(update|delete\s+from|truncate(?:\s+table)?)\s+\"?(audit_log|signal_comments)\b", re.I
-)
 
 
 class User(Base):
@@ -102,28 +94,7 @@ class AuditLog(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
-def refuse_change(_mapper, _connection, target) -> None:  # type: ignore[no-untyped-def]
-    raise AuditTrailError(
-        f"{target.__tablename__} is append-only: entry {target.id} cannot be changed or deleted"
-    )
-
-
-event.listen(AuditLog, "before_update", refuse_change)
-event.listen(AuditLog, "before_delete", refuse_change)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_change(state: ORMExecuteState) -> None:
-    """ORM bulk UPDATE/DELETE statements and raw SQL bypass mapper events."""
-    stmt = state.statement
-    if isinstance(stmt, Update | Delete):
-        name = getattr(stmt.table, "name", None)
-        if name in APPEND_ONLY_TABLES:
-            raise AuditTrailError(f"{name} is append-only: UPDATE and DELETE are refused")
-    elif isinstance(stmt, TextClause):
-        m = _RAW_CHANGE.search(stmt.text)
-        if m:
-            raise AuditTrailError(f"{m.group(2).lower()} is append-only: UPDATE and DELETE are refused")
+append_only(AuditLog)
 
 
 __all__ = ["APPEND_ONLY_TABLES", "ApiToken", "AuditLog", "LoginFailure", "User"]
