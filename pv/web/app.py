@@ -36,11 +36,12 @@ from pv.settings import Settings, get_settings
 from pv.web import api, pages
 
 SESSION_COOKIE = "pv_session"
-#: No script, no frames, nothing from another origin; the pages' one stylesheet is inline.
+#: No script, no frames, nothing from another origin; the pages' one stylesheet is inline; images of the weekly
+#: report are data URIs.
 SECURITY_HEADERS = [
     (b"content-security-policy",
-     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-     b"base-uri 'none'"),
+     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+     b"frame-ancestors 'none'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),

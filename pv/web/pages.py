@@ -12,20 +12,23 @@ from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, Form, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from pv.accounts import roles
 from pv.accounts import users as user_service
+from pv.analysis.runs import get_run
 from pv.errors import (
     AuthenticationError,
     InputError,
     InvalidTransitionError,
     LoginThrottledError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from pv.models.users import User
+from pv.report.render import report_files
 from pv.signals import lifecycle, review
 from pv.signals.cases import case_listing
 from pv.signals.queries import QUEUE_REASONS, SignalFilter, find_signals
@@ -208,6 +211,21 @@ def comment(signal_id: int, request: Request, user: PageUser, session: DbSession
     session.commit()
     request.session["flash"] = "comment added"
     return RedirectResponse(f"/signals/{signal_id}#comments", status_code=303)
+
+
+@router.get("/runs/{run_id}/report")
+def run_report(run_id: int, request: Request, user: PageUser, session: DbSession,
+               format: str = "html") -> Response:  # noqa: A002
+    """The weekly report of a run, as the cycle wrote it (the alert digests link here): HTML, or ``?format=pdf``.
+    The HTML holds its figures (data URIs): the page needs nothing else."""
+    if format not in ("html", "pdf"):
+        raise InputError(f"unknown format {format!r}; expected html or pdf", field="format")
+    run = get_run(session, run_id)
+    files = report_files(Path(request.app.state.settings.var_dir) / "reports", run.as_of, run.id)
+    path = files.pdf if format == "pdf" else files.html
+    if not path.is_file():
+        raise NotFoundError(f"run {run_id} has no weekly report yet (the cycle writes it after the evaluation)")
+    return FileResponse(path, media_type="application/pdf" if format == "pdf" else "text/html; charset=utf-8")
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:

@@ -214,3 +214,30 @@ def test_signal_page_lists_the_first_cases_and_exports_all(client: TestClient, p
     assert "(as of 2024-03-31): 12</h2>" in page and "The first 5 are listed here." in page
     assert len(re.findall(r"<tr><td>TC\d+</td>", page)) == 5 and "Export all as CSV" in page
     assert len(client.get(f"/signals/{registry.tcl}/cases.csv").text.splitlines()) == 13
+
+
+def test_the_run_report_the_digests_link_is_served_to_signed_in_people(
+        client: TestClient, people: dict[str, Person], registry: Registry, session: Session,
+        web_settings) -> None:  # type: ignore[no-untyped-def]
+    """{PV_BASE_URL}/runs/{run_id}/report: the weekly report as the cycle wrote it (its figures inline)."""
+    from pv.analysis.runs import get_run
+    from pv.report.render import report_files
+
+    path = f"/runs/{registry.run_id}/report"
+    r = client.get(path, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+    assert _sign_in(client, "viewer").status_code == 303
+    assert client.get(path).status_code == 404  # not written yet
+    run = get_run(session, registry.run_id)
+    files = report_files(web_settings.var_dir / "reports", run.as_of, run.id)
+    files.html.parent.mkdir(parents=True)
+    files.html.write_text('<h1>Weekly CAR-T safety signal report</h1><img src="data:image/png;base64,AA==">')
+    files.pdf.write_bytes(b"%PDF-1.7 test")
+    r = client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "Weekly CAR-T safety signal report" in r.text
+    assert "img-src 'self' data:" in r.headers["content-security-policy"]
+    pdf = client.get(path, params={"format": "pdf"})
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert client.get(path, params={"format": "docx"}).status_code == 422
+    assert client.get("/runs/9999/report").status_code == 404
