@@ -5,6 +5,8 @@ the signals come from synthetic results, their cases from the store)."""
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +116,13 @@ def registry(session: Session, tmp_path: Path, gap_registry: None) -> Registry:
         return session.scalars(select(Signal.id).where(Signal.product == product, Signal.event == event)).one()
 
     return Registry(run.id, sid(TISA, "t-cell lymphoma"), sid(TISA, "malignancy_t_cell"), sid(AXI, HOSTILE))
+
+
+def stop_server(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Stop a `pv serve` process as Ctrl-C would (killed if it has not ended within 20 s)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.web.conftest import PASSWORD, Person, Registry
+from tests.web.conftest import PASSWORD, Person, Registry, stop_server
 from tests.web.test_serve import _free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,12 +49,7 @@ def server(pg_url: str, tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.3)
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def test_refute_a_signal_in_a_browser(server: str, people: dict[str, Person], registry: Registry,

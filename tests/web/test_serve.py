@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from pv.accounts import users
 from tests.conftest import REPO
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, stop_server
 
 
 def _free_port() -> int:
@@ -68,10 +67,5 @@ def test_pv_serve_answers_on_loopback(pg_url: str, pg_engine, session: Session, 
         key = tmp_path / "var" / "secret_key"
         assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text()) == 64
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
     assert proc.returncode == 0
